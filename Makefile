@@ -1,0 +1,46 @@
+# qualitylab front door. `make demo` and `make test` are the two commands.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DATA   ?= data/demo
+STAMP  := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test lint lab data venv dev clean bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEVSTAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP) $@
+
+venv: $(STAMP)
+dev: $(DEVSTAMP)
+
+$(DATA)/decisions: | $(STAMP)
+	$(BIN)/qualitylab demo-data --out $(DATA) --scale demo --seed 42
+
+data: $(DATA)/decisions
+
+demo: $(STAMP) data
+	$(BIN)/qualitylab validate --data $(DATA)
+	$(BIN)/qualitylab headline --data $(DATA)
+
+lint: $(DEVSTAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+test: $(DEVSTAMP) lint
+	$(BIN)/python -m pytest -q
+
+lab: $(STAMP) data
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) data/demo .pytest_cache

@@ -1,0 +1,116 @@
+"""Command-line interface: parses arguments and calls the library.
+
+Every library error (:class:`~qualitylab.errors.QualityLabError`) is printed as
+one readable message and exits with status 2; a failed validation exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+
+from qualitylab import __version__
+from qualitylab.errors import QualityLabError
+
+__all__ = ["main", "build_parser"]
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``qualitylab`` command."""
+    parser = argparse.ArgumentParser(
+        prog="qualitylab",
+        description="Trust & Safety quality operations workbench.",
+    )
+    parser.add_argument("--version", action="version", version=f"qualitylab {__version__}")
+    parser.add_argument(
+        "--parameters", default=None, help="parameters folder (default: ./parameters)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check a dataset against the data contract")
+    p.add_argument("--data", required=True, help="folder, DuckDB file or connection URL")
+    p.add_argument("--assume-utc", action="store_true", help="accept naive timestamps as UTC")
+    p.add_argument("--out", help="also write the problem table to this CSV file")
+
+    p = sub.add_parser("demo-data", help="generate the synthetic demo dataset")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--markets", type=_csv_list, default=None, help="e.g. SG,ID (default: by scale)")
+    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--scale", choices=["small", "demo", "large"], default="demo")
+    p.add_argument("--seed", type=int, default=42)
+
+    p = sub.add_parser("headline", help="print a per-market headline table")
+    p.add_argument("--data", required=True)
+    p.add_argument("--assume-utc", action="store_true")
+    return parser
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from qualitylab.sources import open_dataset
+
+    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
+    report = ds.validate()
+    print(report.to_text())
+    if args.out:
+        report.frame.to_csv(args.out, index=False)
+    return 0 if report.ok else 1
+
+
+def _cmd_demo_data(args: argparse.Namespace) -> int:
+    from qualitylab.demo import generate
+
+    started = time.perf_counter()
+    summary = generate(
+        args.out,
+        markets=args.markets,
+        days=args.days,
+        scale=args.scale,
+        seed=args.seed,
+        progress=lambda msg: print(msg, file=sys.stderr),
+    )
+    print(
+        f"wrote {args.out} in {time.perf_counter() - started:.1f}s: "
+        + ", ".join(f"{t} {n:,}" for t, n in summary.n_rows.items())
+    )
+    return 0
+
+
+def _cmd_headline(args: argparse.Namespace) -> int:
+    from qualitylab.headline import headline
+    from qualitylab.sources import open_dataset
+
+    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
+    ds.validate(raise_on_fatal=True)
+    table = headline(ds)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.to_string(index=False))
+    return 0
+
+
+_COMMANDS = {
+    "validate": _cmd_validate,
+    "demo-data": _cmd_demo_data,
+    "headline": _cmd_headline,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qualitylab`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except QualityLabError as exc:
+        print(f"qualitylab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

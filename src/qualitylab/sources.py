@@ -1,0 +1,621 @@
+"""Open a dataset: the single entry point to the data.
+
+:func:`open_dataset` accepts a folder of files, a DuckDB database file, an ibis
+connection URL or an existing ibis connection, and returns a :class:`Dataset`
+that exposes each table of the contract as a lazy ibis expression. Nothing is
+pulled into pandas here; every check and metric is an engine query.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+from ibis.backends import BaseBackend
+
+from qualitylab.contract import TABLES, Check, Conformed, Problem, conform
+from qualitylab.errors import DataContractError
+from qualitylab.params import Parameters, load_parameters
+
+__all__ = ["Dataset", "ValidationReport", "open_dataset", "REPORT_COLUMNS"]
+
+REPORT_COLUMNS = [
+    "table",
+    "column",
+    "check",
+    "bad_rows",
+    "example",
+    "severity",
+    "message",
+]
+_SEVERITY_ORDER = {"fatal": 0, "error": 1, "warning": 2, "info": 3}
+_DB_SUFFIXES = (".duckdb", ".ddb", ".db")
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Result of :meth:`Dataset.validate`.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per problem: ``table, column, check, bad_rows, example,
+        severity, message``; sorted by severity.
+    rows : dict
+        Rows per present table.
+    quarantined : dict
+        Rows excluded from metrics per table (severity ``error``).
+    """
+
+    frame: pd.DataFrame
+    rows: dict[str, int]
+    quarantined: dict[str, int]
+
+    @property
+    def fatal(self) -> pd.DataFrame:
+        """Problems that make the data unusable."""
+        return self.frame[self.frame["severity"] == "fatal"]
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no fatal problem."""
+        return self.fatal.empty
+
+    def raise_if_fatal(self) -> None:
+        """Raise :class:`DataContractError` describing every fatal problem."""
+        if self.ok:
+            return
+        first = self.fatal.iloc[0]
+        lines = [str(m) for m in self.fatal["message"]]
+        raise DataContractError(
+            "the data breaks the contract:\n  " + "\n  ".join(lines),
+            table=str(first["table"]),
+            column=str(first["column"]),
+            check=str(first["check"]),
+            bad_rows=None if pd.isna(first["bad_rows"]) else int(first["bad_rows"]),
+            example=first["example"],
+        )
+
+    def to_text(self) -> str:
+        """A readable report for the terminal."""
+        lines = ["Tables: " + ", ".join(f"{t} ({n:,} rows)" for t, n in self.rows.items())]
+        if self.frame.empty:
+            lines.append("No problems found.")
+        for sev in ("fatal", "error", "warning", "info"):
+            part = self.frame[self.frame["severity"] == sev]
+            if part.empty:
+                continue
+            head = {
+                "fatal": "FATAL (the data cannot be used)",
+                "error": "QUARANTINED (rows excluded from metrics)",
+                "warning": "WARNINGS (rows kept)",
+                "info": "INFO",
+            }[sev]
+            lines.append(f"\n{head}:")
+            for _, r in part.iterrows():
+                lines.append(f"  - {r['message']}")
+        if any(self.quarantined.values()):
+            q = ", ".join(f"{t}: {n:,}" for t, n in self.quarantined.items() if n)
+            lines.append(f"\nQuarantined rows: {q}")
+        lines.append("\nResult: " + ("FAILED" if not self.ok else "OK"))
+        return "\n".join(lines)
+
+
+class Dataset:
+    """The tables of one dataset as lazy ibis expressions.
+
+    Use :func:`open_dataset` rather than the constructor.
+
+    Attributes
+    ----------
+    backend : ibis backend
+        The engine (DuckDB by default).
+    source : str
+        Where the data came from (a secret-free description).
+    params : Parameters
+        Loaded parameters (market time zones, targets, thresholds).
+    """
+
+    def __init__(
+        self,
+        backend: BaseBackend,
+        raw_tables: dict[str, ir.Table],
+        *,
+        source: str,
+        params: Parameters,
+        assume_utc: bool = False,
+        locations: dict[str, str] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.source = source
+        self.params = params
+        self.assume_utc = assume_utc
+        self._raw = dict(raw_tables)
+        self._locations = dict(locations or {})
+        self._conformed: dict[str, Conformed] = {}
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.source!r}, tables={list(self.tables)})"
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """Names of the contract tables present, in contract order."""
+        return tuple(t for t in TABLES if t in self._raw)
+
+    def has(self, name: str) -> bool:
+        """Whether a table is present."""
+        return name in self._raw
+
+    def location(self, name: str) -> str:
+        """Where a table is read from (file, folder or database table)."""
+        return self._locations.get(name, f"{self.source}:{name}")
+
+    def raw(self, name: str) -> ir.Table:
+        """The table as the engine reads it, before typing and quarantine."""
+        self._require(name)
+        return self._raw[name]
+
+    def _require(self, name: str) -> None:
+        if name not in TABLES:
+            raise DataContractError(
+                f"unknown table '{name}'; the contract has: {', '.join(TABLES)}", table=name
+            )
+        if name not in self._raw:
+            raise DataContractError(
+                f"table '{name}' is not in {self.source}; this analysis needs it "
+                f"(present: {', '.join(self.tables) or 'none'})",
+                table=name,
+                check="missing_table",
+            )
+
+    def _conform(self, name: str) -> Conformed:
+        if name not in self._conformed:
+            self._require(name)
+            self._conformed[name] = conform(
+                self._raw[name],
+                TABLES[name],
+                known_markets=self.params.codes,
+                assume_utc=self.assume_utc,
+            )
+        return self._conformed[name]
+
+    def table(self, name: str, *, quarantine: bool = True) -> ir.Table:
+        """A contract table, typed, with quarantined rows excluded.
+
+        Parameters
+        ----------
+        name : str
+            Table name from the contract (e.g. ``"decisions"``).
+        quarantine : bool, default True
+            Exclude rows that fail an ``error``-severity check.
+
+        Returns
+        -------
+        ibis.Table
+            A lazy expression; nothing is computed.
+
+        Raises
+        ------
+        DataContractError
+            If the table is absent or its schema breaks the contract.
+        """
+        conformed = self._conform(name)
+        if conformed.schema_fatal:
+            p = conformed.schema_fatal[0]
+            raise DataContractError(
+                f"{p.message} [{self.location(name)}]",
+                table=p.table,
+                column=p.column,
+                check=p.check,
+            )
+        staged = conformed.staged
+        assert staged is not None
+        if quarantine:
+            bad = [c.predicate(staged) for c in self._error_checks(name)]
+            if bad:
+                any_bad = bad[0].fill_null(False)
+                for b in bad[1:]:
+                    any_bad = any_bad | b.fill_null(False)
+                staged = staged.filter(~any_bad)
+        hidden = [c for c in staged.columns if c.startswith("__raw_")]
+        return staged.drop(*hidden) if hidden else staged
+
+    def _error_checks(self, name: str) -> list[Check]:
+        checks = [c for c in self._conform(name).checks if c.severity == "error"]
+        checks.extend(c for c in self._cross_checks(name) if c.severity == "error")
+        return checks
+
+    def _cross_checks(self, name: str) -> list[Check]:
+        """Checks that look at another table (audits of unknown decisions)."""
+        if name != "qa_audits" or not self.has("decisions"):
+            return []
+        dec = self._conform("decisions")
+        if dec.schema_fatal:
+            return []
+        ids = dec.typed.decision_id
+        return [
+            Check(
+                "qa_audits",
+                "decision_id",
+                "unknown_decision",
+                "error",
+                lambda t: ~t.decision_id.isin(ids),
+                lambda t: ibis.literal("audit_id=").concat(
+                    t.audit_id, ibis.literal(", decision_id="), t.decision_id
+                ),
+                "audits of a decision_id that is not in decisions",
+            )
+        ]
+
+    def validate(self, *, raise_on_fatal: bool = False) -> ValidationReport:
+        """Check every present table against the contract, in the engine.
+
+        Parameters
+        ----------
+        raise_on_fatal : bool, default False
+            Raise :class:`DataContractError` when a fatal problem is found.
+
+        Returns
+        -------
+        ValidationReport
+            The tidy problem table with counts and examples.
+        """
+        records: list[dict[str, Any]] = []
+        rows: dict[str, int] = {}
+        quarantined: dict[str, int] = {}
+        for name, spec in TABLES.items():
+            if name not in self._raw:
+                sev = "fatal" if spec.required else "info"
+                msg = (
+                    f"required table '{name}' is missing from {self.source}"
+                    if spec.required
+                    else f"optional table '{name}' is absent; analyses that need it are skipped"
+                )
+                records.append(_record(name, "", "missing_table", None, None, sev, msg))
+                continue
+            records.extend(self._validate_table(name, rows, quarantined))
+        frame = pd.DataFrame.from_records(records, columns=REPORT_COLUMNS)
+        frame["bad_rows"] = frame["bad_rows"].astype("Int64")
+        frame = frame.sort_values(
+            "severity", key=lambda s: s.map(_SEVERITY_ORDER), kind="stable"
+        ).reset_index(drop=True)
+        report = ValidationReport(frame=frame, rows=rows, quarantined=quarantined)
+        if raise_on_fatal:
+            report.raise_if_fatal()
+        return report
+
+    def _validate_table(
+        self, name: str, rows: dict[str, int], quarantined: dict[str, int]
+    ) -> list[dict[str, Any]]:
+        where = self.location(name)
+        conformed = self._conform(name)
+        out = [_from_problem(p, where) for p in conformed.problems]
+        staged = conformed.staged
+        if conformed.schema_fatal or staged is None:
+            return out
+        checks = [*conformed.checks, *self._cross_checks(name)]
+        aggs: dict[str, ir.Value] = {"__n": staged.count()}
+        for i, chk in enumerate(checks):
+            aggs[f"c{i}"] = chk.predicate(staged).fill_null(False).cast("int64").sum()
+        bad_any = None
+        error_checks = [c for c in checks if c.severity == "error"]
+        for chk in error_checks:
+            p = chk.predicate(staged).fill_null(False)
+            bad_any = p if bad_any is None else bad_any | p
+        if bad_any is not None:
+            aggs["__q"] = bad_any.cast("int64").sum()
+        counts = _engine(lambda: staged.aggregate(**aggs).to_pandas().iloc[0], name, where)
+        n = int(counts["__n"])
+        rows[name] = n
+        quarantined[name] = int(counts.get("__q", 0) or 0)
+        if n == 0:
+            sev = "fatal" if TABLES[name].required else "warning"
+            out.append(
+                _record(
+                    name, "", "empty_table", 0, None, sev, f"table '{name}' ({where}) has no rows"
+                )
+            )
+            return out
+        for i, chk in enumerate(checks):
+            bad = int(counts[f"c{i}"] or 0)
+            if bad == 0:
+                continue
+            example = _engine(
+                lambda c=chk: (
+                    staged.filter(c.predicate(staged).fill_null(False))
+                    .select(ex=c.example(staged))
+                    .limit(1)
+                    .to_pandas()["ex"]
+                ),
+                name,
+                where,
+            )
+            ex = str(example.iloc[0]) if len(example) else None
+            action = {"fatal": "", "error": " (quarantined)", "warning": " (kept)"}.get(
+                chk.severity, ""
+            )
+            msg = (
+                f"{name}.{chk.column}: {bad:,} of {n:,} rows have {chk.describe}{action}; e.g. {ex}"
+            )
+            out.append(_record(name, chk.column, chk.check, bad, ex, chk.severity, msg))
+        key = TABLES[name].key
+        if key:
+            out.extend(self._duplicates(name, staged, key, where))
+        return out
+
+    def _duplicates(
+        self, name: str, staged: ir.Table, key: str, where: str
+    ) -> list[dict[str, Any]]:
+        dup = staged.group_by(key).aggregate(k=staged.count()).filter(lambda t: t.k > 1)
+        res = _engine(
+            lambda: dup.aggregate(rows=dup.k.sum(), ex=dup[key].min()).to_pandas().iloc[0],
+            name,
+            where,
+        )
+        if pd.isna(res["rows"]) or int(res["rows"]) == 0:
+            return []
+        bad = int(res["rows"])
+        msg = (
+            f"{name}.{key}: {bad:,} rows share a {key} with another row (must be unique); "
+            f"e.g. {key}={res['ex']}"
+        )
+        return [_record(name, key, "duplicate_key", bad, f"{key}={res['ex']}", "fatal", msg)]
+
+
+def _record(
+    table: str,
+    column: str,
+    check: str,
+    bad: int | None,
+    example: str | None,
+    severity: str,
+    message: str,
+) -> dict[str, Any]:
+    return {
+        "table": table,
+        "column": column,
+        "check": check,
+        "bad_rows": bad,
+        "example": example,
+        "severity": severity,
+        "message": message,
+    }
+
+
+def _from_problem(p: Problem, where: str) -> dict[str, Any]:
+    return _record(
+        p.table, p.column, p.check, p.bad_rows, p.example, p.severity, f"{p.message} [{where}]"
+    )
+
+
+def _engine(fn: Any, table: str, where: str) -> Any:
+    """Run an engine query, turning engine read errors into contract errors."""
+    try:
+        return fn()
+    except DataContractError:
+        raise
+    except Exception as exc:  # the engine's own error types vary by backend
+        raise DataContractError(
+            f"table '{table}' ({where}) could not be read by the engine: {_first_line(exc)}",
+            table=table,
+            check="unreadable",
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _read_folder(
+    folder: Path, names: Sequence[str]
+) -> tuple[BaseBackend, dict[str, ir.Table], dict[str, str]]:
+    con = ibis.duckdb.connect()
+    tables: dict[str, ir.Table] = {}
+    locations: dict[str, str] = {}
+    for name in names:
+        candidates = [
+            folder / f"{name}.parquet",
+            folder / name,
+            folder / f"{name}.csv",
+        ]
+        found = [c for c in candidates if c.exists()]
+        if not found:
+            continue
+        if len(found) > 1:
+            raise DataContractError(
+                f"table '{name}' is ambiguous in {folder}: found "
+                f"{', '.join(str(f.name) for f in found)}; keep one",
+                table=name,
+                check="ambiguous_table",
+            )
+        path = found[0]
+        locations[name] = str(path)
+        tables[name] = _engine(lambda p=path, n=name: _read_one(con, p, n), name, str(path))
+    return con, tables, locations
+
+
+def _read_one(con: BaseBackend, path: Path, name: str) -> ir.Table:
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*.parquet"))
+        if not files:
+            raise DataContractError(
+                f"table '{name}': folder {path} holds no .parquet files",
+                table=name,
+                check="empty_folder",
+            )
+        return con.read_parquet(files, table_name=f"src_{name}")
+    if path.suffix == ".csv":
+        _check_utf8(path, name)
+        return con.read_csv(str(path), table_name=f"src_{name}", all_varchar=True, header=True)
+    return con.read_parquet(str(path), table_name=f"src_{name}")
+
+
+def _check_utf8(path: Path, name: str, chunk: int = 1 << 20) -> None:
+    """Refuse a CSV file that is not UTF-8, naming the byte offset."""
+    offset = 0
+    tail = b""
+    with path.open("rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            data = tail + block
+            try:
+                data.decode("utf-8")
+                tail = b""
+            except UnicodeDecodeError as exc:
+                if exc.start >= len(data) - 3 and exc.reason == "unexpected end of data":
+                    tail = data[exc.start :]
+                    offset += exc.start
+                    continue
+                raise DataContractError(
+                    f"table '{name}' ({path}) is not UTF-8 text: byte "
+                    f"{offset + exc.start - len(tail) if tail else offset + exc.start} "
+                    f"({data[exc.start : exc.start + 1]!r}) cannot be decoded; "
+                    "save the file as UTF-8",
+                    table=name,
+                    check="encoding",
+                    example=repr(data[max(0, exc.start - 10) : exc.start + 10]),
+                ) from None
+            offset += len(block)
+    if tail:
+        raise DataContractError(
+            f"table '{name}' ({path}) is not UTF-8 text: truncated character at the end",
+            table=name,
+            check="encoding",
+        )
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a connection URL."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def open_dataset(
+    source: str | os.PathLike[str] | BaseBackend,
+    *,
+    parameters: Parameters | str | os.PathLike[str] | None = None,
+    assume_utc: bool = False,
+) -> Dataset:
+    """Open a dataset from a folder, a DuckDB file, a URL or an ibis connection.
+
+    Parameters
+    ----------
+    source : path, str or ibis backend
+        - a folder holding, per table, ``name.parquet``, a folder ``name/`` of
+          Parquet files, or ``name.csv``;
+        - a DuckDB database file (``.duckdb``/``.ddb``/``.db``) with tables of
+          the contract's names;
+        - an ibis connection URL (``"duckdb:///path.ddb"``, ``"trino://..."``);
+        - an existing ibis connection (DuckDB, PySpark, ...).
+    parameters : Parameters or path, optional
+        Loaded parameters or their folder; found automatically when omitted.
+    assume_utc : bool, default False
+        Accept time-zone-naive timestamps as UTC instead of refusing them.
+
+    Returns
+    -------
+    Dataset
+        Lazy tables; call :meth:`Dataset.validate` to check the contract.
+
+    Raises
+    ------
+    DataContractError
+        If the source does not exist or a file cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> folder = tempfile.mkdtemp()
+    >>> pd.DataFrame({"week_start": ["2026-01-05"], "market": ["SG"], "vendor": ["A"],
+    ...     "metric": ["accuracy"], "value": [0.97]}).to_csv(f"{folder}/vendor_reported.csv",
+    ...     index=False)
+    >>> ds = open_dataset(folder)
+    >>> ds.tables
+    ('vendor_reported',)
+    >>> ds.table("vendor_reported").value.sum().to_pyarrow().as_py()
+    0.97
+    """
+    params = parameters if isinstance(parameters, Parameters) else load_parameters(parameters)
+    names = list(TABLES)
+    if isinstance(source, BaseBackend):
+        return _from_backend(source, names, params, assume_utc, type(source).__module__)
+    if isinstance(source, str) and "://" in source and not Path(source).exists():
+        try:
+            con = ibis.connect(source)
+        except Exception as exc:
+            raise DataContractError(
+                f"cannot connect to {_redact(source)}: {_first_line(exc)}", check="connect"
+            ) from None
+        return _from_backend(con, names, params, assume_utc, _redact(source))
+    path = Path(source)
+    if not path.exists():
+        raise DataContractError(
+            f"data source {path} does not exist (expected a folder of tables, a DuckDB "
+            "file or a connection URL)",
+            check="missing_source",
+        )
+    if path.is_dir():
+        con, tables, locations = _read_folder(path, names)
+        if not tables:
+            raise DataContractError(
+                f"{path} holds none of the contract's tables "
+                f"(looked for {', '.join(n + '.parquet|/|.csv' for n in names[:2])}, ...)",
+                table="decisions",
+                check="missing_table",
+            )
+        return Dataset(
+            con,
+            tables,
+            source=str(path),
+            params=params,
+            assume_utc=assume_utc,
+            locations=locations,
+        )
+    if path.suffix.lower() in _DB_SUFFIXES:
+        try:
+            con = ibis.duckdb.connect(str(path), read_only=True)
+        except Exception as exc:
+            raise DataContractError(
+                f"{path} could not be opened as a DuckDB database: {_first_line(exc)}",
+                check="unreadable",
+            ) from None
+        return _from_backend(con, names, params, assume_utc, str(path))
+    if path.suffix.lower() in (".parquet", ".csv"):
+        raise DataContractError(
+            f"{path} is a single file; point --data at the folder holding it, with the file "
+            f"named after its table (e.g. decisions{path.suffix})",
+            check="missing_source",
+        )
+    raise DataContractError(
+        f"{path}: unknown kind of source (expected a folder, a .duckdb file or a URL)",
+        check="missing_source",
+    )
+
+
+def _from_backend(
+    con: BaseBackend, names: Sequence[str], params: Parameters, assume_utc: bool, label: str
+) -> Dataset:
+    try:
+        present = set(con.list_tables())
+    except Exception as exc:
+        raise DataContractError(
+            f"cannot list tables of {label}: {_first_line(exc)}", check="connect"
+        ) from None
+    tables = {n: con.table(n) for n in names if n in present}
+    locations = {n: f"{label}:{n}" for n in tables}
+    return Dataset(
+        con, tables, source=label, params=params, assume_utc=assume_utc, locations=locations
+    )
