@@ -1,0 +1,147 @@
+"""Market-local calendar dates computed in the engine, portably.
+
+Engines spell time-zone conversion differently (DuckDB ``timezone()``, Spark
+``from_utc_timestamp``, ...). Instead of a backend-specific function, the UTC
+offsets of a market's time zone over the analysed period are computed here
+with :mod:`zoneinfo` and pushed to the engine as a ``CASE`` on the UTC instant,
+so every ibis backend computes the same local dates. Most APAC zones have one
+fixed offset (one branch); zones with daylight saving (``Australia/Sydney``)
+get one branch per transition in the period.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import ibis
+import ibis.expr.types as ir
+
+__all__ = ["offset_segments", "local_date", "local_hour", "period_bounds_utc"]
+
+_DEFAULT_START = datetime(2015, 1, 1, tzinfo=UTC)
+_DEFAULT_END = datetime(2035, 1, 1, tzinfo=UTC)
+
+
+def offset_segments(
+    timezone: str, start: datetime | None = None, end: datetime | None = None
+) -> list[tuple[datetime, int]]:
+    """UTC offsets of a time zone over a period, as (segment start, seconds).
+
+    Parameters
+    ----------
+    timezone : str
+        IANA time zone name.
+    start, end : datetime, optional
+        UTC-aware bounds; default 2015–2035.
+
+    Returns
+    -------
+    list of (datetime, int)
+        Each segment's first UTC instant and its offset in seconds; the first
+        segment starts at ``start``.
+
+    Examples
+    --------
+    >>> [s for _, s in offset_segments("Asia/Singapore")][:1]
+    [28800]
+    >>> segs = offset_segments("Australia/Sydney", datetime(2026, 1, 1, tzinfo=UTC),
+    ...                        datetime(2026, 12, 31, tzinfo=UTC))
+    >>> [(d.date().isoformat(), s // 3600) for d, s in segs]
+    [('2026-01-01', 11), ('2026-04-04', 10), ('2026-10-03', 11)]
+    """
+    tz = ZoneInfo(timezone)
+    lo = start or _DEFAULT_START
+    hi = end or _DEFAULT_END
+
+    def off(t: datetime) -> int:
+        delta = t.astimezone(tz).utcoffset()
+        return int(delta.total_seconds()) if delta else 0
+
+    segments = [(lo, off(lo))]
+    t = lo
+    step = timedelta(hours=6)
+    while t < hi:
+        nxt = min(t + step, hi)
+        if off(nxt) != off(t):
+            a, b = t, nxt  # bisect to the minute of the transition
+            while b - a > timedelta(minutes=1):
+                mid = a + (b - a) / 2
+                if off(mid) == off(a):
+                    a = mid
+                else:
+                    b = mid
+            segments.append((b.replace(second=0, microsecond=0), off(nxt)))
+        t = nxt
+    return segments
+
+
+def _local(ts: ir.TimestampValue, timezone: str, start: datetime | None, end: datetime | None):
+    segs = offset_segments(timezone, start, end)
+    if len(segs) == 1:
+        offset = ibis.literal(segs[0][1])
+    else:
+        branches = [
+            (ts < ibis.literal(nxt_start), ibis.literal(seconds))
+            for (_, seconds), (nxt_start, _) in zip(segs[:-1], segs[1:], strict=True)
+        ]
+        offset = ibis.cases(*branches, else_=ibis.literal(segs[-1][1]))
+    return ts + offset.as_interval("s")
+
+
+def local_date(
+    ts: ir.TimestampValue,
+    timezone: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> ir.DateValue:
+    """The market-local calendar date of a UTC timestamp column, in the engine.
+
+    Parameters
+    ----------
+    ts : ibis timestamp column
+        UTC instants.
+    timezone : str
+        IANA time zone of the market.
+    start, end : datetime, optional
+        Period the data falls in (narrows the offset table).
+
+    Returns
+    -------
+    ibis date column
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = ibis.memtable({"ts": pd.to_datetime(["2026-01-05 14:30"], utc=True)})
+    >>> t.select(d=local_date(t.ts, "Australia/Sydney")).to_pandas().d.astype(str).tolist()
+    ['2026-01-06']
+    """
+    return _local(ts, timezone, start, end).date()
+
+
+def local_hour(
+    ts: ir.TimestampValue,
+    timezone: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> ir.IntegerValue:
+    """The market-local hour of day (0–23) of a UTC timestamp column."""
+    return _local(ts, timezone, start, end).hour()
+
+
+def period_bounds_utc(start: date, end: date, timezone: str) -> tuple[datetime, datetime]:
+    """UTC instants bounding market-local dates ``start``..``end`` inclusive.
+
+    Examples
+    --------
+    >>> a, b = period_bounds_utc(date(2026, 3, 1), date(2026, 3, 7), "Asia/Singapore")
+    >>> a.isoformat(), b.isoformat()
+    ('2026-02-28T16:00:00+00:00', '2026-03-07T16:00:00+00:00')
+    """
+    tz = ZoneInfo(timezone)
+    lo = datetime.combine(start, datetime.min.time(), tzinfo=tz).astimezone(UTC)
+    hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=tz).astimezone(UTC)
+    return lo, hi

@@ -1,0 +1,806 @@
+"""Operational and QA metrics, aggregated in the engine.
+
+Every function takes a :class:`~qualitylab.sources.Dataset`, a grain ``by``
+and a market-local period, runs ibis aggregations in the data's engine, and
+returns the long tidy table ``[*by, metric, value, n, ci_low, ci_high,
+small_n]`` with statistics computed on the aggregates.
+
+Grains: ``market, vendor, site, queue, language, policy, moderator_id,
+routing, ai_model`` and the market-local ``date``, ``week`` (Monday) and
+``month``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from qualitylab.errors import QualityLabError
+from qualitylab.localtime import offset_segments, period_bounds_utc
+from qualitylab.sources import Dataset
+from qualitylab.stats import proportion_ci, weighted_proportion
+
+__all__ = [
+    "GRAINS",
+    "METRIC_COLUMNS",
+    "Period",
+    "operational_metrics",
+    "qa_metrics",
+    "qa_alignment",
+    "audited_decisions",
+    "decisions_in_period",
+    "resolve_period",
+]
+
+GRAINS = (
+    "market",
+    "vendor",
+    "site",
+    "queue",
+    "language",
+    "policy",
+    "moderator_id",
+    "routing",
+    "ai_model",
+    "date",
+    "week",
+    "month",
+)
+TIME_GRAINS = ("date", "week", "month")
+METRIC_COLUMNS = ["metric", "value", "n", "ci_low", "ci_high", "small_n"]
+# Response-time histogram: bin k holds [1.05**k, 1.05**(k+1)) seconds (bin 0 also
+# holds times under one second), so percentiles carry at most a 5% binning error
+# before interpolation. The SLA is an exact edge (see _response_histogram).
+_RATIO = 1.05
+_LOG_RATIO = math.log(_RATIO)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A market-local date range, inclusive, and its UTC bounds."""
+
+    start: date
+    end: date
+
+    @property
+    def days(self) -> int:
+        """Number of days in the period."""
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> Period:
+        """The period of equal length just before this one."""
+        return Period(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
+
+
+def _as_date(value: date | str | None) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise QualityLabError(f"not an ISO date (YYYY-MM-DD): {value!r}") from None
+
+
+def resolve_period(
+    ds: Dataset, *, market: str | None, start: date | str | None, end: date | str | None
+) -> Period:
+    """Fill a missing start/end from the data's range (market-local dates).
+
+    Parameters
+    ----------
+    ds : Dataset
+    market : str, optional
+        Market whose calendar defines the dates (UTC when ``None``).
+    start, end : date or ISO string, optional
+        Inclusive bounds; each defaults to the first/last day with data.
+
+    Returns
+    -------
+    Period
+    """
+    s, e = _as_date(start), _as_date(end)
+    if s is None or e is None:
+        dec = ds.table("decisions")
+        if market is not None:
+            dec = dec.filter(dec.market == market)
+        rng = dec.aggregate(lo=dec.created_at.min(), hi=dec.created_at.max()).to_pandas()
+        if rng.empty or pd.isna(rng.loc[0, "lo"]):
+            raise QualityLabError(f"no decisions for market {market!r}; cannot infer the period")
+        tz = ds.params.market(market).tz if market else UTC
+        lo = pd.Timestamp(rng.loc[0, "lo"]).tz_convert(tz).date()
+        hi = pd.Timestamp(rng.loc[0, "hi"]).tz_convert(tz).date()
+        s = s or lo
+        e = e or hi
+    if e < s:
+        raise QualityLabError(f"period end {e} is before its start {s}")
+    return Period(s, e)
+
+
+def _check_by(by: Sequence[str] | str | None, allowed: Sequence[str] = GRAINS) -> list[str]:
+    if by is None:
+        return []
+    cols = [by] if isinstance(by, str) else list(by)
+    bad = [c for c in cols if c not in allowed]
+    if bad:
+        raise QualityLabError(f"unknown grain {bad[0]!r} in by=; choose from {', '.join(allowed)}")
+    if len(set(cols)) != len(cols):
+        raise QualityLabError(f"by= repeats a column: {cols}")
+    return cols
+
+
+def _timezones(ds: Dataset, market: str | None) -> dict[str, str]:
+    if market is not None:
+        return {market: ds.params.market(market).timezone}
+    return {code: m.timezone for code, m in ds.params.markets.items()}
+
+
+def _offset_expr(
+    ts: ir.TimestampValue, market_col: ir.StringValue, tzs: Mapping[str, str], period: Period
+) -> ir.IntegerValue:
+    lo = datetime.combine(period.start - timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+    hi = datetime.combine(period.end + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+
+    def one(tz: str) -> ir.IntegerValue:
+        segs = offset_segments(tz, lo, hi)
+        if len(segs) == 1:
+            return ibis.literal(segs[0][1])
+        branches = [
+            (ts < ibis.literal(nxt), ibis.literal(sec))
+            for (_, sec), (nxt, _) in zip(segs[:-1], segs[1:], strict=True)
+        ]
+        return ibis.cases(*branches, else_=ibis.literal(segs[-1][1]))
+
+    per_market = {code: one(tz) for code, tz in tzs.items()}
+    if len(per_market) == 1:
+        return next(iter(per_market.values()))
+    return ibis.cases(*[(market_col == code, e) for code, e in per_market.items()], else_=None)
+
+
+def _local_date(t: ir.Table, col: str, tzs: Mapping[str, str], period: Period) -> ir.DateValue:
+    off = _offset_expr(t[col], t.market, tzs, period)
+    return (t[col] + off.as_interval("s")).date()
+
+
+def decisions_in_period(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    period: Period,
+    by: Sequence[str] = (),
+    pad_days: int = 0,
+) -> ir.Table:
+    """Decisions created in a market-local period, with time grains added.
+
+    Adds the columns ``date``, ``week`` and ``month`` (market-local) and filters
+    to the period (widened by ``pad_days`` on both sides).
+    """
+    dec = ds.table("decisions")
+    tzs = _timezones(ds, market)
+    if market is not None:
+        dec = dec.filter(dec.market == market)
+    else:
+        dec = dec.filter(dec.market.isin(list(tzs)))
+    padded = Period(period.start - timedelta(days=pad_days), period.end + timedelta(days=pad_days))
+    if market is not None:
+        lo, hi = period_bounds_utc(padded.start, padded.end, tzs[market])
+        dec = dec.filter((dec.created_at >= lo) & (dec.created_at < hi))
+    d = _local_date(dec, "created_at", tzs, padded)
+    dec = dec.mutate(date=d)
+    dec = dec.mutate(week=dec.date.truncate("W"), month=dec.date.truncate("M"))
+    if market is None:
+        dec = dec.filter(dec.date.between(padded.start, padded.end))
+    return dec
+
+
+def _as_of(period: Period, tzs: Mapping[str, str], market: str | None) -> datetime:
+    """The UTC instant at which the period ends (start of the next local day)."""
+    if market is not None:
+        return period_bounds_utc(period.start, period.end, tzs[market])[1]
+    # Across markets: the latest local midnight, so no market is cut short.
+    return max(period_bounds_utc(period.start, period.end, tz)[1] for tz in tzs.values())
+
+
+def _finish(df: pd.DataFrame, by: Sequence[str], min_n: int) -> pd.DataFrame:
+    out = df.copy()
+    out["small_n"] = out["n"].fillna(0) < min_n
+    cols = [*by, *METRIC_COLUMNS]
+    for c in ("value", "n", "ci_low", "ci_high"):
+        out[c] = out[c].astype("float64")
+    return out[cols].sort_values([*by, "metric"], kind="stable").reset_index(drop=True)
+
+
+def _min_n(ds: Dataset, market: str | None) -> int:
+    return ds.params.market(market).min_n if market else ds.params.defaults.min_n
+
+
+def _confidence(ds: Dataset, market: str | None) -> float:
+    return (
+        ds.params.market(market).confidence_level if market else ds.params.defaults.confidence_level
+    )
+
+
+def _sla_map(
+    ds: Dataset, market: str | None, override: Mapping[str, float] | None
+) -> dict[str, float]:
+    base = dict(ds.params.market(market).sla_seconds if market else ds.params.defaults.sla_seconds)
+    base.update(override or {})
+    return base
+
+
+# --------------------------------------------------------------------------- #
+# Operational metrics
+# --------------------------------------------------------------------------- #
+def operational_metrics(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    by: Sequence[str] | str = (),
+    start: date | str | None = None,
+    end: date | str | None = None,
+    sla_seconds: Mapping[str, float] | None = None,
+    confidence_level: float | None = None,
+) -> pd.DataFrame:
+    """Volume, backlog, SLA compliance, response percentiles, throughput, utilization.
+
+    Parameters
+    ----------
+    ds : Dataset
+    market : str, optional
+        Restrict to one market (its calendar defines dates); all markets otherwise.
+    by : sequence of str
+        Grain, any of :data:`GRAINS`.
+    start, end : date or ISO string, optional
+        Market-local period, inclusive; defaults to the data's range.
+    sla_seconds : mapping, optional
+        SLA per queue, overriding the parameters.
+    confidence_level : float, optional
+        Defaults to the parameters' level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``[*by, metric, value, n, ci_low, ci_high, small_n]`` with metrics
+        ``volume`` (items created; census count, no interval), ``backlog``
+        (of those, still pending when the period ends), ``sla_compliance``,
+        ``response_p50``, ``response_p90``, ``response_p99`` (seconds),
+        ``throughput`` (human decisions per productive hour; Poisson interval)
+        and ``utilization`` (productive / scheduled hours) where staffing covers
+        the grain.
+
+    Notes
+    -----
+    Items still pending at the end of the period are right-censored response
+    times. SLA compliance and percentiles use the Kaplan–Meier estimator on an
+    engine histogram of response times (bins 5% wide on a log scale, with the
+    queue's SLA as an exact edge; events before censorings within a bin), so a
+    growing backlog cannot make response times look better. Pending items
+    already older than the SLA count as breaches. Compliance intervals are
+    Wilson intervals at the Greenwood effective sample size
+    :math:`n^* = \\hat p(1-\\hat p)/\\widehat{var}`, which equal plain Wilson
+    intervals when nothing is censored. Percentile intervals invert the
+    pointwise Greenwood band (Brookmeyer–Crowley style). A percentile the data
+    cannot reach yet (too much still pending) is NaN.
+    """
+    cols = _check_by(by)
+    period = resolve_period(ds, market=market, start=start, end=end)
+    cl = confidence_level or _confidence(ds, market)
+    tzs = _timezones(ds, market)
+    dec = decisions_in_period(ds, market=market, period=period)
+    as_of = _as_of(period, tzs, market)
+    slas = _sla_map(ds, market, sla_seconds)
+
+    counts = (
+        dec.group_by(cols)
+        .aggregate(
+            volume=dec.count(),
+            backlog=(dec.decided_at.isnull() | (dec.decided_at >= as_of)).cast("int64").sum(),
+        )
+        .to_pandas()
+        if cols
+        else dec.aggregate(
+            volume=dec.count(),
+            backlog=(dec.decided_at.isnull() | (dec.decided_at >= as_of)).cast("int64").sum(),
+        ).to_pandas()
+    )
+    rows = []
+    for metric in ("volume", "backlog"):
+        part = counts[cols].copy()
+        part["metric"] = metric
+        part["value"] = counts[metric].astype("float64")
+        part["n"] = counts["volume"].astype("float64")
+        part["ci_low"] = np.nan
+        part["ci_high"] = np.nan
+        rows.append(part)
+
+    hist = _response_histogram(dec, cols, as_of, slas)
+    rows.append(_km_metrics(hist, cols, slas, cl))
+    if ds.has("staffing"):
+        staff = _staffing_metrics(ds, dec, cols, market, period, cl)
+        if staff is not None:
+            rows.append(staff)
+    out = pd.concat([r for r in rows if len(r)], ignore_index=True)
+    return _finish(out, cols, _min_n(ds, market))
+
+
+def _response_histogram(
+    dec: ir.Table, cols: list[str], as_of: datetime, slas: Mapping[str, float]
+) -> pd.DataFrame:
+    end = ibis.literal(as_of)
+    decided = dec.decided_at.notnull() & (dec.decided_at < end)
+    stop = ibis.ifelse(decided, dec.decided_at, end)
+    secs = (stop.epoch_seconds() - dec.created_at.epoch_seconds()).cast("float64")
+    secs = ibis.greatest(secs, 0.0)
+    sla = ibis.cases(
+        *[(dec.queue == q, ibis.literal(float(s))) for q, s in slas.items()], else_=None
+    )
+    t = dec.mutate(
+        __bin=(ibis.greatest(secs, 1.0).ln() / _LOG_RATIO).floor().cast("int64"),
+        __event=decided,
+        __le_sla=secs <= sla,
+    )
+    keys = [*cols, "queue", "__bin", "__le_sla", "__event"]
+    return t.group_by(keys).aggregate(k=t.count()).to_pandas()
+
+
+def _km(group: pd.DataFrame) -> pd.DataFrame:
+    """Kaplan–Meier over ordered bins: columns d (events), c (censored)."""
+    n_at_risk = group["d"].sum() + group["c"].sum()
+    before = n_at_risk - (group["d"] + group["c"]).cumsum().shift(fill_value=0)
+    hazard = np.where(before > 0, group["d"] / before.where(before > 0, 1), 0.0)
+    surv = np.cumprod(1 - hazard)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.where(
+            (before - group["d"]) > 0, group["d"] / (before * (before - group["d"])), 0.0
+        )
+    var = surv**2 * np.cumsum(term)
+    return pd.DataFrame({"surv": surv, "var": var})
+
+
+def _wilson_eff(p: np.ndarray, var: np.ndarray, n: np.ndarray, cl: float):
+    """Wilson interval at the effective sample size p(1-p)/var."""
+    p = np.asarray(p, dtype=float)
+    var = np.asarray(var, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n_eff = np.where(var > 0, p * (1 - p) / var, n)
+    n_eff = np.where(np.isfinite(n_eff) & (n_eff > 0), np.minimum(n_eff, n), n)
+    k = p * n_eff
+    low, high = proportion_ci(k, n_eff, confidence_level=cl, method="wilson")
+    return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+
+
+def _km_metrics(
+    hist: pd.DataFrame, cols: list[str], slas: Mapping[str, float], cl: float
+) -> pd.DataFrame:
+    hist = hist.rename(columns={"__bin": "bin", "__le_sla": "le_sla", "__event": "event"})
+    hist["le_sla"] = hist["le_sla"].astype("boolean")
+    out_rows: list[dict] = []
+    groups = hist.groupby(cols, dropna=False, sort=True) if cols else [((), hist)]
+    unknown_queues = sorted(set(hist["queue"]) - set(slas))
+    if unknown_queues:
+        warnings.warn(
+            f"no SLA configured for queue(s) {unknown_queues}; they are left out of "
+            "sla_compliance (set sla_seconds in parameters)",
+            stacklevel=3,
+        )
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        base = dict(zip(cols, key, strict=True))
+        # SLA compliance: KM per queue at its SLA, pooled by queue volume.
+        num = 0.0
+        var_sum = 0.0
+        total = 0.0
+        for q, gq in g.groupby("queue", sort=True):
+            if q not in slas:
+                continue
+            ev = _ordered(gq, with_sla=True)
+            km = _km(ev)
+            within = ev["le_sla"].to_numpy(dtype=bool)
+            nq = float(ev["d"].sum() + ev["c"].sum())
+            if within.any():
+                idx = np.flatnonzero(within)[-1]
+                s_at, v_at = km["surv"].iloc[idx], km["var"].iloc[idx]
+            else:
+                s_at, v_at = 1.0, 0.0
+            num += nq * (1 - s_at)
+            var_sum += nq**2 * v_at
+            total += nq
+        if total > 0:
+            p = num / total
+            var = var_sum / total**2
+            lo, hi = _wilson_eff(np.array([p]), np.array([var]), np.array([total]), cl)
+            out_rows.append(
+                {
+                    **base,
+                    "metric": "sla_compliance",
+                    "value": p,
+                    "n": total,
+                    "ci_low": lo[0],
+                    "ci_high": hi[0],
+                }
+            )
+        # Percentiles: KM over all queues on the seconds grid.
+        ev = _ordered(g, with_sla=False)
+        km = _km(ev)
+        f = 1 - km["surv"].to_numpy()
+        se = np.sqrt(km["var"].to_numpy())
+        lower_edges = np.where(ev["bin"] <= 0, 0.0, _RATIO ** ev["bin"].to_numpy(dtype=float))
+        upper_edges = _RATIO ** (ev["bin"].to_numpy(dtype=float) + 1)
+        n_all = float(ev["d"].sum() + ev["c"].sum())
+        for q, name in ((0.5, "response_p50"), (0.9, "response_p90"), (0.99, "response_p99")):
+            value = _quantile_from_cdf(f, lower_edges, upper_edges, q)
+            # Interval: the quantiles at the Wilson bounds of q, at the Greenwood
+            # effective sample size where the estimate sits (order-statistic
+            # interval when nothing is censored).
+            reached = np.flatnonzero(f >= q - 1e-12)
+            if len(reached) and f[reached[0]] < 1:
+                i = reached[0]
+                n_eff = f[i] * (1 - f[i]) / se[i] ** 2 if se[i] > 0 else n_all
+                n_eff = min(max(n_eff, 1.0), n_all)
+            else:
+                n_eff = n_all
+            lq, hq = proportion_ci(q * n_eff, n_eff, confidence_level=cl)
+            ci_low = _quantile_from_cdf(f, lower_edges, upper_edges, float(lq))
+            ci_high = _quantile_from_cdf(f, lower_edges, upper_edges, float(hq))
+            out_rows.append(
+                {
+                    **base,
+                    "metric": name,
+                    "value": value,
+                    "n": n_all,
+                    "ci_low": ci_low,
+                    "ci_high": ci_high,
+                }
+            )
+    return pd.DataFrame(out_rows)
+
+
+def _ordered(g: pd.DataFrame, *, with_sla: bool) -> pd.DataFrame:
+    """Collapse to ordered steps: one row per (bin[, le_sla]) with d and c."""
+    keys = ["bin", "le_sla"] if with_sla else ["bin"]
+    g = g.assign(
+        d=np.where(g["event"], g["k"], 0),
+        c=np.where(g["event"], 0, g["k"]),
+    )
+    if with_sla:
+        g = g.assign(le_sla=g["le_sla"].fillna(False).astype(bool))
+    steps = g.groupby(keys, sort=False)[["d", "c"]].sum().reset_index()
+    if with_sla:
+        steps = steps.sort_values(["bin", "le_sla"], ascending=[True, False])
+    else:
+        steps = steps.sort_values("bin")
+    return steps.reset_index(drop=True)
+
+
+def _quantile_from_cdf(f: np.ndarray, lower: np.ndarray, upper: np.ndarray, q: float) -> float:
+    """First time the step CDF reaches q, interpolated geometrically in the bin."""
+    reached = np.flatnonzero(f >= q - 1e-12)
+    if len(reached) == 0:
+        return float("nan")
+    i = reached[0]
+    f_prev = f[i - 1] if i > 0 else 0.0
+    frac = 0.0 if f[i] <= f_prev else (q - f_prev) / (f[i] - f_prev)
+    lo, hi = lower[i], upper[i]
+    if lo <= 0:
+        return float(hi * frac)
+    return float(lo * (hi / lo) ** frac)
+
+
+def _staffing_metrics(
+    ds: Dataset,
+    dec: ir.Table,
+    cols: list[str],
+    market: str | None,
+    period: Period,
+    cl: float,
+) -> pd.DataFrame | None:
+    staff_dims = {"market", "vendor", "site", "queue", "date", "week", "month"}
+    if not set(cols) <= staff_dims:
+        return None
+    st = ds.table("staffing")
+    if market is not None:
+        st = st.filter(st.market == market)
+    st = st.filter(st.date.between(period.start, period.end))
+    st = st.mutate(week=st.date.truncate("W"), month=st.date.truncate("M"))
+    hours = (
+        st.group_by(cols).aggregate(
+            scheduled=st.scheduled_hours.sum(), productive=st.productive_hours.sum()
+        )
+        if cols
+        else st.aggregate(scheduled=st.scheduled_hours.sum(), productive=st.productive_hours.sum())
+    )
+    human = dec.filter(dec.decided_at.notnull() & (dec.routing != "ai_auto"))
+    handled = (
+        human.group_by(cols).aggregate(decided=human.count())
+        if cols
+        else human.aggregate(decided=human.count())
+    )
+    h = hours.to_pandas()
+    d = handled.to_pandas()
+    if h.empty:
+        return None
+    m = h.merge(d, on=cols, how="left") if cols else pd.concat([h, d], axis=1)
+    m["decided"] = m["decided"].fillna(0)
+    alpha = 1 - cl
+    k = m["decided"].to_numpy(dtype=float)
+    hrs = m["productive"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo = np.where(k > 0, sps.chi2.ppf(alpha / 2, 2 * k) / 2, 0.0) / hrs
+        hi = sps.chi2.ppf(1 - alpha / 2, 2 * (k + 1)) / 2 / hrs
+        rate = k / hrs
+        util = hrs / m["scheduled"].to_numpy(dtype=float)
+    thr = m[cols].copy()
+    thr["metric"] = "throughput"
+    thr["value"] = np.where(hrs > 0, rate, np.nan)
+    thr["n"] = k
+    thr["ci_low"] = np.where(hrs > 0, lo, np.nan)
+    thr["ci_high"] = np.where(hrs > 0, hi, np.nan)
+    ut = m[cols].copy()
+    ut["metric"] = "utilization"
+    ut["value"] = np.where(m["scheduled"] > 0, util, np.nan)
+    ut["n"] = m["scheduled"].to_numpy(dtype=float)
+    ut["ci_low"] = np.nan
+    ut["ci_high"] = np.nan
+    return pd.concat([thr, ut], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- #
+# QA metrics
+# --------------------------------------------------------------------------- #
+QA_METRICS = ("accuracy", "over_enforcement_rate", "under_enforcement_rate", "wrong_policy_rate")
+
+
+def audited_decisions(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    period: Period,
+    qa_source: str | None = "internal",
+) -> ir.Table:
+    """Audits joined to their decisions, with correctness flags.
+
+    Adds ``correct``, ``over_enforcement``, ``under_enforcement``,
+    ``wrong_policy``, ``enforced``, ``qa_enforced`` and ``w`` (sample weight,
+    1 when null). Pending decisions are excluded (nothing to audit yet).
+    """
+    if not ds.has("qa_audits"):
+        raise QualityLabError(
+            "qa_audits is not in the dataset; QA metrics (accuracy, error rates, "
+            "qa_alignment) need it"
+        )
+    if qa_source not in (None, "internal", "vendor"):
+        raise QualityLabError(f"qa_source must be 'internal', 'vendor' or None; got {qa_source!r}")
+    dec = decisions_in_period(ds, market=market, period=period)
+    dec = dec.filter(dec.action.notnull())
+    qa = ds.table("qa_audits")
+    if qa_source is not None:
+        qa = qa.filter(qa.qa_source == qa_source)
+    j = qa.join(dec, qa.decision_id == dec.decision_id)
+    enforced = j.action != "no_action"
+    qa_enf = j.qa_action != "no_action"
+    same_policy = j.policy.fill_null("none") == j.qa_policy
+    return j.mutate(
+        enforced=enforced,
+        qa_enforced=qa_enf,
+        correct=(enforced == qa_enf) & (~enforced | same_policy),
+        over_enforcement=enforced & ~qa_enf,
+        under_enforcement=~enforced & qa_enf,
+        wrong_policy=enforced & qa_enf & ~same_policy,
+        w=j.sample_weight.fill_null(1.0),
+    )
+
+
+def qa_metrics(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    by: Sequence[str] | str = (),
+    start: date | str | None = None,
+    end: date | str | None = None,
+    qa_source: str | None = "internal",
+    weighted: bool | None = None,
+    confidence_level: float | None = None,
+) -> pd.DataFrame:
+    """Accuracy and error rates from QA audits.
+
+    Parameters
+    ----------
+    ds : Dataset
+    market, by, start, end
+        As in :func:`operational_metrics`; dates are those of the decisions.
+    qa_source : {"internal", "vendor", None}, default "internal"
+        Whose audits are the truth; ``None`` pools both (add ``"qa_source"``
+        to ``by`` to compare them).
+    weighted : bool, optional
+        Use ``sample_weight`` (design-weighted estimate); by default weights
+        are used whenever any audit in a segment has a weight other than 1.
+    confidence_level : float, optional
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``[*by, metric, value, n, ci_low, ci_high, small_n]`` for ``accuracy``,
+        ``over_enforcement_rate``, ``under_enforcement_rate`` and
+        ``wrong_policy_rate``; ``n`` is the number of audits.
+
+    Notes
+    -----
+    A decision is correct when its enforcement matches QA's and, if enforced,
+    its policy matches. With stratified sampling the Hajek estimator
+    :math:`\\sum w y / \\sum w` is used with a Wilson interval at Kish's
+    effective sample size (see :func:`qualitylab.stats.weighted_proportion`);
+    with equal weights this is the plain Wilson interval.
+    """
+    cols = _check_by(by, (*GRAINS, "qa_source"))
+    period = resolve_period(ds, market=market, start=start, end=end)
+    cl = confidence_level or _confidence(ds, market)
+    j = audited_decisions(ds, market=market, period=period, qa_source=qa_source)
+    flags = {
+        "accuracy": j.correct,
+        "over_enforcement_rate": j.over_enforcement,
+        "under_enforcement_rate": j.under_enforcement,
+        "wrong_policy_rate": j.wrong_policy,
+    }
+    aggs: dict[str, ir.Value] = {
+        "n": j.count(),
+        "sum_w": j.w.sum(),
+        "sum_w2": (j.w * j.w).sum(),
+    }
+    for name, flag in flags.items():
+        y = flag.cast("float64")
+        aggs[f"{name}__k"] = y.sum()
+        aggs[f"{name}__wy"] = (j.w * y).sum()
+        aggs[f"{name}__w2y"] = (j.w * j.w * y).sum()
+    agg = (j.group_by(cols).aggregate(**aggs) if cols else j.aggregate(**aggs)).to_pandas()
+    agg = agg[agg["n"] > 0]
+    if agg.empty:
+        warnings.warn("no audited decisions in the period; QA metrics are empty", stacklevel=2)
+        return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
+    use_w = (
+        (~np.isclose(agg["sum_w2"], agg["n"]) | ~np.isclose(agg["sum_w"], agg["n"]))
+        if weighted is None
+        else pd.Series(bool(weighted), index=agg.index)
+    )
+    rows = []
+    for name in flags:
+        wp = weighted_proportion(
+            agg[f"{name}__wy"].to_numpy(float),
+            agg["sum_w"].to_numpy(float),
+            agg["sum_w2"].to_numpy(float),
+            agg[f"{name}__w2y"].to_numpy(float),
+            n=agg["n"].to_numpy(float),
+            confidence_level=cl,
+        )
+        plain = agg[f"{name}__k"].to_numpy(float) / agg["n"].to_numpy(float)
+        lo_p, hi_p = proportion_ci(
+            agg[f"{name}__k"].to_numpy(float), agg["n"].to_numpy(float), confidence_level=cl
+        )
+        uw = np.asarray(use_w, dtype=bool)
+        part = agg[cols].copy()
+        part["metric"] = name
+        part["value"] = np.where(uw, wp.estimate, plain)
+        part["n"] = agg["n"].to_numpy(float)
+        part["ci_low"] = np.where(uw, wp.ci_low, lo_p)
+        part["ci_high"] = np.where(uw, wp.ci_high, hi_p)
+        rows.append(part)
+    return _finish(pd.concat(rows, ignore_index=True), cols, _min_n(ds, market))
+
+
+def qa_alignment(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    by: Sequence[str] | str = (),
+    start: date | str | None = None,
+    end: date | str | None = None,
+    confidence_level: float | None = None,
+) -> pd.DataFrame:
+    """Vendor QA vs internal QA on decisions audited by both.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per segment: ``qa_alignment`` (share of double-audited decisions where
+        both QA sources give the same label — enforcement and policy — with a
+        Wilson interval), ``qa_alignment_kappa`` (Cohen's kappa of the two
+        labels with its asymptotic interval), and ``qa_leniency`` (McNemar:
+        share of discordant verdicts where vendor QA passed a decision internal
+        QA failed; its ``p_value`` column tests symmetry).
+
+    Notes
+    -----
+    When a decision has several audits from one source, the latest counts.
+    The pairs are small (double audits are a sample), so they are pulled into
+    pandas after the engine has joined and reduced them.
+    """
+    from qualitylab.agreement import cohen_kappa
+    from qualitylab.stats import mcnemar
+
+    cols = _check_by(by)
+    period = resolve_period(ds, market=market, start=start, end=end)
+    cl = confidence_level or _confidence(ds, market)
+    j = audited_decisions(ds, market=market, period=period, qa_source=None)
+    j = j.mutate(label=ibis.ifelse(j.qa_enforced, j.qa_policy, ibis.literal("none")))
+    keep = [*cols, "decision_id", "qa_source", "label", "correct", "audited_at"]
+    latest = j.select(keep).mutate(
+        rk=ibis.row_number().over(
+            group_by=[j.decision_id, j.qa_source], order_by=ibis.desc(j.audited_at)
+        )
+    )
+    latest = latest.filter(latest.rk == 0)
+    v = latest.filter(latest.qa_source == "vendor")
+    i = latest.filter(latest.qa_source == "internal")
+    pairs = v.join(i, "decision_id", lname="{name}_v", rname="{name}_i")
+    pairs = pairs.select(
+        *[pairs[f"{c}_v"].name(c) for c in cols],
+        label_v=pairs.label_v,
+        label_i=pairs.label_i,
+        correct_v=pairs.correct_v,
+        correct_i=pairs.correct_i,
+    )
+    df = pairs.to_pandas()
+    groups = df.groupby(cols, sort=True, dropna=False) if cols else [((), df)]
+    rows = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        base = dict(zip(cols, key, strict=True))
+        n = len(g)
+        if n == 0:
+            continue
+        agree = int((g["label_v"] == g["label_i"]).sum())
+        lo, hi = proportion_ci(agree, n, confidence_level=cl)
+        rows.append(
+            {
+                **base,
+                "metric": "qa_alignment",
+                "value": agree / n,
+                "n": n,
+                "ci_low": lo,
+                "ci_high": hi,
+                "p_value": np.nan,
+            }
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            k = cohen_kappa(g["label_v"].to_numpy(), g["label_i"].to_numpy(), confidence_level=cl)
+        rows.append(
+            {
+                **base,
+                "metric": "qa_alignment_kappa",
+                "value": k.statistic,
+                "n": n,
+                "ci_low": k.ci_low,
+                "ci_high": k.ci_high,
+                "p_value": np.nan,
+            }
+        )
+        b = int((g["correct_v"] & ~g["correct_i"]).sum())  # vendor passed, internal failed
+        c = int((~g["correct_v"] & g["correct_i"]).sum())
+        if b + c > 0:
+            res = mcnemar(b, c)
+            lo, hi = proportion_ci(b, b + c, confidence_level=cl)
+            rows.append(
+                {
+                    **base,
+                    "metric": "qa_leniency",
+                    "value": b / (b + c),
+                    "n": b + c,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "p_value": res.pvalue,
+                }
+            )
+    out = pd.DataFrame(rows)
+    if out.empty:
+        warnings.warn("no decision was audited by both vendor and internal QA", stacklevel=2)
+        return pd.DataFrame(columns=[*cols, *METRIC_COLUMNS, "p_value"])
+    res = _finish(out, cols, _min_n(ds, market))
+    return res.merge(out[[*cols, "metric", "p_value"]], on=[*cols, "metric"], how="left")
