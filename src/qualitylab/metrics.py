@@ -37,6 +37,8 @@ __all__ = [
     "qa_metrics",
     "qa_alignment",
     "audited_decisions",
+    "ai_workflow_metrics",
+    "override_quality",
     "decisions_in_period",
     "resolve_period",
 ]
@@ -804,3 +806,140 @@ def qa_alignment(
         return pd.DataFrame(columns=[*cols, *METRIC_COLUMNS, "p_value"])
     res = _finish(out, cols, _min_n(ds, market))
     return res.merge(out[[*cols, "metric", "p_value"]], on=[*cols, "metric"], how="left")
+
+
+# --------------------------------------------------------------------------- #
+# Human-in-the-loop workflow metrics
+# --------------------------------------------------------------------------- #
+def ai_workflow_metrics(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    by: Sequence[str] | str = (),
+    start: date | str | None = None,
+    end: date | str | None = None,
+    confidence_level: float | None = None,
+) -> pd.DataFrame:
+    """How people and the model share the work.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``[*by, metric, value, n, ci_low, ci_high, small_n]`` with
+        ``auto_action_rate`` (decided items the AI handled alone; n = decided
+        items) and ``override_rate`` (``ai_assisted`` items where the human's
+        enforcement or policy differs from the model's suggestion; n =
+        ai_assisted decided items). Wilson intervals.
+
+    Notes
+    -----
+    The model suggests enforcement when ``ai_policy`` is not ``none``; an
+    override is a different enforcement decision, or the same enforcement with
+    a different policy. Whether overrides were right is measured against QA by
+    :func:`override_quality`.
+    """
+    cols = _check_by(by)
+    period = resolve_period(ds, market=market, start=start, end=end)
+    cl = confidence_level or _confidence(ds, market)
+    dec = decisions_in_period(ds, market=market, period=period)
+    dec = dec.filter(dec.action.notnull())
+    assisted = dec.routing == "ai_assisted"
+    override = _override_expr(dec)
+    aggs = {
+        "decided": dec.count(),
+        "auto": (dec.routing == "ai_auto").cast("int64").sum(),
+        "assisted": assisted.cast("int64").sum(),
+        "overrides": (assisted & override).cast("int64").sum(),
+    }
+    agg = (dec.group_by(cols).aggregate(**aggs) if cols else dec.aggregate(**aggs)).to_pandas()
+    rows = []
+    for metric, k, n in (
+        ("auto_action_rate", "auto", "decided"),
+        ("override_rate", "overrides", "assisted"),
+    ):
+        kk = agg[k].to_numpy(float)
+        nn = agg[n].to_numpy(float)
+        lo, hi = proportion_ci(kk, nn, confidence_level=cl)
+        part = agg[cols].copy()
+        part["metric"] = metric
+        with np.errstate(divide="ignore", invalid="ignore"):
+            part["value"] = np.where(nn > 0, kk / nn, np.nan)
+        part["n"] = nn
+        part["ci_low"] = lo
+        part["ci_high"] = hi
+        rows.append(part)
+    return _finish(pd.concat(rows, ignore_index=True), cols, _min_n(ds, market))
+
+
+def _override_expr(dec: ir.Table) -> ir.BooleanValue:
+    ai_enf = dec.ai_policy.fill_null("none") != "none"
+    human_enf = dec.action != "no_action"
+    return (ai_enf != human_enf) | (ai_enf & human_enf & (dec.policy != dec.ai_policy))
+
+
+def override_quality(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    by: Sequence[str] | str = (),
+    start: date | str | None = None,
+    end: date | str | None = None,
+    qa_source: str | None = "internal",
+    confidence_level: float | None = None,
+) -> pd.DataFrame:
+    """Were human overrides of the model right, and is the AI alone accurate?
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``override_accuracy`` (audited overrides where the human's decision was
+        correct per QA), ``followed_accuracy`` (audited ai_assisted items where
+        the human followed the model), and ``ai_alone_accuracy`` (audited
+        ``ai_auto`` decisions that were correct); weighted as
+        :func:`qa_metrics`.
+    """
+    cols = _check_by(by)
+    period = resolve_period(ds, market=market, start=start, end=end)
+    cl = confidence_level or _confidence(ds, market)
+    j = audited_decisions(ds, market=market, period=period, qa_source=qa_source)
+    ov = _override_expr(j)
+    j = j.mutate(
+        __group=ibis.cases(
+            ((j.routing == "ai_assisted") & ov, "override_accuracy"),
+            (j.routing == "ai_assisted", "followed_accuracy"),
+            (j.routing == "ai_auto", "ai_alone_accuracy"),
+            else_=None,
+        )
+    )
+    j = j.filter(j.__group.notnull())
+    y = j.correct.cast("float64")
+    keys = [*cols, "__group"]
+    agg = (
+        j.group_by(keys)
+        .aggregate(
+            n=j.count(),
+            k=y.sum(),
+            sum_w=j.w.sum(),
+            sum_w2=(j.w * j.w).sum(),
+            wy=(j.w * y).sum(),
+            w2y=(j.w * j.w * y).sum(),
+        )
+        .to_pandas()
+    )
+    if agg.empty:
+        return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
+    wp = weighted_proportion(
+        agg["wy"].to_numpy(float),
+        agg["sum_w"].to_numpy(float),
+        agg["sum_w2"].to_numpy(float),
+        agg["w2y"].to_numpy(float),
+        n=agg["n"].to_numpy(float),
+        confidence_level=cl,
+    )
+    out = agg[cols].copy()
+    out["metric"] = agg["__group"]
+    out["value"] = wp.estimate
+    out["n"] = agg["n"].to_numpy(float)
+    out["ci_low"] = wp.ci_low
+    out["ci_high"] = wp.ci_high
+    return _finish(out, cols, _min_n(ds, market))

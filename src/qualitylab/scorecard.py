@@ -1,0 +1,267 @@
+"""The scorecard: every KPI for a grain and period, against targets.
+
+One call returns the long tidy table that notebooks, the CLI and the runner
+share: each KPI with its ``n``, interval, target, red/amber/green status and
+the change against the previous period with its significance.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from qualitylab import metrics as m
+from qualitylab.errors import QualityLabError
+from qualitylab.sources import Dataset
+from qualitylab.stats import adjust_pvalues
+
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "LOWER_IS_BETTER",
+    "SCORECARD_COLUMNS",
+    "scorecard",
+    "status_against_target",
+]
+
+HIGHER_IS_BETTER = frozenset(
+    {
+        "accuracy",
+        "sla_compliance",
+        "qa_alignment",
+        "qa_alignment_kappa",
+        "ai_precision",
+        "ai_recall",
+        "ai_f1",
+        "calibration_score",
+        "utilization",
+        "throughput",
+        "override_accuracy",
+        "ai_alone_accuracy",
+    }
+)
+LOWER_IS_BETTER = frozenset(
+    {
+        "over_enforcement_rate",
+        "under_enforcement_rate",
+        "wrong_policy_rate",
+        "ai_fpr",
+        "ai_fnr",
+        "override_rate",
+        "backlog",
+        "response_p50",
+        "response_p90",
+        "response_p99",
+        "reporting_gap",
+        "escalation_rate",
+        "capacity_gap",
+    }
+)
+SCORECARD_COLUMNS = [
+    "metric",
+    "value",
+    "n",
+    "ci_low",
+    "ci_high",
+    "target",
+    "status",
+    "prev_value",
+    "delta",
+    "p_value",
+    "p_adjusted",
+    "small_n",
+]
+# Census counts: compared with an exact conditional Poisson test, not an interval.
+_COUNTS = ("volume", "backlog")
+
+
+def status_against_target(
+    value: float, ci_low: float, ci_high: float, target: float, metric: str
+) -> str:
+    """Red/amber/green for one KPI.
+
+    ``green`` meets the target with confidence (the whole interval is on the
+    good side), ``red`` misses it with confidence, ``amber`` when the interval
+    straddles the target; ``na`` without a target or a value. Without an
+    interval (census values) the value alone decides.
+
+    Examples
+    --------
+    >>> status_against_target(0.96, 0.955, 0.965, 0.95, "accuracy")
+    'green'
+    >>> status_against_target(0.96, 0.94, 0.975, 0.95, "accuracy")
+    'amber'
+    >>> status_against_target(0.05, 0.04, 0.06, 0.03, "over_enforcement_rate")
+    'red'
+    """
+    if target is None or np.isnan(target) or value is None or np.isnan(value):
+        return "na"
+    lo, hi = (value, value) if (np.isnan(ci_low) or np.isnan(ci_high)) else (ci_low, ci_high)
+    if metric in LOWER_IS_BETTER:
+        if hi <= target:
+            return "green"
+        if lo > target:
+            return "red"
+        return "amber"
+    if lo >= target:
+        return "green"
+    if hi < target:
+        return "red"
+    return "amber"
+
+
+def _collect(
+    ds: Dataset,
+    market: str,
+    by: list[str],
+    start: date,
+    end: date,
+    threshold: float | None,
+) -> pd.DataFrame:
+    kw = {"market": market, "by": by, "start": start, "end": end}
+    parts = [m.operational_metrics(ds, **kw)]
+    if ds.has("qa_audits"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parts.append(m.qa_metrics(ds, **kw))
+            align = m.qa_alignment(ds, **kw)
+        align = align[align["metric"] == "qa_alignment"].drop(columns=["p_value"])
+        parts.append(align)
+        parts.append(m.ai_workflow_metrics(ds, **kw))
+        try:
+            from qualitylab.aieval import ai_metrics
+        except ImportError:  # pragma: no cover - module always ships
+            ai_metrics = None
+        if ai_metrics is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                parts.append(ai_metrics(ds, threshold=threshold, **kw))
+    else:
+        parts.append(m.ai_workflow_metrics(ds, **kw))
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _change_pvalues(cur: pd.DataFrame, prev: pd.DataFrame, days: tuple[int, int]) -> np.ndarray:
+    """Two-sided p-values of the change, per row.
+
+    Rates, percentiles and ratios: a Wald test on the difference with standard
+    errors recovered from each interval's half-width (intervals are asymmetric
+    near 0 and 1, so this is approximate). Counts: the exact conditional test
+    that two Poisson counts share one daily rate (binomial on k1 | k1 + k2).
+    """
+    z = sps.norm.ppf(0.975)
+    p = np.full(len(cur), np.nan)
+    for i, (c, q) in enumerate(zip(cur.itertuples(), prev.itertuples(), strict=True)):
+        if np.isnan(q.value) or np.isnan(c.value):
+            continue
+        if c.metric in _COUNTS:
+            k1, k2 = int(c.value), int(q.value)
+            if k1 + k2 == 0:
+                continue
+            share = days[0] / (days[0] + days[1])
+            p[i] = sps.binomtest(k1, k1 + k2, share).pvalue
+            continue
+        se1 = (c.ci_high - c.ci_low) / (2 * z)
+        se2 = (q.ci_high - q.ci_low) / (2 * z)
+        se = np.sqrt(se1**2 + se2**2)
+        if not np.isfinite(se):
+            continue
+        if se == 0:
+            p[i] = 1.0 if c.value == q.value else np.nan
+            continue
+        p[i] = 2 * sps.norm.sf(abs(c.value - q.value) / se)
+    return p
+
+
+def scorecard(
+    ds: Dataset,
+    market: str,
+    *,
+    by: Sequence[str] | str = (),
+    start: date | str | None = None,
+    end: date | str | None = None,
+    threshold: float | None = None,
+    compare: bool = True,
+) -> pd.DataFrame:
+    """All KPIs for one market at a grain, with targets, status and change.
+
+    Parameters
+    ----------
+    ds : Dataset
+    market : str
+        Market code (its calendar, targets and SLAs apply).
+    by : sequence of str
+        Grain, e.g. ``["vendor", "queue"]``.
+    start, end : date or ISO string, optional
+        Market-local period, inclusive; defaults to the last 28 days with data.
+    threshold : float, optional
+        AI decision threshold (default from parameters).
+    compare : bool, default True
+        Compute the previous period of equal length and the change.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``market, *by, metric, value, n, ci_low, ci_high, target, status,
+        prev_value, delta, p_value, p_adjusted, small_n``. ``status`` is
+        green/amber/red against the target (see :func:`status_against_target`),
+        ``p_value`` tests the change against the previous period and
+        ``p_adjusted`` controls the false discovery rate across the rows
+        (Benjamini–Hochberg).
+    """
+    cols = list([by] if isinstance(by, str) else by)
+    mp = ds.params.market(market)
+    if start is None or end is None:
+        full = m.resolve_period(ds, market=market, start=None, end=end)
+        e = full.end
+        s = max(full.start, date.fromordinal(e.toordinal() - 27)) if start is None else start
+        period = m.resolve_period(ds, market=market, start=s, end=e)
+    else:
+        period = m.resolve_period(ds, market=market, start=start, end=end)
+    thr = mp.ai_threshold if threshold is None else threshold
+    cur = _collect(ds, market, cols, period.start, period.end, thr)
+    if cur.empty:
+        raise QualityLabError(f"no data for market {market} in {period.start}..{period.end}")
+    key = [*cols, "metric"]
+    if compare:
+        prev_p = period.previous()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                prev = _collect(ds, market, cols, prev_p.start, prev_p.end, thr)
+        except QualityLabError:
+            prev = cur.iloc[:0]
+        merged = cur.merge(
+            prev[[*key, "value", "ci_low", "ci_high"]],
+            on=key,
+            how="left",
+            suffixes=("", "_prev"),
+        )
+        prev_frame = merged[["metric", "value_prev", "ci_low_prev", "ci_high_prev"]].rename(
+            columns={"value_prev": "value", "ci_low_prev": "ci_low", "ci_high_prev": "ci_high"}
+        )
+        merged["p_value"] = _change_pvalues(
+            merged[["metric", "value", "ci_low", "ci_high"]], prev_frame, (period.days, prev_p.days)
+        )
+        merged["prev_value"] = merged["value_prev"]
+        merged["delta"] = merged["value"] - merged["prev_value"]
+    else:
+        merged = cur.copy()
+        merged["prev_value"] = np.nan
+        merged["delta"] = np.nan
+        merged["p_value"] = np.nan
+    merged["p_adjusted"] = adjust_pvalues(merged["p_value"].to_numpy(float), method="fdr_bh")
+    merged["target"] = merged["metric"].map(mp.targets).astype("float64")
+    merged["status"] = [
+        status_against_target(r.value, r.ci_low, r.ci_high, r.target, r.metric)
+        for r in merged.itertuples()
+    ]
+    merged.insert(0, "market", market)
+    out = merged[["market", *cols, *SCORECARD_COLUMNS]]
+    out.attrs["period"] = (period.start.isoformat(), period.end.isoformat())
+    return out.sort_values(["market", *cols, "metric"], kind="stable").reset_index(drop=True)
