@@ -140,9 +140,7 @@ def test_missing_required_column(tmp_path):
 
 
 def test_wrong_type(tmp_path):
-    folder = _mutated(
-        tmp_path, "decisions", lambda d: d.assign(created_at=range(len(d)))
-    )
+    folder = _mutated(tmp_path, "decisions", lambda d: d.assign(created_at=range(len(d))))
     row = _row(_report(folder), "decisions", "wrong_type", "created_at")
     assert "expected timestamp" in row["message"] and "int64" in row["message"]
 
@@ -248,7 +246,9 @@ def test_corrupt_parquet(tmp_path):
 def test_csv_not_utf8(tmp_path):
     folder = write_tables(tmp_path / "enc", tiny_tables(), "csv")
     text = (folder / "events.csv").read_text()
-    (folder / "events.csv").write_bytes(text.replace("mod-v3", "mod-v3 caf\u00e9").encode("latin-1"))
+    (folder / "events.csv").write_bytes(
+        text.replace("mod-v3", "mod-v3 caf\u00e9").encode("latin-1")
+    )
     with pytest.raises(DataContractError, match=r"events.*not UTF-8.*byte"):
         open_dataset(folder)
 

@@ -11,7 +11,17 @@ from qualitylab.errors import (
 
 __version__ = "0.1.0"
 
+from qualitylab import metrics  # noqa: E402
+from qualitylab.params import load_parameters  # noqa: E402
+from qualitylab.scorecard import scorecard  # noqa: E402
+from qualitylab.sources import Dataset, open_dataset  # noqa: E402
+
 __all__ = [
+    "Dataset",
+    "load_parameters",
+    "metrics",
+    "open_dataset",
+    "scorecard",
     "DataContractError",
     "NotebookRunError",
     "ParameterError",

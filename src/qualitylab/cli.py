@@ -47,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", choices=["small", "demo", "large"], default="demo")
     p.add_argument("--seed", type=int, default=42)
 
+    p = sub.add_parser("scorecard", help="KPIs vs targets for one market, with change")
+    p.add_argument("--data", required=True)
+    p.add_argument("--market", required=True, help="market code, e.g. SG")
+    p.add_argument("--by", type=_csv_list, default=[], help="grain, e.g. vendor,queue")
+    p.add_argument("--start", default=None, help="first market-local date (YYYY-MM-DD)")
+    p.add_argument("--end", default=None, help="last market-local date (YYYY-MM-DD)")
+    p.add_argument("--threshold", type=float, default=None, help="AI decision threshold")
+    p.add_argument("--out", default=None, help="CSV file to write (prints when omitted)")
+    p.add_argument("--assume-utc", action="store_true")
+
     p = sub.add_parser("headline", help="print a per-market headline table")
     p.add_argument("--data", required=True)
     p.add_argument("--assume-utc", action="store_true")
@@ -95,7 +105,29 @@ def _cmd_headline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scorecard(args: argparse.Namespace) -> int:
+    from qualitylab.scorecard import scorecard
+    from qualitylab.sources import open_dataset
+
+    started = time.perf_counter()
+    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
+    table = scorecard(
+        ds, args.market, by=args.by, start=args.start, end=args.end, threshold=args.threshold
+    )
+    if args.out:
+        table.to_csv(args.out, index=False)
+        print(
+            f"wrote {len(table)} rows to {args.out} "
+            f"({time.perf_counter() - started:.1f}s, period {' to '.join(table.attrs['period'])})"
+        )
+    else:
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            print(table.to_string(index=False))
+    return 0
+
+
 _COMMANDS = {
+    "scorecard": _cmd_scorecard,
     "validate": _cmd_validate,
     "demo-data": _cmd_demo_data,
     "headline": _cmd_headline,

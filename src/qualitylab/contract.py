@@ -383,8 +383,7 @@ def conform(
                         col.name,
                         "coerced_type",
                         "warning",
-                        f"table '{spec.name}', column '{col.name}': stored as {src}, "
-                        "read as text",
+                        f"table '{spec.name}', column '{col.name}': stored as {src}, read as text",
                     )
                 )
             else:

@@ -349,7 +349,7 @@ def _response_histogram(
         __event=decided,
         __le_sla=secs <= sla,
     )
-    keys = [*cols, "queue", "__bin", "__le_sla", "__event"]
+    keys = [*cols, *([] if "queue" in cols else ["queue"]), "__bin", "__le_sla", "__event"]
     return t.group_by(keys).aggregate(k=t.count()).to_pandas()
 
 
