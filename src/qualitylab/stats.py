@@ -1354,7 +1354,9 @@ def audits_for_margin(
     """
     confidence_level = _check_confidence(confidence_level)
     scalar = _is_scalar(p, margin, deff, population)
-    p_a, m_a, d_a = (_as_float_array(v, k) for v, k in ((p, "p"), (margin, "margin"), (deff, "deff")))
+    p_a, m_a, d_a = (
+        _as_float_array(v, k) for v, k in ((p, "p"), (margin, "margin"), (deff, "deff"))
+    )
     for arr, name in ((p_a, "p"), (m_a, "margin")):
         bad = ~((arr > 0) & (arr < 1))
         if np.any(bad):
