@@ -425,9 +425,7 @@ def conform(
         elif col.kind == "date":
             if src.is_date():
                 pass
-            elif _is_nullish(src):
-                mutations[col.name] = expr.cast("date")
-            elif src.is_timestamp():
+            elif _is_nullish(src) or src.is_timestamp():
                 mutations[col.name] = expr.cast("date")
             else:
                 problems.append(_wrong_type(spec, col, src))
