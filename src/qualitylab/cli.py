@@ -88,7 +88,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     )
     print(
         f"wrote {args.out} in {time.perf_counter() - started:.1f}s: "
-        + ", ".join(f"{t} {n:,}" for t, n in summary.n_rows.items())
+        + ", ".join(f"{t} {n:,}" for t, n in summary.rows.items())
     )
     return 0
 

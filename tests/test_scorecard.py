@@ -1,0 +1,58 @@
+"""The scorecard: KPIs with targets, status and change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qualitylab.scorecard import SCORECARD_COLUMNS, scorecard, status_against_target
+from qualitylab.sources import open_dataset
+
+
+@pytest.fixture(scope="module")
+def sc_vendor(small_data):
+    return scorecard(
+        open_dataset(small_data), "SG", by=["vendor"], start="2026-10-26", end="2026-11-22"
+    )
+
+
+def test_columns_and_grain(sc_vendor):
+    assert list(sc_vendor.columns) == ["market", "vendor", *SCORECARD_COLUMNS]
+    assert set(sc_vendor.market) == {"SG"}
+    assert {"volume", "sla_compliance", "accuracy", "override_rate"} <= set(sc_vendor.metric)
+
+
+def test_status_follows_interval_and_target(sc_vendor):
+    for r in sc_vendor.dropna(subset=["target", "value"]).itertuples():
+        assert r.status == status_against_target(r.value, r.ci_low, r.ci_high, r.target, r.metric)
+    acc = sc_vendor[sc_vendor.metric == "accuracy"]
+    assert (acc.target == 0.95).all()
+    assert set(sc_vendor.status) <= {"green", "amber", "red", "na"}
+
+
+def test_change_against_previous_period(sc_vendor):
+    row = sc_vendor[(sc_vendor.metric == "accuracy")].iloc[0]
+    assert row.delta == pytest.approx(row.value - row.prev_value)
+    assert 0 <= row.p_value <= 1
+    ok = sc_vendor.p_value.notna()
+    assert (sc_vendor.p_adjusted[ok] >= sc_vendor.p_value[ok] - 1e-12).all()
+
+
+def test_previous_period_is_computed_the_same_way(small_data, sc_vendor):
+    ds = open_dataset(small_data)
+    prev = scorecard(ds, "SG", by=["vendor"], start="2026-09-28", end="2026-10-25", compare=False)
+    a = sc_vendor.set_index(["vendor", "metric"])["prev_value"]
+    b = prev.set_index(["vendor", "metric"])["value"]
+    common = a.index.intersection(b.index)
+    np.testing.assert_allclose(a[common].to_numpy(float), b[common].to_numpy(float))
+
+
+def test_status_examples():
+    # Higher is better: interval wholly above → green; straddles → amber; below → red.
+    assert status_against_target(0.97, 0.96, 0.98, 0.95, "accuracy") == "green"
+    assert status_against_target(0.95, 0.93, 0.97, 0.95, "accuracy") == "amber"
+    assert status_against_target(0.90, 0.88, 0.92, 0.95, "accuracy") == "red"
+    # Lower is better for error rates.
+    assert status_against_target(0.01, 0.005, 0.02, 0.03, "over_enforcement_rate") == "green"
+    assert status_against_target(np.nan, np.nan, np.nan, 0.95, "accuracy") == "na"
+    assert status_against_target(0.9, np.nan, np.nan, np.nan, "volume") == "na"
