@@ -40,6 +40,7 @@ __all__ = [
     "ai_workflow_metrics",
     "override_quality",
     "decisions_in_period",
+    "last_full_weeks",
     "resolve_period",
 ]
 
@@ -81,6 +82,26 @@ class Period:
     def previous(self) -> Period:
         """The period of equal length just before this one."""
         return Period(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
+
+
+def last_full_weeks(as_of: date | str, weeks: int = 4) -> Period:
+    """The last ``weeks`` full Monday–Sunday weeks ending on or before ``as_of``.
+
+    Examples
+    --------
+    >>> p = last_full_weeks("2026-11-25", 4)   # a Wednesday
+    >>> p.start.isoformat(), p.end.isoformat()
+    ('2026-10-26', '2026-11-22')
+    >>> last_full_weeks("2026-11-22", 1).end.isoformat()   # a Sunday counts
+    '2026-11-22'
+    """
+    d = _as_date(as_of)
+    if d is None:
+        raise QualityLabError("as_of is required")
+    if weeks < 1:
+        raise QualityLabError(f"weeks must be >= 1, got {weeks}")
+    end = d - timedelta(days=(d.weekday() + 1) % 7)
+    return Period(end - timedelta(days=7 * weeks - 1), end)
 
 
 def _as_date(value: date | str | None) -> date | None:
