@@ -16,6 +16,28 @@ from qualitylab.params import load_parameters  # noqa: E402
 from qualitylab.scorecard import scorecard  # noqa: E402
 from qualitylab.sources import Dataset, open_dataset  # noqa: E402
 
+_SUBMODULES = (
+    "agreement",
+    "aieval",
+    "calibration",
+    "charts",
+    "detect",
+    "findings",
+    "rca",
+    "reconcile",
+    "report",
+    "stats",
+)
+
+
+def __getattr__(name: str):  # lazy submodules: ``ql.detect``, ``ql.charts``, ...
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"qualitylab.{name}")
+    raise AttributeError(f"module 'qualitylab' has no attribute {name!r}")
+
+
 __all__ = [
     "Dataset",
     "load_parameters",

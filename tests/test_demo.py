@@ -1,0 +1,447 @@
+"""Tests of the synthetic demo-data generator (qualitylab.demo)."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from qualitylab.demo import ALL_MARKETS, INCIDENT_COLUMNS, DemoSummary, generate
+from qualitylab.errors import ParameterError
+from qualitylab.params import load_parameters
+
+DAYS = 56
+SEED = 11
+TS = pa.timestamp("us", tz="UTC")
+S = pa.string()
+F = pa.float64()
+
+CONTRACT = {
+    "decisions": {
+        "decision_id": S,
+        "created_at": TS,
+        "decided_at": TS,
+        "market": S,
+        "vendor": S,
+        "site": S,
+        "queue": S,
+        "language": S,
+        "moderator_id": S,
+        "routing": S,
+        "action": S,
+        "policy": S,
+        "ai_model": S,
+        "ai_score": F,
+        "ai_policy": S,
+    },
+    "qa_audits": {
+        "audit_id": S,
+        "decision_id": S,
+        "audited_at": TS,
+        "qa_source": S,
+        "auditor_id": S,
+        "qa_action": S,
+        "qa_policy": S,
+        "sample_weight": F,
+    },
+    "staffing": {
+        "date": pa.date32(),
+        "market": S,
+        "vendor": S,
+        "site": S,
+        "queue": S,
+        "scheduled_hours": F,
+        "productive_hours": F,
+    },
+    "calibration": {
+        "session_id": S,
+        "held_at": TS,
+        "market": S,
+        "case_id": S,
+        "rater_id": S,
+        "rater_group": S,
+        "label": S,
+        "expected_label": S,
+    },
+    "vendor_reported": {
+        "week_start": pa.date32(),
+        "market": S,
+        "vendor": S,
+        "metric": S,
+        "value": F,
+    },
+    "events": {"effective_at": TS, "market": S, "kind": S, "policy": S, "description": S},
+    "escalations": {
+        "escalation_id": S,
+        "decision_id": S,
+        "raised_at": TS,
+        "resolved_at": TS,
+        "market": S,
+        "vendor": S,
+        "queue": S,
+        "tier": S,
+        "severity": S,
+        "reason": S,
+    },
+    "red_team": {
+        "item_id": S,
+        "created_at": TS,
+        "market": S,
+        "language": S,
+        "policy": S,
+        "attack": S,
+        "ai_model": S,
+        "ai_score": F,
+    },
+}
+ACTIONS = {"no_action", "warn", "restrict", "end_live", "ban"}
+POLICIES = {
+    "none",
+    "hate_speech",
+    "nudity",
+    "violence",
+    "spam",
+    "scam",
+    "minor_safety",
+    "self_harm",
+}
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_parameters()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSummary]:
+    out = tmp_path_factory.mktemp("demo_small")
+    return out, generate(out, scale="small", days=DAYS, seed=SEED)
+
+
+@pytest.fixture(scope="module")
+def tables(small) -> dict[str, pd.DataFrame]:
+    out, _ = small
+    return {
+        n: pd.read_parquet(out / ("decisions" if n == "decisions" else f"{n}.parquet"))
+        for n in CONTRACT
+    }
+
+
+@pytest.fixture(scope="module")
+def incidents(small) -> pd.DataFrame:
+    out, _ = small
+    return pd.read_csv(out / "incidents.csv", dtype=str)
+
+
+def _local_date(ts: pd.Series, tz: str) -> pd.Series:
+    return ts.dt.tz_convert(tz).dt.date
+
+
+def _split(frame: pd.DataFrame, col: str, inc: pd.Series) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows in the incident window and in the 28 days before it."""
+    start, end = date.fromisoformat(inc.start_date), date.fromisoformat(inc.end_date)
+    window = frame[(frame[col] >= start) & (frame[col] <= end)]
+    before = frame[(frame[col] < start) & (frame[col] >= start - timedelta(days=28))]
+    return window, before
+
+
+def _judged(tables: dict[str, pd.DataFrame], source: str = "internal") -> pd.DataFrame:
+    """Human decisions joined with one QA source, with correctness and error types."""
+    qa = tables["qa_audits"]
+    j = qa[qa.qa_source == source].merge(tables["decisions"], on="decision_id")
+    j = j[j.routing != "ai_auto"].copy()
+    enf, qenf = j.action != "no_action", j.qa_policy != "none"
+    j["correct"] = (enf == qenf) & (~enf | (j.policy == j.qa_policy))
+    j["over"] = enf & ~qenf
+    return j
+
+
+# ---------------------------------------------------------------------------
+# API, layout, determinism
+# ---------------------------------------------------------------------------
+def test_summary_matches_files(small) -> None:
+    out, s = small
+    assert s.markets == ("SG", "ID", "TH")
+    assert s.end_date == date(2026, 11, 22) and s.start_date == date(2026, 9, 28)
+    parts = sorted((out / "decisions").glob("part-*.parquet"))
+    assert [p.name for p in parts] == [f"part-{i:05d}.parquet" for i in range(len(parts))]
+    assert sum(pq.read_metadata(p).num_rows for p in parts) == s.n_decisions
+    for name, n in s.rows.items():
+        if name != "decisions":
+            assert pq.read_metadata(out / f"{name}.parquet").num_rows == n, name
+    assert s.incidents == len(pd.read_csv(out / "incidents.csv"))
+    assert 20_000 < s.n_decisions < 45_000  # ~50k at 90 days
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
+    kw = {"markets": ["SG"], "days": 35, "scale": "small"}
+    a, b, c = (generate(tmp_path / x, seed=s, **kw) for x, s in (("a", 5), ("b", 5), ("c", 6)))
+    files = sorted(p.relative_to(a.path) for p in a.path.rglob("*") if p.is_file())
+    assert len(files) == 9  # 8 tables (one decisions part) + incidents.csv
+    for f in files:
+        assert (a.path / f).read_bytes() == (b.path / f).read_bytes(), f
+    first = Path("decisions/part-00000.parquet")
+    assert (a.path / first).read_bytes() != (c.path / first).read_bytes()
+
+
+def test_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="XX"):
+        generate(tmp_path, markets=["XX"], scale="small")
+    with pytest.raises(ParameterError, match="days"):
+        generate(tmp_path, days=0, scale="small")
+    with pytest.raises(ParameterError, match="scale"):
+        generate(tmp_path, scale="huge")  # type: ignore[arg-type]
+
+
+def test_default_markets_by_scale() -> None:
+    from qualitylab.demo import SCALES
+
+    assert SCALES["small"].markets == ("SG", "ID", "TH")
+    assert SCALES["demo"].markets == ALL_MARKETS == SCALES["large"].markets
+    assert SCALES["large"].chunk_days == 15
+
+
+# ---------------------------------------------------------------------------
+# Data contract
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(CONTRACT))
+def test_contract_columns_and_types(small, name: str) -> None:
+    out, _ = small
+    path = (
+        out / "decisions" / "part-00000.parquet" if name == "decisions" else out / f"{name}.parquet"
+    )
+    schema = pq.read_schema(path)
+    assert schema.names == list(CONTRACT[name])
+    for col, typ in CONTRACT[name].items():
+        assert schema.field(col).type == typ, (name, col)
+
+
+def test_decisions_invariants(tables, params) -> None:
+    d = tables["decisions"]
+    assert d.decision_id.is_unique
+    decided = d[d.decided_at.notna()]
+    assert (decided.decided_at >= decided.created_at).all()
+    assert d.ai_score.dropna().between(0, 1).all()
+    assert set(decided.action) <= ACTIONS and set(decided.policy) <= POLICIES
+    assert ((decided.policy == "none") == (decided.action == "no_action")).all()
+    pending = d[d.decided_at.isna()]
+    assert pending.action.isna().all() and pending.policy.isna().all()
+    assert d.loc[d.routing == "ai_auto", "moderator_id"].isna().all()
+    assert d.loc[(d.routing != "ai_auto") & d.decided_at.notna(), "moderator_id"].notna().all()
+    assert set(d.routing) == {"human", "ai_assisted", "ai_auto"}
+    assert (d.loc[d.queue == "appeal", "routing"] == "human").all()
+    auto = d[d.routing == "ai_auto"]
+    assert ((auto.ai_score >= 0.97) | (auto.ai_score <= 0.02)).all()
+    assert ((d.ai_score >= 0.5) == (d.ai_policy != "none"))[d.ai_score.notna()].all()
+    assert d.moderator_id.dropna().str.fullmatch(r"m-[0-9a-f]{10}").all()
+    for m, g in d.groupby("market"):
+        mp = params.market(m)
+        assert set(g.language) == set(mp.languages)
+        assert set(g.vendor) == set(mp.vendors)
+        assert (g.site.str.split("-").str[0].isin(mp.vendors)).all()
+
+
+def test_rows_sorted_within_parts(small) -> None:
+    out, _ = small
+    for p in sorted((out / "decisions").glob("part-*.parquet")):
+        t = pq.read_table(p, columns=["created_at", "decision_id"]).to_pandas()
+        assert t.created_at.is_monotonic_increasing and t.decision_id.is_monotonic_increasing
+
+
+def test_realistic_shape(tables, params) -> None:
+    d = tables["decisions"]
+    mix = d.queue.value_counts(normalize=True)
+    assert mix["live_stream"] == pytest.approx(0.40, abs=0.03)
+    assert mix["appeal"] == pytest.approx(0.05, abs=0.02)
+    # market-local evening peak
+    sg = d[d.market == "SG"]
+    hour = sg.created_at.dt.tz_convert(params.market("SG").timezone).dt.hour
+    assert hour.between(19, 23).mean() > 2.5 * hour.between(3, 7).mean()
+    # SLA compliance ~85-95% overall; pending concentrated in the last days
+    dec = d[d.decided_at.notna()]
+    sla = [params.market(m).sla_seconds[q] for m, q in zip(dec.market, dec.queue, strict=True)]
+    rt = (dec.decided_at - dec.created_at).dt.total_seconds()
+    assert 0.80 < (rt <= sla).mean() < 0.96
+    last_day = d.created_at >= d.created_at.max() - pd.Timedelta(days=2)
+    assert d.decided_at.isna()[last_day].mean() > 20 * max(
+        d.decided_at.isna()[~last_day].mean(), 1e-6
+    )
+    # AI: auto only when confident; humans override the hint 8-20% of the time
+    a = dec[dec.routing == "ai_assisted"]
+    ai_enf, h_enf = a.ai_policy != "none", a.action != "no_action"
+    override = (ai_enf != h_enf) | (h_enf & (a.policy != a.ai_policy))
+    assert 0.08 < override.mean() < 0.2
+    assert 0.05 < (d.routing == "ai_auto").mean() < 0.3
+
+
+def test_qa_audits(tables) -> None:
+    qa, d = tables["qa_audits"], tables["decisions"]
+    assert qa.audit_id.is_unique
+    assert qa.decision_id.isin(d.decision_id).all()
+    assert (qa.sample_weight > 0).all()
+    assert set(qa.qa_source) == {"vendor", "internal"}
+    assert set(qa.qa_action) <= ACTIONS and set(qa.qa_policy) <= POLICIES
+    assert ((qa.qa_policy == "none") == (qa.qa_action == "no_action")).all()
+    both = qa.groupby("decision_id").qa_source.nunique()
+    assert 0.08 < (both == 2).mean() < 0.25
+    j = qa.merge(d[["decision_id", "decided_at"]], on="decision_id")
+    assert (j.audited_at > j.decided_at).all()
+    # vendor QA is more lenient than internal QA on the same decisions
+    assert _judged(tables, "vendor").correct.mean() > _judged(tables, "internal").correct.mean()
+    # enforced decisions are over-sampled, so their weights are smaller
+    j = qa.merge(d[["decision_id", "action"]], on="decision_id")
+    assert (
+        j[j.action != "no_action"].sample_weight.median()
+        < j[j.action == "no_action"].sample_weight.median()
+    )
+    assert qa.groupby("qa_source").auditor_id.nunique().min() >= 3
+
+
+def test_other_tables(tables, small) -> None:
+    out, s = small
+    st = tables["staffing"]
+    assert (st.productive_hours <= st.scheduled_hours).all() and (st.productive_hours >= 0).all()
+    ratio = st.productive_hours.sum() / st.scheduled_hours.sum()
+    assert 0.78 < ratio < 0.92
+    vr = tables["vendor_reported"]
+    assert set(vr.metric) == {"accuracy", "sla_compliance", "volume"}
+    assert all(w.weekday() == 0 for w in vr.week_start)
+    assert "inhouse" not in set(vr.vendor)
+    ev = tables["events"]
+    assert {"model_release", "policy_change", "training", "outage", "holiday"} <= set(ev.kind)
+    assert set(ev.market) <= {*s.markets, "*"}
+    cal = tables["calibration"]
+    assert {"internal", "policy"} <= set(cal.rater_group)
+    assert cal.groupby("session_id").case_id.nunique().between(15, 25).all()
+    assert cal.expected_label.isna().any() and cal.expected_label.notna().mean() > 0.9
+    esc = tables["escalations"]
+    assert esc.escalation_id.is_unique
+    assert 0.5 < 1000 * esc.decision_id.notna().sum() / s.n_decisions < 2.5
+    assert esc.resolved_at.isna().any()
+    closed = esc[esc.resolved_at.notna()]
+    assert (closed.resolved_at >= closed.raised_at).all()
+    assert set(esc.tier) <= {"vendor_lead", "internal", "policy", "legal"}
+    rt = tables["red_team"]
+    viol = rt[rt.policy != "none"]
+    recall = (viol.ai_score >= 0.5).groupby(viol.attack).mean()
+    assert recall[["leetspeak", "code_switching", "coded_symbols"]].max() < recall["none"] - 0.15
+    assert (rt.loc[rt.policy == "none", "attack"] == "none").all()
+
+
+# ---------------------------------------------------------------------------
+# Planted incidents
+# ---------------------------------------------------------------------------
+def test_incidents_file(incidents, small) -> None:
+    out, s = small
+    with (out / "incidents.csv").open(newline="") as fh:
+        assert tuple(next(csv.reader(fh))) == INCIDENT_COLUMNS
+    got = set(incidents.metric)
+    assert {
+        "accuracy",
+        "sla_compliance",
+        "ai_recall",
+        "over_enforcement_rate",
+        "volume",
+        "reporting_gap",
+    } <= got
+    assert set(incidents.market) <= set(s.markets)
+    assert set(incidents.direction) <= {"up", "down"}
+    starts = pd.to_datetime(incidents.start_date).dt.date
+    assert (starts >= s.end_date - timedelta(days=27)).all()
+    assert (pd.to_datetime(incidents.end_date).dt.date <= s.end_date).all()
+
+
+def test_incident_effects_are_visible(tables, incidents, params) -> None:
+    d = tables["decisions"]
+    seen = set()
+    for _, inc in incidents.iterrows():
+        tz = params.market(inc.market).timezone
+        md = d[d.market == inc.market].copy()
+        md["day"] = _local_date(md.created_at, tz)
+        metric, dim, seg = inc.metric, inc.dimension, inc.segment
+        if metric == "volume":
+            sel = md if dim == "market" else md[md[dim] == seg]
+            daily = sel.groupby("day").size()
+            daily.index = pd.Index(daily.index)
+            w, b = _split(daily.rename("n").reset_index(), "day", inc)
+            assert w.n.mean() > 1.6 * b.n.median(), inc.to_dict()
+        elif metric == "sla_compliance":
+            sel = md[(md[dim] == seg) & md.decided_at.notna()].copy()
+            sla = params.market(inc.market).sla_seconds[seg]
+            sel["ok"] = (sel.decided_at - sel.created_at).dt.total_seconds() <= sla
+            w, b = _split(sel, "day", inc)
+            assert w.ok.mean() < b.ok.mean() - 0.3, inc.to_dict()
+        elif metric == "accuracy":
+            drops = []  # weighted accuracy before minus during, per QA source
+            for source in ("internal", "vendor"):
+                j = _judged(tables, source)
+                j = j[(j.market == inc.market) & (j[dim] == seg)].copy()
+                j["day"] = _local_date(j.created_at, tz)
+                w, b = _split(j, "day", inc)
+                drops.append(
+                    np.average(b.correct, weights=b.sample_weight)
+                    - np.average(w.correct, weights=w.sample_weight)
+                )
+            assert min(drops) > 0 and np.mean(drops) > 0.04, (drops, inc.to_dict())
+        elif metric == "ai_recall":
+            thr = params.market(inc.market).ai_threshold
+            sel = md[(md[dim] == seg) & md.action.notna() & (md.action != "no_action")]
+            sel = sel[sel.ai_score.notna()]
+            sel = sel.assign(hit=sel.ai_score >= thr)
+            w, b = _split(sel, "day", inc)
+            assert w.hit.mean() < b.hit.mean() - 0.15, inc.to_dict()
+            assert (w.ai_model == "mod-v4").mean() > 0.9
+            ev = tables["events"]
+            assert ((ev.kind == "model_release") & (ev.market == inc.market)).any()
+        elif metric == "over_enforcement_rate":
+            human = md[(md.routing != "ai_auto") & md.action.notna()]
+            w, b = _split(human.assign(hit=human[dim] == seg), "day", inc)
+            assert w.hit.mean() > 1.8 * b.hit.mean(), inc.to_dict()
+            j = _judged(tables)
+            j = j[j.market == inc.market].copy()
+            j["day"] = _local_date(j.created_at, tz)
+            j["hit"] = j.over & (j[dim] == seg)
+            w, b = _split(j, "day", inc)
+            assert w.hit.mean() > b.hit.mean() + 0.02, inc.to_dict()
+            ev = tables["events"]
+            assert ((ev.kind == "policy_change") & (ev.policy == seg)).any()
+        elif metric == "reporting_gap":
+            # pooled over the incident weeks vs the four weeks before
+            vr = tables["vendor_reported"]
+            vr = vr[(vr.market == inc.market) & (vr[dim] == seg) & (vr.metric == "accuracy")]
+            j = _judged(tables)
+            j = j[(j.market == inc.market) & (j[dim] == seg)].copy()
+            j["day"] = _local_date(j.created_at, tz)
+            start = date.fromisoformat(inc.start_date)
+            gaps = []
+            for lo, hi in (
+                (start, date.fromisoformat(inc.end_date)),
+                (start - timedelta(28), start),
+            ):
+                rep = vr[(vr.week_start >= lo) & (vr.week_start < hi)].value.mean()
+                g = j[(j.day >= lo) & (j.day < hi)]
+                gaps.append(rep - np.average(g.correct, weights=g.sample_weight))
+            assert gaps[0] > 0.04 and gaps[0] > gaps[1] + 0.02, (gaps, inc.to_dict())
+        elif metric == "auto_action_rate":
+            w, b = _split(md.assign(auto=md.routing == "ai_auto"), "day", inc)
+            assert w.auto.mean() < 0.8 * b.auto.mean(), inc.to_dict()
+            no_ai = md[md.ai_score.isna()]
+            assert set(no_ai.day) == {date.fromisoformat(inc.start_date)}
+            assert (no_ai.routing == "human").all() and len(no_ai) > 10
+        else:
+            pytest.fail(f"no check for incident metric {metric!r}")
+        seen.add(metric)
+    assert len(seen) >= 6
+
+
+def test_small_scale_adapts_incidents_to_markets(tmp_path: Path) -> None:
+    generate(tmp_path, markets=["JP"], days=40, scale="small", seed=1)
+    inc = pd.read_csv(tmp_path / "incidents.csv")
+    assert set(inc.market) == {"JP"}
+    assert {"accuracy", "ai_recall", "reporting_gap", "sla_compliance"} <= set(inc.metric)
