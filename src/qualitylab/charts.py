@@ -1346,8 +1346,28 @@ def _curve(
     df = df.sort_values(
         [*keys, "threshold"], ascending=[True] * len(keys) + [False], kind="mergesort"
     )
+    df = _thin(df, keys)
     df["point_order"] = np.arange(len(df))
     return df[[*keys, *required, "point_order"]].reset_index(drop=True)
+
+
+MAX_CURVE_POINTS = 250
+
+
+def _thin(df: pd.DataFrame, keys: list[str], max_points: int = MAX_CURVE_POINTS) -> pd.DataFrame:
+    """Keep at most ``max_points`` evenly spaced rows per curve (ends included).
+
+    A 1,000-bin sweep drawn point by point makes a multi-megabyte report for
+    no visible gain; the thinned curve is drawn from the same computed points.
+    """
+    groups = df.groupby(keys, sort=False) if keys else [(None, df)]
+    parts = []
+    for _, g in groups:
+        if len(g) > max_points:
+            idx = np.unique(np.linspace(0, len(g) - 1, max_points).round().astype(int))
+            g = g.iloc[idx]
+        parts.append(g)
+    return pd.concat(parts) if parts else df
 
 
 def _diagonal() -> alt.Chart:
@@ -1622,6 +1642,7 @@ def threshold_sweep_chart(
         )
     df = _frame(sweep, "sweep", ("threshold", *names), "aieval.threshold_sweep output")
     _check_unique(df, "sweep", ["threshold"], "filter sweep to one model and segment")
+    df = _thin(df.sort_values("threshold", kind="mergesort"), [])
     with_ci = all(f"{m}_ci_low" in df and f"{m}_ci_high" in df for m in names)
     value_cols = [
         *names,
