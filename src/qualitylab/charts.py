@@ -784,6 +784,14 @@ def trend_small_multiples(
 _FUNNEL_LIMITS = ("lower95", "upper95", "lower998", "upper998")
 
 
+_FUNNEL_RENAMES = {
+    "lower_95": "lower95",
+    "upper_95": "upper95",
+    "lower_998": "lower998",
+    "upper_998": "upper998",
+}
+
+
 def funnel_plot(
     data: pd.DataFrame,
     *,
@@ -846,6 +854,10 @@ def funnel_plot(
     'log'
     """
     required = (label, "n", "rate", "population_rate", *_FUNNEL_LIMITS, "flagged")
+    # Accept rca.funnel output (``lower_95``...) as well as ``lower95``.
+    data = data.rename(columns=_FUNNEL_RENAMES)
+    if limits is not None:
+        limits = limits.rename(columns=_FUNNEL_RENAMES)
     df = _frame(data, "data", required, "funnel data")
     _numeric(df, "data", ("n", "rate", "population_rate", *_FUNNEL_LIMITS))
     df["flagged"] = _flags(df["flagged"])

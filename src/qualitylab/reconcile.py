@@ -155,7 +155,7 @@ def reporting_gap_summary(gaps: pd.DataFrame, *, alpha: float = 0.05) -> pd.Data
     ...     "n": 40, "ci_low": [0.80, 0.81, 0.79], "ci_high": [0.96, 0.97, 0.95],
     ...     "gap": [0.07, 0.06, 0.08]})
     >>> s = reporting_gap_summary(g)
-    >>> round(s.gap.iloc[0], 3), bool(s.flagged.iloc[0])
+    >>> float(round(s.gap.iloc[0], 3)), bool(s.flagged.iloc[0])
     (0.07, True)
     """
     z = sps.norm.ppf(0.975)
