@@ -281,3 +281,47 @@ def test_bad_period_is_a_clear_error(tmp_path):
         operational_metrics(ds, market="SG", start="2026-03-05", end="2026-03-01")
     with pytest.raises(QualityLabError, match="not an ISO date"):
         operational_metrics(ds, market="SG", start="March 1st")
+
+
+def test_error_rates_against_pandas(ds, frames):
+    out = qa_metrics(ds, market=MARKET, by=["queue"], start=START, end=END)
+    j = _audited(frames)
+    enf = j.action != "no_action"
+    qenf = j.qa_action != "no_action"
+    j["under"] = ~enf & qenf
+    j["wrong"] = enf & qenf & (j.policy != j.qa_policy)
+    for queue, g in j.groupby("queue"):
+        under = _get(out, "under_enforcement_rate", queue=queue)
+        wrong = _get(out, "wrong_policy_rate", queue=queue)
+        assert under.value == pytest.approx(np.average(g.under, weights=g.w))
+        assert wrong.value == pytest.approx(np.average(g.wrong, weights=g.w))
+        acc = _get(out, "accuracy", queue=queue).value
+        total = (
+            acc + under.value + wrong.value + _get(out, "over_enforcement_rate", queue=queue).value
+        )
+        assert total == pytest.approx(1.0)  # every audit is correct or exactly one error
+
+
+def test_ai_metrics_equal_scikit_learn_on_the_audited_items(ds, frames):
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    from qualitylab.aieval import ai_metrics
+
+    out = ai_metrics(ds, market=MARKET, by=["language"], start=START, end=END, threshold=0.5)
+    j = _audited(frames)
+    j = j[j.ai_score.notna()]
+    for lang, g in j.groupby("language"):
+        y = (g.qa_action != "no_action").astype(int)
+        pred = (g.ai_score >= 0.5).astype(int)
+        w = g.w
+        if y.sum() == 0 or pred.sum() == 0:
+            continue
+        assert _get(out, "ai_precision", language=lang).value == pytest.approx(
+            precision_score(y, pred, sample_weight=w)
+        )
+        assert _get(out, "ai_recall", language=lang).value == pytest.approx(
+            recall_score(y, pred, sample_weight=w)
+        )
+        assert _get(out, "ai_f1", language=lang).value == pytest.approx(
+            f1_score(y, pred, sample_weight=w)
+        )
