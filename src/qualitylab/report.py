@@ -490,3 +490,29 @@ def portfolio(
     return Portfolio(
         codes, last, bm, bv, movers.reset_index(drop=True), pd.DataFrame(counts), history
     )
+
+
+def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
+    """The market's alerts for the report period.
+
+    Reuses the alerts the scheduled run stored with the market's data
+    (``ql_alerts``) when present, and scans otherwise (baseline = the 28 days
+    before the period). ``current_only`` keeps alerts that reach into the period.
+    """
+    from qualitylab.detect import scan
+
+    frame = None
+    try:
+        if "ql_alerts" in ctx.ds.backend.list_tables():
+            frame = ctx.ds.backend.table("ql_alerts").to_pandas()
+            frame = frame[frame["market"] == ctx.market].copy()
+            for col in ("observed", "expected", "p_value", "impact", "n"):
+                if col in frame.columns:
+                    frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    except Exception:  # a backend that cannot list tables: compute instead
+        frame = None
+    if frame is None:
+        frame = scan(ctx.ds, ctx.market, start=ctx.baseline.start, end=ctx.end)
+    if current_only and len(frame):
+        frame = frame[frame["end_date"].astype(str) >= str(ctx.start)]
+    return frame.reset_index(drop=True)

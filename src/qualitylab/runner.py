@@ -1,0 +1,883 @@
+"""Scheduled per-market runs: the main job.
+
+``qualitylab run`` validates parameters and data first, extracts each
+market's slice of the data once into a local DuckDB cache (with the market's
+scorecard and alerts), executes the notebooks with papermill in parallel
+worker processes, renders the full and the stakeholder HTML, then the
+portfolio notebook and the hub ``index.html``. Work happens in a temporary
+folder; a market's reports replace the last good ones only when all its
+notebooks succeeded.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import hashlib
+import html
+import json
+import logging
+import multiprocessing as mp
+import os
+import re
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qualitylab import __version__
+from qualitylab.errors import DataContractError, ParameterError, QualityLabError
+from qualitylab.params import Parameters, load_parameters
+
+__all__ = [
+    "NOTEBOOKS",
+    "JobResult",
+    "RunSummary",
+    "find_notebooks_dir",
+    "redact",
+    "run",
+]
+
+NOTEBOOKS: dict[str, str] = {
+    "scorecard": "01-vendor-scorecard.ipynb",
+    "trends": "02-trend-detection.ipynb",
+    "rca": "03-rca-deep-dive.ipynb",
+    "ai": "04-ai-model-evaluation.ipynb",
+}
+PORTFOLIO = "00-portfolio.ipynb"
+TITLES = {
+    "scorecard": "Vendor scorecard",
+    "trends": "Trends and alerts",
+    "rca": "Root-cause deep dive",
+    "ai": "AI model evaluation",
+    "portfolio": "APAC portfolio",
+}
+HUB_METRICS = ("volume", "sla_compliance", "accuracy", "ai_precision", "ai_recall")
+_URL_SECRET = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+)
+_TRANSIENT = ("DeadKernelError", "KernelDied", "RuntimeError: Kernel died")
+
+log = logging.getLogger("qualitylab.run")
+
+
+def redact(text: str) -> str:
+    """Hide passwords in connection URLs inside any text.
+
+    Examples
+    --------
+    >>> redact("trino://ana:s3cret@db.example:8080/hive")
+    'trino://ana:***@db.example:8080/hive'
+    """
+    return _URL_SECRET.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+
+
+def find_notebooks_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """The notebooks folder: explicit, ``QUALITYLAB_NOTEBOOKS``, or ``notebooks/`` upwards."""
+    if path:
+        p = Path(path)
+    elif os.environ.get("QUALITYLAB_NOTEBOOKS"):
+        p = Path(os.environ["QUALITYLAB_NOTEBOOKS"])
+    else:
+        here = Path.cwd().resolve()
+        p = next(
+            (
+                f / "notebooks"
+                for f in (here, *here.parents)
+                if (f / "notebooks" / PORTFOLIO).is_file()
+            ),
+            here / "notebooks",
+        )
+    if not p.is_dir():
+        raise ParameterError(f"notebooks folder {p} does not exist", key="notebooks")
+    return p
+
+
+@dataclass
+class JobResult:
+    """The outcome of one market × notebook execution."""
+
+    market: str
+    notebook: str
+    status: str = "pending"  # ok | failed | timeout | skipped
+    duration: float = 0.0
+    attempts: int = 0
+    parameters: dict[str, Any] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did."""
+
+    run_id: str
+    as_of: str
+    out: Path
+    results: tuple[JobResult, ...]
+    manifest: Path
+
+    @property
+    def failures(self) -> tuple[JobResult, ...]:
+        """Jobs that did not succeed."""
+        return tuple(r for r in self.results if r.status != "ok")
+
+    @property
+    def ok(self) -> bool:
+        """True when every job succeeded."""
+        return not self.failures
+
+    def table(self) -> pd.DataFrame:
+        """One row per job: market, notebook, status, seconds, error."""
+        return pd.DataFrame(
+            [
+                {
+                    "market": r.market,
+                    "notebook": r.notebook,
+                    "status": r.status,
+                    "seconds": round(r.duration, 1),
+                    "error": ""
+                    if not r.error
+                    else f"{r.error.get('ename')}: {r.error.get('evalue')}",
+                }
+                for r in self.results
+            ]
+        )
+
+
+# --------------------------------------------------------------------------- #
+# validation before any kernel starts
+# --------------------------------------------------------------------------- #
+def _select(names: str | Sequence[str], allowed: Sequence[str], what: str) -> list[str]:
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = list(names)
+    if names in (["all"], []):
+        return list(allowed)
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        raise ParameterError(
+            f"unknown {what} {bad[0]!r}; choose from {', '.join(allowed)} or 'all'", key=what
+        )
+    return names
+
+
+def check_notebook_parameters(path: Path, given: Mapping[str, Any]) -> None:
+    """Refuse parameters a notebook does not declare (papermill only warns).
+
+    Raises
+    ------
+    ParameterError
+        Naming the notebook file and the unknown key.
+    """
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(path))
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ParameterError(
+            f"{path}: unknown notebook parameter '{unknown[0]}' "
+            f"(declared: {', '.join(sorted(declared))})",
+            file=str(path),
+            key=unknown[0],
+        )
+
+
+def data_fingerprint(source: str) -> str:
+    """A hash of the input data: file names, sizes and modification times.
+
+    Contents are not read (the data can be hundreds of GB); a URL source is
+    hashed by its redacted text.
+    """
+    h = hashlib.sha256()
+    p = Path(source)
+    if p.exists():
+        files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+        for f in files:
+            st = f.stat()
+            h.update(
+                f"{f.relative_to(p) if p.is_dir() else f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode()
+            )
+    else:
+        h.update(redact(source).encode())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- #
+# per-market cache: the market's slice, its scorecard and its alerts
+# --------------------------------------------------------------------------- #
+def build_market_cache(
+    source: str, market: str, path: Path, *, parameters: str | None
+) -> dict[str, Any]:
+    """Extract one market's typed, quarantined tables into a DuckDB file.
+
+    Also stores the market's alerts
+    (``ql_alerts``), so the market's notebooks reuse them instead of scanning
+    again. Returns counts and timings.
+    """
+    import ibis
+
+    from qualitylab.contract import TABLES
+    from qualitylab.detect import scan
+    from qualitylab.report import context
+    from qualitylab.scorecard import scorecard
+    from qualitylab.sources import open_dataset
+
+    started = time.perf_counter()
+    ds = open_dataset(source, parameters=parameters)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path.unlink()
+    rows: dict[str, int] = {}
+    dec = ds.table("decisions")
+    dec = dec.filter(dec.market == market)
+    exprs: dict[str, Any] = {"decisions": dec}
+    for name in TABLES:
+        if name == "decisions" or not ds.has(name):
+            continue
+        t = ds.table(name)
+        if name == "qa_audits":
+            exprs[name] = t.filter(t.decision_id.isin(dec.decision_id))
+        elif name == "events":
+            exprs[name] = t.filter(t.market.isin([market, "*"]))
+        elif "market" in t.columns:
+            exprs[name] = t.filter(t.market == market)
+    src = ds.backend
+    if getattr(src, "name", "") == "duckdb":
+        src.raw_sql(f"ATTACH '{path}' AS ql_cache")
+        try:
+            for name, expr in exprs.items():
+                src.raw_sql(f'CREATE TABLE ql_cache."{name}" AS {src.compile(expr)}')
+        finally:
+            src.raw_sql("DETACH ql_cache")
+        con = ibis.duckdb.connect(str(path))
+    else:  # stream the slice out of a remote engine into the local cache
+        con = ibis.duckdb.connect(str(path))
+        for name, expr in exprs.items():
+            con.create_table(name, expr.to_pyarrow())
+    for name in exprs:
+        rows[name] = int(con.table(name).count().to_pyarrow().as_py())
+    cached = open_dataset(con, parameters=ds.params)
+    ctx = context(cached, market)
+    sc = scorecard(cached, market, start=ctx.start, end=ctx.end)
+    alerts = scan(cached, market, start=ctx.baseline.start, end=ctx.end)
+    con.create_table("ql_alerts", _as_text(alerts))
+    con.disconnect()
+    return {
+        "rows": rows,
+        "scorecard": sc,
+        "alerts": alerts,
+        "period": (str(ctx.start), str(ctx.end)),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+# --------------------------------------------------------------------------- #
+# one notebook execution (runs in a worker process)
+# --------------------------------------------------------------------------- #
+def _execute(job: dict[str, Any]) -> dict[str, Any]:
+    import papermill as pm
+
+    from qualitylab.report import moderator_aliases, render_html
+
+    res = JobResult(job["market"], job["notebook"], parameters=job["parameters"])
+    out_dir = Path(job["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ipynb = out_dir / f"{job['notebook']}.ipynb"
+    started = time.perf_counter()
+    for attempt in (1, 2):
+        res.attempts = attempt
+        try:
+            pm.execute_notebook(
+                job["source"],
+                str(ipynb),
+                parameters=job["parameters"],
+                cwd=job["cwd"],
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=job["timeout"],
+                start_timeout=120,
+            )
+            res.status = "ok"
+            res.error = None
+            break
+        except pm.PapermillExecutionError as exc:
+            res.status = "failed"
+            res.error = {
+                "cell_index": exc.cell_index,
+                "ename": exc.ename,
+                "evalue": redact(str(exc.evalue))[:500],
+                "source": redact(exc.source)[:500],
+            }
+            if not any(t in exc.ename for t in _TRANSIENT):
+                break
+        except Exception as exc:  # kernel died, timeout, ...
+            name = type(exc).__name__
+            res.status = "timeout" if "Timeout" in name else "failed"
+            res.error = {"cell_index": None, "ename": name, "evalue": redact(str(exc))[:500]}
+            if not any(t in name for t in _TRANSIENT):
+                break
+    res.duration = time.perf_counter() - started
+    res.paths["ipynb"] = str(ipynb)
+    if ipynb.exists():
+        title = f"{TITLES[job['notebook']]} — {job['title']}"
+        aliases = moderator_aliases(job.get("moderators", ()))
+        try:
+            full = render_html(
+                ipynb, out_dir / f"{job['notebook']}.html", title=title, subtitle=job["subtitle"]
+            )
+            stake = render_html(
+                ipynb,
+                out_dir / f"{job['notebook']}.stakeholder.html",
+                stakeholder=True,
+                title=title,
+                subtitle=job["subtitle"],
+                aliases=aliases,
+            )
+            res.paths["html"] = str(full)
+            res.paths["stakeholder_html"] = str(stake)
+        except Exception as exc:
+            res.status = "failed"
+            res.error = res.error or {
+                "cell_index": None,
+                "ename": type(exc).__name__,
+                "evalue": redact(str(exc))[:500],
+            }
+    return asdict(res)
+
+
+# --------------------------------------------------------------------------- #
+# the run
+# --------------------------------------------------------------------------- #
+def run(
+    data: str,
+    *,
+    markets: str | Sequence[str] = "all",
+    notebooks: str | Sequence[str] = "all",
+    as_of: str | None = None,
+    out: str | os.PathLike[str] = "reports",
+    jobs: int = 1,
+    timeout: float = 600,
+    parameters: str | None = None,
+    notebooks_dir: str | None = None,
+    portfolio: bool = True,
+    progress: bool | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Run the notebooks for every market and build the hub.
+
+    Parameters
+    ----------
+    data : str
+        Dataset source (folder, DuckDB file, ibis URL). A URL's password never
+        reaches a notebook, HTML, manifest or log: notebooks read the local
+        market cache.
+    markets, notebooks : "all" or names
+        Markets (codes) and notebooks (``scorecard, trends, rca, ai``).
+    as_of : str, optional
+        Last market-local date to report; defaults to each market's last day
+        with data. Names the output folder.
+    out : path, default "reports"
+    jobs : int, default 1
+        Parallel worker processes.
+    timeout : float, default 600
+        Seconds allowed per notebook cell (papermill ``execution_timeout``).
+    parameters, notebooks_dir : str, optional
+        Folders; found automatically when omitted.
+    portfolio : bool, default True
+        Also run the portfolio notebook over all selected markets.
+    progress : bool, optional
+        Progress bar; default on a terminal, off in CI and cron.
+    echo : callable, optional
+        Receives one-line status messages.
+
+    Returns
+    -------
+    RunSummary
+    """
+    say = echo or (lambda _msg: None)
+    params: Parameters = load_parameters(parameters)
+    nb_dir = find_notebooks_dir(notebooks_dir)
+    keys = _select(notebooks, list(NOTEBOOKS), "notebook")
+    from qualitylab.sources import open_dataset
+
+    ds = open_dataset(data, parameters=params)
+    report = ds.validate()
+    if not report.ok:
+        report.raise_if_fatal()
+    present = ds.table("decisions").select("market").distinct().to_pandas()["market"].tolist()
+    codes = _select(markets, sorted(c for c in present if c in params.markets), "market")
+    if not codes:
+        raise DataContractError("no market in the data has a parameters file")
+    base_params = {
+        "as_of": as_of or "",
+        "weeks": 4,
+        "parameters": str(Path(params.root).resolve()),
+        "interactive": False,
+    }
+    for key in keys:
+        check_notebook_parameters(
+            nb_dir / NOTEBOOKS[key], {**base_params, "market": "", "data": ""}
+        )
+    if portfolio:
+        check_notebook_parameters(
+            nb_dir / PORTFOLIO,
+            {**{k: v for k, v in base_params.items()}, "markets": "", "data": "", "history": ""},
+        )
+
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    out_root = Path(out).resolve()
+    label = as_of or _latest_date(ds, codes)
+    final = out_root / label
+    tmp = out_root / f".tmp-{label}-{run_id}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    logfile = tmp / "run.log"
+    handler = logging.FileHandler(logfile, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    show = sys.stderr.isatty() and not os.environ.get("CI") if progress is None else progress
+    try:
+        log.info("run %s: data %s, markets %s, notebooks %s", run_id, redact(data), codes, keys)
+        say(
+            f"validated data ({sum(report.rows.values()):,} rows); quarantined: {report.quarantined}"
+        )
+        caches: dict[str, dict[str, Any]] = {}
+        cache_dir = tmp / "cache"
+        for code in codes:
+            t0 = time.perf_counter()
+            try:
+                caches[code] = build_market_cache(
+                    data, code, cache_dir / f"{code}.duckdb", parameters=params.root
+                )
+                caches[code]["path"] = cache_dir / f"{code}.duckdb"
+                log.info(
+                    "%s: cache built in %.1fs %s",
+                    code,
+                    time.perf_counter() - t0,
+                    caches[code]["rows"],
+                )
+                say(
+                    f"{code}: data extracted, scorecard and alerts computed "
+                    f"({time.perf_counter() - t0:.1f}s)"
+                )
+            except QualityLabError as exc:
+                log.error("%s: cache failed: %s", code, redact(str(exc)))
+                caches[code] = {"error": redact(str(exc))}
+        job_specs = []
+        for code in codes:
+            cache = caches[code]
+            mdir = tmp / code
+            mdir.mkdir(parents=True, exist_ok=True)
+            if "error" not in cache:
+                cache["scorecard"].to_csv(mdir / "scorecard.csv", index=False)
+                from qualitylab.detect import write_alerts
+
+                write_alerts(cache["alerts"], mdir / "alerts.csv")
+            mods = _moderators(cache.get("path"))
+            for key in keys:
+                job_specs.append(
+                    {
+                        "market": code,
+                        "notebook": key,
+                        "source": str(nb_dir / NOTEBOOKS[key]),
+                        "cwd": str(nb_dir),
+                        "out_dir": str(mdir),
+                        "timeout": timeout,
+                        "title": f"{params.market(code).name} ({code})",
+                        "subtitle": "{} to {}".format(*cache.get("period", ("", ""))),
+                        "moderators": mods,
+                        "cache_error": cache.get("error"),
+                        "parameters": {
+                            **base_params,
+                            "market": code,
+                            "data": str(cache.get("path", "")),
+                        },
+                    }
+                )
+        results = _run_jobs(job_specs, jobs, show)
+        if portfolio:
+            pdir = tmp / "portfolio"
+            pjob = {
+                "market": "ALL",
+                "notebook": "portfolio",
+                "source": str(nb_dir / PORTFOLIO),
+                "cwd": str(nb_dir),
+                "out_dir": str(pdir),
+                "timeout": timeout,
+                "title": "all markets",
+                "subtitle": label,
+                "moderators": (),
+                "parameters": {
+                    **base_params,
+                    "markets": ",".join(codes),
+                    "data": str(tmp / "cache" / "ALL.duckdb"),
+                    "history": str(out_root),
+                },
+            }
+            _combine_caches(
+                [c["path"] for c in caches.values() if "path" in c], tmp / "cache" / "ALL.duckdb"
+            )
+            results.append(JobResult(**_execute(pjob)))
+        for r in results:
+            log.info(
+                "%s/%s: %s in %.1fs %s", r.market, r.notebook, r.status, r.duration, r.error or ""
+            )
+        manifest = _finish(
+            tmp, final, out_root, run_id, label, data, codes, keys, results, caches, report
+        )
+        log.info(
+            "run %s finished: %d jobs, %d failed",
+            run_id,
+            len(results),
+            sum(r.status != "ok" for r in results),
+        )
+        shutil.copy(logfile, final / "run.log")
+        return RunSummary(run_id, label, final, tuple(results), manifest)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _as_text(frame: pd.DataFrame) -> Any:
+    """A frame as an all-string arrow table (a fixed schema even when empty)."""
+    import pyarrow as pa
+
+    cols = {
+        c: pa.array([None if pd.isna(v) else str(v) for v in frame[c]], type=pa.string())
+        for c in frame.columns
+    }
+    return pa.table(cols) if cols else pa.table({"market": pa.array([], type=pa.string())})
+
+
+def _latest_date(ds: Any, codes: Sequence[str]) -> str:
+    from qualitylab.report import data_end
+
+    return max(str(data_end(ds, c)) for c in codes)
+
+
+def _moderators(path: Path | None) -> tuple[str, ...]:
+    if path is None:
+        return ()
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT moderator_id FROM decisions WHERE moderator_id IS NOT NULL"
+        ).fetchall()
+    finally:
+        con.close()
+    return tuple(r[0] for r in rows)
+
+
+def _combine_caches(paths: Sequence[Path], dest: Path) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(dest))
+    try:
+        created: set[str] = set()
+        for i, p in enumerate(paths):
+            con.execute(f"ATTACH '{p}' AS c{i} (READ_ONLY)")
+            tables = [
+                r[0]
+                for r in con.execute(
+                    f"SELECT table_name FROM information_schema.tables WHERE table_catalog = 'c{i}'"
+                ).fetchall()
+                if not r[0].startswith("ql_")
+            ]
+            for t in tables:
+                if t in created:
+                    con.execute(f'INSERT INTO "{t}" SELECT * FROM c{i}."{t}"')
+                else:
+                    con.execute(f'CREATE TABLE "{t}" AS SELECT * FROM c{i}."{t}"')
+                    created.add(t)
+            con.execute(f"DETACH c{i}")
+        # events with market '*' were copied once per market: keep one copy
+        if "events" in created:
+            con.execute("CREATE TABLE events_d AS SELECT DISTINCT * FROM events")
+            con.execute("DROP TABLE events")
+            con.execute("ALTER TABLE events_d RENAME TO events")
+    finally:
+        con.close()
+
+
+def _run_jobs(specs: list[dict[str, Any]], jobs: int, show: bool) -> list[JobResult]:
+    results: list[JobResult] = []
+    runnable = []
+    for s in specs:
+        if s.get("cache_error"):
+            results.append(
+                JobResult(
+                    s["market"],
+                    s["notebook"],
+                    status="failed",
+                    parameters=s["parameters"],
+                    error={"cell_index": None, "ename": "DataError", "evalue": s["cache_error"]},
+                )
+            )
+        else:
+            runnable.append(s)
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(runnable), desc="notebooks", unit="nb", file=sys.stderr)
+    if jobs <= 1:
+        for s in runnable:
+            results.append(JobResult(**_execute(s)))
+            if bar:
+                bar.update(1)
+    else:
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(_execute, s): s for s in runnable}
+            for fut in cf.as_completed(futures):
+                s = futures[fut]
+                try:
+                    results.append(JobResult(**fut.result()))
+                except Exception as exc:  # the worker process itself died
+                    results.append(
+                        JobResult(
+                            s["market"],
+                            s["notebook"],
+                            status="failed",
+                            parameters=s["parameters"],
+                            error={
+                                "cell_index": None,
+                                "ename": type(exc).__name__,
+                                "evalue": redact(str(exc)),
+                            },
+                        )
+                    )
+                if bar:
+                    bar.update(1)
+    if bar:
+        bar.close()
+    order = {(s["market"], s["notebook"]): i for i, s in enumerate(specs)}
+    return sorted(results, key=lambda r: order.get((r.market, r.notebook), 0))
+
+
+def _finish(
+    tmp: Path,
+    final: Path,
+    out_root: Path,
+    run_id: str,
+    label: str,
+    data: str,
+    codes: Sequence[str],
+    keys: Sequence[str],
+    results: list[JobResult],
+    caches: Mapping[str, Mapping[str, Any]],
+    report: Any,
+) -> Path:
+    """Move good market folders into place, then write manifest, history and hub."""
+    final.mkdir(parents=True, exist_ok=True)
+    by_market: dict[str, list[JobResult]] = {}
+    for r in results:
+        by_market.setdefault(r.market, []).append(r)
+    moved: dict[str, bool] = {}
+    for market, rs in by_market.items():
+        folder = "portfolio" if market == "ALL" else market
+        src, dst = tmp / folder, final / folder
+        if all(r.status == "ok" for r in rs) and src.exists():
+            trash = final / f".old-{folder}-{run_id}"
+            if dst.exists():
+                dst.rename(trash)
+            src.rename(dst)
+            shutil.rmtree(trash, ignore_errors=True)
+            moved[market] = True
+        else:
+            moved[market] = False
+            failed_dir = final / ".failed" / run_id / folder
+            if src.exists():
+                failed_dir.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(src), str(failed_dir))
+    for r in results:
+        folder = "portfolio" if r.market == "ALL" else r.market
+        base = final / folder if moved.get(r.market) else final / ".failed" / run_id / folder
+        r.paths = {k: str(base / Path(v).name) for k, v in r.paths.items()}
+        r.parameters = {
+            k: (redact(v) if isinstance(v, str) else v) for k, v in r.parameters.items()
+        }
+    manifest = {
+        "run_id": run_id,
+        "as_of": label,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "qualitylab_version": __version__,
+        "data": redact(data),
+        "data_hash": data_fingerprint(data),
+        "markets": list(codes),
+        "notebooks": list(keys),
+        "validation": {"rows": report.rows, "quarantined": report.quarantined},
+        "jobs": [asdict(r) for r in results],
+    }
+    path = final / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    history = _append_history(out_root, run_id, label, caches)
+    (final / "index.html").write_text(
+        _hub(label, run_id, codes, keys, results, caches, moved, history, out_root),
+        encoding="utf-8",
+    )
+    (out_root / "index.html").write_text(_runs_index(out_root), encoding="utf-8")
+    return path
+
+
+def _append_history(
+    out_root: Path, run_id: str, label: str, caches: Mapping[str, Mapping[str, Any]]
+) -> pd.DataFrame:
+    """Record each market's headline KPIs and alert count (``history.parquet``)."""
+    rows = []
+    for code, cache in caches.items():
+        if "scorecard" not in cache:
+            continue
+        sc = cache["scorecard"]
+        for r in sc[sc["metric"].isin(HUB_METRICS)].itertuples():
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "as_of": label,
+                    "market": code,
+                    "metric": r.metric,
+                    "value": r.value,
+                    "ci_low": r.ci_low,
+                    "ci_high": r.ci_high,
+                    "status": r.status,
+                    "alerts": len(cache["alerts"]),
+                }
+            )
+    path = out_root / "history.parquet"
+    new = pd.DataFrame(rows)
+    old = pd.read_parquet(path) if path.exists() else None
+    hist = pd.concat([old, new], ignore_index=True) if old is not None else new
+    tmp = path.with_suffix(".parquet.tmp")
+    hist.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return hist
+
+
+def _fmt(metric: str, value: float) -> str:
+    if pd.isna(value):
+        return "–"
+    if metric == "volume":
+        return f"{int(value):,}"
+    return f"{100 * value:.1f}%"
+
+
+def _hub(label, run_id, codes, keys, results, caches, moved, history, out_root) -> str:
+    e = html.escape
+    cell = {(r.market, r.notebook): r for r in results}
+    head = "".join(f"<th>{e(TITLES[k])}</th>" for k in keys)
+    kpi_head = "".join(f"<th>{e(m)}</th>" for m in HUB_METRICS)
+    rows = []
+    for code in codes:
+        cache = caches.get(code, {})
+        tds = []
+        for k in keys:
+            r = cell.get((code, k))
+            if r is None:
+                tds.append("<td>–</td>")
+                continue
+            if r.status == "ok":
+                tds.append(
+                    f'<td class="ok">ok {r.duration:.0f}s<br>'
+                    f'<a href="{e(code)}/{e(k)}.stakeholder.html">report</a> · '
+                    f'<a href="{e(code)}/{e(k)}.html">full</a></td>'
+                )
+            else:
+                err = r.error or {}
+                where = f"cell {err.get('cell_index')}" if err.get("cell_index") is not None else ""
+                tds.append(
+                    f'<td class="failed">{e(r.status)} {e(where)}<br>'
+                    f"<small>{e(str(err.get('ename', '')))}: {e(str(err.get('evalue', ''))[:160])}</small></td>"
+                )
+        kpis = []
+        sc = cache.get("scorecard")
+        for metric in HUB_METRICS:
+            if sc is None:
+                kpis.append("<td>–</td>")
+                continue
+            row = sc[sc["metric"] == metric]
+            if row.empty:
+                kpis.append("<td>–</td>")
+                continue
+            r0 = row.iloc[0]
+            trend = ""
+            if history is not None and len(history):
+                past = history[(history.market == code) & (history.metric == metric)].tail(6)
+                if len(past) > 1:
+                    trend = " → ".join(_fmt(metric, v) for v in past["value"])
+            kpis.append(
+                f'<td class="{e(str(r0.status))}" title="{e(trend)}">{e(_fmt(metric, r0.value))}'
+                f"<br><small>{e(str(r0.status))}</small></td>"
+            )
+        n_alerts = len(cache["alerts"]) if "alerts" in cache else "–"
+        alerts_link = (
+            f'<a href="{e(code)}/alerts.csv">{n_alerts}</a>' if moved.get(code) else str(n_alerts)
+        )
+        rows.append(
+            f"<tr><th>{e(code)}</th>{''.join(tds)}{''.join(kpis)}<td>{alerts_link}</td></tr>"
+        )
+    port = cell.get(("ALL", "portfolio"))
+    port_html = ""
+    if port is not None:
+        port_html = (
+            f'<p>Portfolio: <a href="portfolio/portfolio.stakeholder.html">report</a> · '
+            f'<a href="portfolio/portfolio.html">full</a> ({e(port.status)})</p>'
+            if port.status == "ok"
+            else f"<p>Portfolio: {e(port.status)} — {e(str((port.error or {}).get('evalue', '')))}</p>"
+        )
+    failed = [r for r in results if r.status != "ok"]
+    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>qualitylab reports {e(label)}</title>
+<style>
+body {{ font-family: Helvetica, Arial, sans-serif; margin: 24px; }}
+table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ddd; padding: 6px 10px; vertical-align: top; }}
+td.ok {{ background: #eef8f4; }} td.failed, td.timeout {{ background: #fbeae5; }}
+td.green {{ color: #009E73; }} td.amber {{ color: #B07800; }} td.red {{ color: #D55E00; font-weight: bold; }}
+</style></head><body>
+<h1>qualitylab reports — {e(label)}</h1>
+<p>Run {e(run_id)}: {len(results)} notebooks, {len(failed)} failed. <a href="manifest.json">manifest</a> ·
+<a href="run.log">log</a> · <a href="../index.html">previous runs</a></p>
+{port_html}
+<table><thead><tr><th>market</th>{head}{kpi_head}<th>alerts</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
+<p><small>KPI cells: value for the last four full weeks, status against target (hover for the
+trend across runs).</small></p>
+</body></html>"""
+
+
+def _runs_index(out_root: Path) -> str:
+    e = html.escape
+    runs = sorted(
+        (
+            p
+            for p in out_root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").exists()
+        ),
+        reverse=True,
+    )
+    items = []
+    for p in runs:
+        with contextlib.suppress(Exception):
+            man = json.loads((p / "manifest.json").read_text())
+            failed = sum(j["status"] != "ok" for j in man["jobs"])
+            items.append(
+                f'<li><a href="{e(p.name)}/index.html">{e(p.name)}</a> — run {e(man["run_id"])}, '
+                f"{len(man['jobs'])} notebooks, {failed} failed</li>"
+            )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>qualitylab runs</title>'
+        '</head><body style="font-family: Helvetica, Arial, sans-serif"><h1>qualitylab runs</h1><ul>'
+        + "".join(items)
+        + "</ul></body></html>"
+    )
