@@ -57,6 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="CSV file to write (prints when omitted)")
     p.add_argument("--assume-utc", action="store_true")
 
+    p = sub.add_parser("detect", help="scan a market for anomalies; write alerts.csv")
+    p.add_argument("--data", required=True)
+    p.add_argument("--market", required=True)
+    p.add_argument("--start", default=None)
+    p.add_argument("--end", default=None)
+    p.add_argument("--out", default=None, help="alerts CSV (prints when omitted)")
+    p.add_argument("--assume-utc", action="store_true")
+
+    p = sub.add_parser("run", help="run the notebooks for every market and build the hub")
+    p.add_argument("--data", default="data/demo")
+    p.add_argument("--markets", default="all", help="e.g. SG,ID or all")
+    p.add_argument("--notebooks", default="all", help="scorecard,trends,rca,ai or all")
+    p.add_argument("--as-of", default=None, help="last market-local date (YYYY-MM-DD)")
+    p.add_argument("--out", default="reports")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=600, help="seconds per notebook cell")
+    p.add_argument("--no-portfolio", action="store_true")
+    p.add_argument("--notebooks-dir", default=None)
+
+    p = sub.add_parser("schedule", help="print crontab lines or write an Airflow DAG")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--crontab", action="store_true")
+    g.add_argument("--airflow", metavar="DIR")
+    p.add_argument("--data", default="data/demo")
+    p.add_argument("--out", default="reports")
+
     p = sub.add_parser("headline", help="print a per-market headline table")
     p.add_argument("--data", required=True)
     p.add_argument("--assume-utc", action="store_true")
@@ -126,7 +152,67 @@ def _cmd_scorecard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from qualitylab.detect import scan, write_alerts
+    from qualitylab.sources import open_dataset
+
+    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
+    ds.validate(raise_on_fatal=True)
+    alerts = scan(ds, args.market, start=args.start, end=args.end)
+    skipped = alerts.attrs.get("skipped")
+    if args.out:
+        write_alerts(alerts, args.out)
+        print(f"wrote {len(alerts)} alerts to {args.out}")
+    else:
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            print(alerts.to_string(index=False) if len(alerts) else "no alerts")
+    if skipped is not None and len(skipped):
+        print(f"{len(skipped)} segments too small to judge were skipped", file=sys.stderr)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from qualitylab.runner import run
+
+    summary = run(
+        args.data,
+        markets=args.markets,
+        notebooks=args.notebooks,
+        as_of=args.as_of,
+        out=args.out,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        parameters=args.parameters,
+        notebooks_dir=args.notebooks_dir,
+        portfolio=not args.no_portfolio,
+        echo=lambda msg: print(msg, file=sys.stderr),
+    )
+    with pd.option_context("display.width", 200, "display.max_colwidth", 80):
+        print(summary.table().to_string(index=False))
+    print(f"hub: {summary.out / 'index.html'}")
+    if not summary.ok:
+        names = ", ".join(f"{r.market}/{r.notebook}" for r in summary.failures)
+        print(f"FAILED: {names}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    from qualitylab.schedule import airflow_dag, crontab_lines, load_schedule
+
+    sched = load_schedule(args.parameters)
+    if args.crontab:
+        print("\n".join(crontab_lines(sched, data=args.data, out=args.out)))
+    else:
+        path = airflow_dag(sched, args.airflow, data=args.data, out=args.out)
+        print(f"wrote {path}")
+    return 0
+
+
 _COMMANDS = {
+    "detect": _cmd_detect,
+    "run": _cmd_run,
+    "schedule": _cmd_schedule,
     "scorecard": _cmd_scorecard,
     "validate": _cmd_validate,
     "demo-data": _cmd_demo_data,

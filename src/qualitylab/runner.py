@@ -261,14 +261,14 @@ def build_market_cache(
     else:  # stream the slice out of a remote engine into the local cache
         con = ibis.duckdb.connect(str(path))
         for name, expr in exprs.items():
-            con.create_table(name, expr.to_pyarrow())
+            con.create_table(name, ibis.memtable(expr.to_pyarrow()))
     for name in exprs:
         rows[name] = int(con.table(name).count().to_pyarrow().as_py())
     cached = open_dataset(con, parameters=ds.params)
     ctx = context(cached, market)
     sc = scorecard(cached, market, start=ctx.start, end=ctx.end)
     alerts = scan(cached, market, start=ctx.baseline.start, end=ctx.end)
-    con.create_table("ql_alerts", _as_text(alerts))
+    con.create_table("ql_alerts", ibis.memtable(_as_text(alerts)))
     con.disconnect()
     return {
         "rows": rows,
