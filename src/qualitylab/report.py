@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pandas as pd
@@ -512,7 +513,203 @@ def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
     except Exception:  # a backend that cannot list tables: compute instead
         frame = None
     if frame is None:
-        frame = scan(ctx.ds, ctx.market, start=ctx.baseline.start, end=ctx.end)
+        import warnings
+
+        with warnings.catch_warnings():  # undefined daily rates and skipped series are
+            warnings.simplefilter("ignore")  # reported in the alerts' attrs, not as noise
+            frame = scan(ctx.ds, ctx.market, start=ctx.baseline.start, end=ctx.end)
     if current_only and len(frame):
         frame = frame[frame["end_date"].astype(str) >= str(ctx.start)]
     return frame.reset_index(drop=True)
+
+
+def control_series(
+    ctx: ReportContext,
+    alert: Mapping[str, Any] | pd.Series,
+    *,
+    baseline_days: int = 28,
+) -> pd.DataFrame:
+    """The daily series behind an alert, with control limits and changepoints.
+
+    Rates get a binomial p-chart (Laney's p′ when overdispersed) from each
+    day's n; counts and times get STL with robust MAD scores. The baseline is
+    the ``baseline_days`` before the alert (masked days excluded by the
+    detector). Adds a ``changepoint`` column from :func:`qualitylab.detect.changepoints`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``date, observed, expected, lower, upper, statistic, p_value, flag,
+        changepoint`` — the input of :func:`qualitylab.charts.control_chart`.
+    """
+    from qualitylab import detect
+    from qualitylab.aieval import ai_metrics
+
+    metric, dim, seg = str(alert["metric"]), str(alert["dimension"]), str(alert["segment"])
+    a_start = m._as_date(str(alert["start_date"])[:10])
+    start = a_start - timedelta(days=baseline_days)
+    end = max(ctx.end, m._as_date(str(alert["end_date"])[:10]))
+    by = ["date"] if dim == "market" else [dim, "date"]
+    if metric in m.QA_METRICS:
+        fn = m.qa_metrics
+    elif metric in ("auto_action_rate", "override_rate"):
+        fn = m.ai_workflow_metrics
+    elif metric.startswith("ai_"):
+        fn = ai_metrics
+    else:
+        fn = m.operational_metrics
+    frame = fn(ctx.ds, market=ctx.market, by=by, start=start, end=end)
+    s = frame[frame["metric"] == metric]
+    if dim != "market":
+        s = s[s[dim].astype(str) == seg]
+    days = pd.date_range(start, end, freq="D")
+    s = s.assign(date=pd.to_datetime(s["date"])).set_index("date").reindex(days)
+    base = int((pd.Timestamp(a_start) - days[0]).days)
+    if metric in detect._RATES:
+        det = detect.p_chart(s["value"], s["n"].fillna(0), baseline=base)
+    else:
+        det = detect.stl_mad(s["value"].ffill().bfill(), baseline=base)
+    det["date"] = days
+    cps = detect.changepoints(s["value"].interpolate().bfill().ffill())
+    det["changepoint"] = cps["flag"].to_numpy(dtype=bool)
+    return det
+
+
+def events_for(
+    ctx: ReportContext, alert: Mapping[str, Any] | pd.Series | None = None
+) -> pd.DataFrame:
+    """Events relevant to the market (and to an alert's segment, if given).
+
+    Market-wide kinds (policy changes, model releases, outages, holidays) are
+    kept; other events (e.g. a site's training) only when their description
+    or policy names the alert's segment.
+    """
+    if not ctx.ds.has("events"):
+        return pd.DataFrame(columns=["effective_at", "market", "kind", "policy", "description"])
+    ev = ctx.ds.table("events")
+    ev = ev.filter(ev.market.isin([ctx.market, "*"])).to_pandas()
+    if alert is None:
+        return ev
+    seg = str(alert["segment"])
+    broad = ev["kind"].isin(["policy_change", "model_release", "outage", "holiday"])
+    named = ev["description"].astype(str).str.contains(seg, regex=False) | (
+        ev["policy"].astype(str) == seg
+    )
+    if str(alert["dimension"]) == "policy":
+        broad = broad & ((ev["policy"].isna()) | (ev["policy"].astype(str) == seg))
+    return ev[broad | named].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class RcaFocus:
+    """What a root-cause notebook explains: metric, periods and an optional segment."""
+
+    metric: str
+    current: tuple[date, date]
+    baseline: tuple[date, date]
+    reason: str
+    segment_filter: dict[str, str] | None = None
+
+    @property
+    def current_label(self) -> str:
+        """E.g. ``2026-11-02 to 2026-11-08``."""
+        return f"{self.current[0]} to {self.current[1]}"
+
+    @property
+    def baseline_label(self) -> str:
+        """E.g. ``2026-10-05 to 2026-11-01``."""
+        return f"{self.baseline[0]} to {self.baseline[1]}"
+
+
+def rca_focus(
+    ctx: ReportContext,
+    metric: str,
+    *,
+    current_start: str = "",
+    current_end: str = "",
+    baseline_days: int = 28,
+    segment: str = "",
+) -> RcaFocus:
+    """Choose the periods to explain: given dates, else the top alert's window.
+
+    Without dates, the current period is the window of the highest-impact
+    alert on ``metric`` in the report period (or the last week of the
+    period when there is none) and the baseline the ``baseline_days`` before.
+    """
+    seg = None
+    if segment:
+        if ":" not in segment:
+            from qualitylab.errors import ParameterError
+
+            raise ParameterError(
+                f"segment must look like dimension:value (e.g. vendor:VendorC); got {segment!r}",
+                key="segment",
+            )
+        dim, val = segment.split(":", 1)
+        seg = {dim.strip(): val.strip()}
+    if current_start and current_end:
+        cur = (m._as_date(current_start), m._as_date(current_end))
+        reason = "Periods as given."
+    else:
+        al = alerts(ctx)
+        al = al[al["metric"] == metric] if len(al) else al
+        if seg and len(al):
+            ((dim, val),) = seg.items()
+            narrowed = al[(al["dimension"] == dim) & (al["segment"].astype(str) == val)]
+            al = narrowed if len(narrowed) else al
+        if len(al):
+            top = al.iloc[0]
+            cur = (m._as_date(str(top["start_date"])[:10]), m._as_date(str(top["end_date"])[:10]))
+            reason = (
+                f"The window of the top {metric} alert ({top['dimension']} {top['segment']}, "
+                f"{top['direction']})."
+            )
+        else:
+            cur = (ctx.end - timedelta(days=6), ctx.end)
+            reason = f"No {metric} alert in the period; explaining its last week."
+    base = (cur[0] - timedelta(days=baseline_days), cur[0] - timedelta(days=1))
+    return RcaFocus(metric, cur, base, reason, seg)
+
+
+def waterfall_frame(result: Any, dimension: str, *, top: int = 8) -> pd.DataFrame:
+    """``segment, contribution`` for a waterfall: the largest ``top`` segments, the rest pooled."""
+    seg = result.segments[result.segments["dimension"] == dimension]
+    seg = seg.reindex(seg["contribution"].abs().sort_values(ascending=False).index)
+    head = seg.head(top)[["segment", "contribution"]].astype({"segment": str})
+    rest = seg.iloc[top:]["contribution"].sum()
+    if len(seg) > top:
+        head = pd.concat(
+            [head, pd.DataFrame({"segment": ["(other)"], "contribution": [rest]})],
+            ignore_index=True,
+        )
+    return head.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event, market-local date."""
+
+    date: date
+    kind: str
+    description: str
+
+
+def nearest_event(ctx: ReportContext, focus: RcaFocus) -> Event | None:
+    """The latest relevant event between the baseline start and the current end."""
+    ev = events_for(
+        ctx,
+        {
+            "metric": focus.metric,
+            "dimension": next(iter(focus.segment_filter or {"market": 0})),
+            "segment": next(iter((focus.segment_filter or {"market": ctx.market}).values())),
+        },
+    )
+    if ev.empty:
+        return None
+    local = pd.to_datetime(ev["effective_at"], utc=True).dt.tz_convert(ctx.params.tz).dt.date
+    ev = ev.assign(day=local)
+    ev = ev[(ev["day"] > focus.baseline[0]) & (ev["day"] <= focus.current[1])]
+    if ev.empty:
+        return None
+    row = ev.sort_values("day").iloc[-1]
+    return Event(row["day"], str(row["kind"]), str(row["description"]))
