@@ -303,6 +303,15 @@ def render_html(
         if isinstance(notebook, nbformat.NotebookNode)
         else nbformat.read(str(notebook), as_version=4)
     )
+    if stakeholder:  # warnings on stderr are for analysts, not for the stakeholder page
+        nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+        for cell in nb.cells:
+            if cell.get("cell_type") == "code":
+                cell.outputs = [
+                    o
+                    for o in cell.get("outputs", [])
+                    if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                ]
     exporter = HTMLExporter(
         template_name="qualitylab",
         extra_template_basedirs=[str(TEMPLATE_DIR)],
