@@ -435,7 +435,7 @@ def portfolio(
     as_of: str | date | None = None,
     weeks: int = 4,
     parameters: str | None = None,
-    alerts: Mapping[str, pd.DataFrame] | None = None,
+    alerts_by_market: Mapping[str, pd.DataFrame] | None = None,
     history: pd.DataFrame | None = None,
     top: int = 15,
 ) -> Portfolio:
@@ -447,8 +447,9 @@ def portfolio(
     markets : "all" or codes
     as_of, weeks, parameters
         As in :func:`context`; each market uses its own calendar.
-    alerts : mapping of market to alerts frame, optional
-        Alerts already computed (e.g. by the scheduled run); scanned otherwise.
+    alerts_by_market : mapping of market to alerts frame, optional
+        Alerts already computed; otherwise those stored by the scheduled run
+        (``ql_alerts``) or a fresh scan.
     history : pandas.DataFrame, optional
         Headline KPIs from earlier runs.
     """
@@ -473,13 +474,11 @@ def portfolio(
             warnings.simplefilter("ignore")
             by_market.append(scorecard(ds, code, start=ctx.start, end=ctx.end))
             by_vendor.append(scorecard(ds, code, by=["vendor"], start=ctx.start, end=ctx.end))
-            if alerts is not None and code in alerts:
-                al = alerts[code]
-            else:
-                from qualitylab.detect import scan
-
-                al = scan(ds, code, start=ctx.baseline.start, end=ctx.end)
-                al = al[al["end_date"].astype(str) >= str(ctx.start)]
+            al = (
+                alerts_by_market[code]
+                if alerts_by_market is not None and code in alerts_by_market
+                else alerts(ctx)
+            )
         sev = al["severity"].value_counts() if len(al) else pd.Series(dtype=int)
         counts.append(
             {
@@ -502,6 +501,27 @@ def portfolio(
     )
 
 
+def scan_period(ds: Dataset, ctx: ReportContext) -> pd.DataFrame:
+    """Alerts for the report period, judged against the 28 days before it.
+
+    When the data does not reach back far enough for a baseline, the alert
+    window starts later; with no room at all, an empty alert table is
+    returned with a warning (and the reason in ``attrs["note"]``).
+    """
+    import warnings
+
+    from qualitylab.detect import ALERT_COLUMNS, scan
+    from qualitylab.errors import QualityLabError
+
+    try:
+        return scan(ds, ctx.market, start=ctx.start, end=ctx.end)
+    except QualityLabError as exc:
+        warnings.warn(f"no alerts for {ctx.market}: {exc}", stacklevel=2)
+        empty = pd.DataFrame(columns=ALERT_COLUMNS)
+        empty.attrs["note"] = str(exc)
+        return empty
+
+
 def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
     """The market's alerts for the report period.
 
@@ -509,8 +529,6 @@ def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
     (``ql_alerts``) when present, and scans otherwise (baseline = the 28 days
     before the period). ``current_only`` keeps alerts that reach into the period.
     """
-    from qualitylab.detect import scan
-
     frame = None
     try:
         if "ql_alerts" in ctx.ds.backend.list_tables():
@@ -526,7 +544,7 @@ def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
 
         with warnings.catch_warnings():  # undefined daily rates and skipped series are
             warnings.simplefilter("ignore")  # reported in the alerts' attrs, not as noise
-            frame = scan(ctx.ds, ctx.market, start=ctx.baseline.start, end=ctx.end)
+            frame = scan_period(ctx.ds, ctx)
     if current_only and len(frame):
         frame = frame[frame["end_date"].astype(str) >= str(ctx.start)]
     return frame.reset_index(drop=True)

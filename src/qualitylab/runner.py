@@ -225,8 +225,7 @@ def build_market_cache(
     import ibis
 
     from qualitylab.contract import TABLES
-    from qualitylab.detect import scan
-    from qualitylab.report import context
+    from qualitylab.report import context, scan_period
     from qualitylab.scorecard import scorecard
     from qualitylab.sources import open_dataset
 
@@ -266,8 +265,13 @@ def build_market_cache(
         rows[name] = int(con.table(name).count().to_pyarrow().as_py())
     cached = open_dataset(con, parameters=ds.params)
     ctx = context(cached, market)
-    sc = scorecard(cached, market, start=ctx.start, end=ctx.end)
-    alerts = scan(cached, market, start=ctx.baseline.start, end=ctx.end)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # undefined daily rates etc.
+        warnings.simplefilter("always")
+        sc = scorecard(cached, market, start=ctx.start, end=ctx.end)
+        alerts = scan_period(cached, ctx)
+    log.info("%s: %d warnings while computing scorecard and alerts", market, len(caught))
     con.create_table("ql_alerts", ibis.memtable(_as_text(alerts)))
     con.disconnect()
     return {
