@@ -1,0 +1,2142 @@
+"""Trend and anomaly detection on daily market-local series.
+
+Two layers:
+
+* **Detectors** — pure functions on one pandas Series (a value per day), each
+  returning a per-day table ``date, observed, expected, lower, upper,
+  statistic, p_value, flag`` (plus a few detector-specific columns):
+
+  - :func:`p_chart` — binomial p-chart for rates whose daily ``n`` varies
+    (accuracy, error rates, ``sla_compliance``, ``ai_recall``…), with Laney's
+    p′ adjustment when the series is overdispersed;
+  - :func:`cusum_chart` and :func:`ewma_chart` — slow drift on a standardised
+    series (tabular CUSUM with reference ``k`` and decision interval ``h``;
+    EWMA with time-varying limits);
+  - :func:`stl_mad` — counts and times with weekly seasonality (volume,
+    response percentiles): STL decomposition with robust MAD residual scores;
+  - :func:`changepoints` — level shifts, by exact penalised segmentation
+    (optimal partitioning, the search PELT prunes) with a BIC-like penalty.
+
+  ``baseline`` (leading points used as the reference) and ``mask`` (points
+  left out of the reference, e.g. known outages and holidays) mean the same in
+  every detector.
+
+* **Scan** — :func:`scan` aggregates a market once per dimension in the engine
+  (``by=[dimension, "date"]``), runs the right detectors on every metric of
+  every segment, tests the windows they propose, controls the false discovery
+  rate across the whole run, groups alerts that share a cause and returns the
+  ``alerts.csv`` table (:data:`ALERT_COLUMNS`); :func:`write_alerts` writes it.
+
+References: Laney (2002) "Improved control charts for attributes", Quality
+Engineering 14(4); Lucas & Saccucci (1990) EWMA ARL tables; Page (1954) and
+Montgomery, *Introduction to Statistical Quality Control*, ch. 9 (tabular
+CUSUM); Cleveland et al. (1990) STL; Iglewicz & Hoaglin (1993) modified
+z-scores; Killick, Fearnhead & Eckley (2012) PELT; Benjamini & Hochberg (1995).
+Tests in ``tests/test_detect.py`` check run lengths by simulation against those
+tables and the segmentation against :mod:`ruptures`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import special
+from scipy import stats as sps
+
+from qualitylab.errors import ParameterError, QualityLabError
+
+__all__ = [
+    "ALERT_COLUMNS",
+    "DETECTOR_COLUMNS",
+    "EXTRA_COLUMNS",
+    "MIN_EFFECT",
+    "SCAN_DIMENSIONS",
+    "SCAN_METRICS",
+    "SENSITIVITY_FDR",
+    "SKIPPED_COLUMNS",
+    "changepoints",
+    "cusum_chart",
+    "ewma_chart",
+    "nearby_events",
+    "p_chart",
+    "scan",
+    "skipped_series",
+    "stl_mad",
+    "write_alerts",
+]
+
+#: Columns of ``alerts.csv``, in order (the shared contract).
+ALERT_COLUMNS = [
+    "market",
+    "metric",
+    "dimension",
+    "segment",
+    "start_date",
+    "end_date",
+    "observed",
+    "expected",
+    "direction",
+    "severity",
+    "detector",
+    "p_value",
+]
+#: Extra columns :func:`scan` adds after the contract ones.
+EXTRA_COLUMNS = ["p_adjusted", "n", "impact", "group_id", "related", "events", "note"]
+#: Columns every detector returns (some add more after these).
+DETECTOR_COLUMNS = [
+    "date",
+    "observed",
+    "expected",
+    "lower",
+    "upper",
+    "statistic",
+    "p_value",
+    "flag",
+]
+#: Columns of ``alerts.attrs["skipped"]``.
+SKIPPED_COLUMNS = ["market", "metric", "dimension", "segment", "reason", "n", "days"]
+#: Market ``alert_sensitivity`` -> false discovery rate of a scan.
+SENSITIVITY_FDR = {"low": 0.01, "medium": 0.05, "high": 0.10}
+#: Smallest deviation :func:`scan` reports: (absolute, relative). Rates: points
+#: of proportion and change relative to the rarer outcome; counts and times:
+#: relative change only.
+MIN_EFFECT = {"rate": (0.01, 0.10), "level": (0.0, 0.20)}
+#: Dimensions a scan may slice by.
+SCAN_DIMENSIONS = ("market", "vendor", "site", "queue", "language", "policy", "ai_model", "routing")
+
+_RATE_QA = ("accuracy", "over_enforcement_rate", "under_enforcement_rate", "wrong_policy_rate")
+_RATE_OPS = ("sla_compliance",)
+_RATE_WORKFLOW = ("auto_action_rate", "override_rate")
+# ai_fnr (= 1 - ai_recall) and ai_f1 (not a proportion) are covered by ai_recall/ai_precision.
+_RATE_AI = ("ai_precision", "ai_recall", "ai_fpr")
+_COUNTS = ("volume",)
+_TIMES = ("response_p50", "response_p90", "response_p99")
+#: Metrics :func:`scan` can watch, in the shared vocabulary.
+SCAN_METRICS = (
+    *_COUNTS,
+    *_RATE_OPS,
+    *_TIMES,
+    *_RATE_QA,
+    *_RATE_WORKFLOW,
+    *_RATE_AI,
+    "reporting_gap",
+)
+_RATES = (*_RATE_QA, *_RATE_OPS, *_RATE_WORKFLOW, *_RATE_AI)
+_SPEED_FAMILY = ("sla_compliance", "response_p90", "response_p50", "response_p99")
+_QA_ERRORS = ("over_enforcement_rate", "under_enforcement_rate", "wrong_policy_rate")
+
+# Error messages are module constants so tests can assert on them.
+MSG_NOT_1D = "{name} must be one-dimensional; got shape {shape}"
+MSG_LENGTHS = "Found input variables with inconsistent lengths: {name}={a}, {other}={b}"
+MSG_RANGE = "{name} must be in {interval}; got {value!r}"
+MSG_CHOICE = "{name} must be one of {allowed}; got {value!r}"
+MSG_BASELINE = (
+    "baseline must be an integer in [2, {n}] (leading points of the reference); got {value!r}"
+)
+MSG_FEW_POINTS = "{detector} needs at least {need} usable points{where}; got {got}"
+MSG_UNKNOWN_METRIC = "scan cannot watch metric {metric!r}; choose from {allowed}"
+MSG_UNKNOWN_DIMENSION = "unknown dimension {dim!r}; choose from {allowed}"
+MSG_PERIOD = (
+    "market {market}: the scan period {start}..{end} is empty or leaves no baseline; data "
+    "covers {data_start}..{data_end} and baseline_days={baseline_days}"
+)
+
+# Chart constants: d2 for moving ranges of two, and the Iglewicz-Hoaglin constant.
+_D2 = 1.128
+_MAD_K = 0.6745
+
+
+# --------------------------------------------------------------------------- #
+# Input helpers (validation lives here, once)
+# --------------------------------------------------------------------------- #
+def _series(values: pd.Series | npt.ArrayLike, name: str) -> tuple[np.ndarray, pd.Index]:
+    if isinstance(values, pd.Series):
+        idx = values.index
+        arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    else:
+        arr = np.asarray(values, dtype=float)
+        idx = pd.RangeIndex(arr.shape[0] if arr.ndim else 0)
+    if arr.ndim != 1:
+        raise ParameterError(MSG_NOT_1D.format(name=name, shape=arr.shape), key=name)
+    return arr, idx
+
+
+def _same_length(a: np.ndarray, b: np.ndarray, name: str, other: str) -> None:
+    if len(a) != len(b):
+        raise ParameterError(
+            MSG_LENGTHS.format(name=name, a=len(a), other=other, b=len(b)), key=other
+        )
+
+
+def _phases(n: int, baseline: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference (Phase I) and monitored (Phase II) masks."""
+    if baseline is None:
+        return np.ones(n, bool), np.ones(n, bool)
+    if isinstance(baseline, bool) or not isinstance(baseline, int | np.integer):
+        raise ParameterError(MSG_BASELINE.format(n=n, value=baseline), key="baseline")
+    if not 2 <= baseline <= n:
+        raise ParameterError(MSG_BASELINE.format(n=n, value=baseline), key="baseline")
+    ref = np.zeros(n, bool)
+    ref[:baseline] = True
+    return ref, ~ref
+
+
+def _mask(mask: Any, index: pd.Index) -> np.ndarray:
+    """A boolean mask from booleans (one per point) or a collection of labels."""
+    n = len(index)
+    if mask is None:
+        return np.zeros(n, bool)
+    arr = np.asarray(list(mask) if not hasattr(mask, "__len__") else mask)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise ParameterError(
+                MSG_LENGTHS.format(name="values", a=n, other="mask", b=arr.size), key="mask"
+            )
+        return arr.copy()
+    labels = list(mask)
+    if isinstance(index, pd.DatetimeIndex):
+        labels = pd.to_datetime(labels)
+    return np.asarray(index.isin(labels), dtype=bool)
+
+
+def _check_positive(value: float, name: str) -> float:
+    if not (isinstance(value, int | float | np.number) and math.isfinite(value) and value > 0):
+        raise ParameterError(
+            MSG_RANGE.format(name=name, interval="(0, inf)", value=value), key=name
+        )
+    return float(value)
+
+
+def _moving_range_sigma(x: np.ndarray) -> float:
+    """Shewhart's short-term sigma: mean moving range of two / d2."""
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return float("nan")
+    return float(np.mean(np.abs(np.diff(x))) / _D2)
+
+
+def _two_sided(z: np.ndarray | float) -> np.ndarray:
+    """Two-sided normal p-value, 2 * sf(|z|) = erfc(|z| / sqrt 2)."""
+    return special.erfc(np.abs(z) / math.sqrt(2.0))
+
+
+def _frame(index: pd.Index, **cols: Any) -> pd.DataFrame:
+    data: dict[str, Any] = {"date": np.asarray(index)}
+    data.update(cols)
+    data["flag"] = np.asarray(data["flag"], dtype=bool)
+    return pd.DataFrame(data)
+
+
+def _labels_at(index: pd.Index, pos: np.ndarray) -> np.ndarray:
+    """Index labels at positions (missing where pos < 0)."""
+    safe = np.clip(pos, 0, max(len(index) - 1, 0))
+    if isinstance(index, pd.DatetimeIndex):
+        return np.where(pos >= 0, index.values[safe], np.datetime64("NaT"))
+    values = np.asarray(index)
+    if np.issubdtype(values.dtype, np.number):
+        return np.where(pos >= 0, values[safe].astype(float), np.nan)
+    return np.array([values[i] if i >= 0 else None for i in pos], dtype=object)
+
+
+# --------------------------------------------------------------------------- #
+# Detectors
+# --------------------------------------------------------------------------- #
+def p_chart(
+    observed: pd.Series | npt.ArrayLike,
+    n: pd.Series | npt.ArrayLike,
+    *,
+    baseline: int | None = None,
+    mask: Any = None,
+    laney: bool | str = "auto",
+    limit: float = 3.0,
+) -> pd.DataFrame:
+    """Binomial p-chart with each day's ``n``, and Laney's p′ when overdispersed.
+
+    Parameters
+    ----------
+    observed : Series or array_like
+        Daily rates in [0, 1] (NaN where a day has no data). A Series' index
+        (e.g. dates) becomes the ``date`` column.
+    n : Series or array_like
+        Daily denominators, same length.
+    baseline : int, optional
+        Number of leading points forming the reference (Phase I); only later
+        points can be flagged. ``None`` uses every point as reference and
+        judges every point (retrospective chart).
+    mask : array_like of bool or collection of labels, optional
+        Points left out of the reference (known outages, holidays).
+    laney : {"auto", True, False}, default "auto"
+        Use Laney's p′ limits. ``"auto"`` does so when the reference is
+        overdispersed (chi-square dispersion test at 5%) and σ_z > 1.
+    limit : float, default 3.0
+        Limits at ``limit`` standard errors.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``date, observed, expected, lower, upper, statistic, p_value, flag, n``:
+        ``expected`` is the reference rate p̄; ``lower``/``upper`` the limits
+        for that day's ``n``; ``statistic`` the (Laney-adjusted) z-score;
+        ``p_value`` its two-sided normal p-value. ``attrs`` holds ``p_bar``,
+        ``reference_k``/``reference_n`` (events and trials behind it),
+        ``sigma_z``, ``laney`` (whether p′ was used), ``scale`` (the factor
+        applied to binomial limits) and ``dispersion_pvalue``.
+
+    Notes
+    -----
+    :math:`\\bar p = (\\sum k + 0.5)/(\\sum n + 1)` over the reference (the
+    continuity terms keep limits finite when the reference has no events),
+    :math:`z_i = (p_i-\\bar p)/\\sqrt{\\bar p(1-\\bar p)/n_i}`. Laney (2002):
+    :math:`\\sigma_z = \\overline{MR}/1.128` from moving ranges of the
+    reference z-scores, limits :math:`\\bar p \\pm L\\,\\sigma_z
+    \\sqrt{\\bar p(1-\\bar p)/n_i}` (σ_z is floored at 1, so p′ never tightens
+    the binomial limits). Reference points outside the limits are dropped and
+    the estimates recomputed (standard Phase I practice), up to three times.
+
+    Examples
+    --------
+    >>> res = p_chart([0.95, 0.96, 0.94, 0.95, 0.80], [400, 380, 410, 390, 400], baseline=4)
+    >>> res[["observed", "expected", "flag"]].round(3).tail(2)
+       observed  expected   flag
+    3      0.95     0.950  False
+    4      0.80     0.950   True
+    """
+    p, idx = _series(observed, "observed")
+    nn, _ = _series(n, "n")
+    _same_length(p, nn, "observed", "n")
+    limit = _check_positive(limit, "limit")
+    if laney not in ("auto", True, False):
+        raise ParameterError(
+            MSG_CHOICE.format(name="laney", allowed='"auto", True, False', value=laney), key="laney"
+        )
+    bad = np.isfinite(p) & ((p < 0) | (p > 1))
+    if bad.any():
+        raise ParameterError(
+            MSG_RANGE.format(name="observed", interval="[0, 1]", value=p[bad][0]), key="observed"
+        )
+    bad_n = np.isfinite(nn) & (nn < 0)
+    if bad_n.any():
+        raise ParameterError(
+            MSG_RANGE.format(name="n", interval="[0, inf)", value=nn[bad_n][0]), key="n"
+        )
+    ok = np.isfinite(p) & np.isfinite(nn) & (nn > 0)
+    in_ref, monitored = _phases(len(p), baseline)
+    ref = ok & in_ref & ~_mask(mask, idx)
+    if ref.sum() < 2:
+        raise ParameterError(
+            MSG_FEW_POINTS.format(
+                detector="p_chart", need=2, where=" in the reference", got=int(ref.sum())
+            ),
+            key="baseline",
+        )
+    k = np.where(ok, p * np.where(ok, nn, 0.0), 0.0)
+    safe_n = np.where(ok, nn, np.nan)
+    for _ in range(3):
+        p_bar = (k[ref].sum() + 0.5) / (nn[ref].sum() + 1.0)
+        se = np.sqrt(p_bar * (1 - p_bar) / safe_n)
+        z = (p - p_bar) / se
+        sigma_z = _moving_range_sigma(z[ref])
+        dispersion_p = float(sps.chi2.sf(np.sum(z[ref] ** 2), max(int(ref.sum()) - 1, 1)))
+        use = laney is True or (laney == "auto" and dispersion_p < 0.05 and sigma_z > 1)
+        s = max(sigma_z, 1.0) if use and np.isfinite(sigma_z) else 1.0
+        out = ref & (np.abs(z) / s > limit)
+        if not out.any() or (ref & ~out).sum() < 2:
+            break
+        ref = ref & ~out
+    stat = z / s
+    res = _frame(
+        idx,
+        observed=p,
+        expected=np.full(len(p), p_bar),
+        lower=np.clip(p_bar - limit * s * se, 0.0, 1.0),
+        upper=np.clip(p_bar + limit * s * se, 0.0, 1.0),
+        statistic=stat,
+        p_value=np.where(ok, _two_sided(stat), np.nan),
+        flag=ok & monitored & (np.abs(np.nan_to_num(stat)) > limit),
+        n=nn,
+    )
+    res.attrs.update(
+        p_bar=float(p_bar),
+        reference_k=float(k[ref].sum()),
+        reference_n=float(nn[ref].sum()),
+        sigma_z=float(sigma_z),
+        laney=bool(use),
+        dispersion_pvalue=dispersion_p,
+        scale=float(s),
+    )
+    return res
+
+
+def _location_scale(
+    x: np.ndarray, ref: np.ndarray, target: float | None, sigma: float | None, name: str
+) -> tuple[float, float]:
+    if (target is None or sigma is None) and ref.sum() < 2:
+        raise ParameterError(
+            MSG_FEW_POINTS.format(
+                detector=name, need=2, where=" in the reference", got=int(ref.sum())
+            ),
+            key="baseline",
+        )
+    mu = float(np.mean(x[ref])) if target is None else float(target)
+    if sigma is None:
+        sd = _moving_range_sigma(x[ref])
+        if not sd > 0:
+            sd = float(np.std(x[ref], ddof=1)) if ref.sum() > 1 else float("nan")
+        if not sd > 0:
+            raise ParameterError(
+                f"{name}: the reference has no variation; pass sigma explicitly", key="sigma"
+            )
+    else:
+        sd = _check_positive(sigma, "sigma")
+    return mu, sd
+
+
+def cusum_chart(
+    values: pd.Series | npt.ArrayLike,
+    *,
+    target: float | None = None,
+    sigma: float | None = None,
+    k: float = 0.5,
+    h: float = 4.5,
+    baseline: int | None = None,
+    mask: Any = None,
+) -> pd.DataFrame:
+    """Two-sided tabular CUSUM for sustained shifts.
+
+    Parameters
+    ----------
+    values : Series or array_like
+        The series (often already standardised, e.g. a p-chart's
+        ``statistic``; then pass ``target=0, sigma=1``).
+    target, sigma : float, optional
+        In-control mean and standard deviation; estimated from the reference
+        when omitted (mean, and moving-range sigma).
+    k : float, default 0.5
+        Reference value in σ units (half the shift to detect fastest).
+    h : float, default 4.5
+        Decision interval in σ units.
+    baseline : int, optional
+        Leading reference points; the sums restart at the first monitored
+        point and only monitored points are flagged.
+    mask : optional
+        Points left out of the reference estimates (they still accumulate).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``date, observed, expected, lower, upper, statistic, p_value, flag,
+        onset``: ``statistic`` is :math:`C^+` or :math:`-C^-` (the larger
+        side), ``lower``/``upper`` the decision interval ``∓h`` on that scale,
+        ``onset`` the label where the current excursion began (the change-time
+        estimate), and ``p_value`` the two-sided p-value of the standardised
+        sum since ``onset`` (:math:`\\sum z/\\sqrt{m}`; not adjusted for the
+        choice of onset).
+
+    Notes
+    -----
+    :math:`C^+_t = \\max(0, C^+_{t-1} + z_t - k)`,
+    :math:`C^-_t = \\max(0, C^-_{t-1} - z_t - k)`, signal when either exceeds
+    ``h`` (Page 1954; Montgomery §9.1). Missing points carry the sums. With
+    ``k=0.5, h=4.5`` the in-control average run length is about 300 points
+    (two-sided) and a 1σ shift is signalled after about 9 points on average
+    (checked by simulation in the tests).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.r_[np.zeros(20), np.ones(15)]  # a 1 sigma shift at point 20
+    >>> res = cusum_chart(x, target=0, sigma=1, baseline=20)
+    >>> int(res.index[res.flag][0]), int(res.onset[res.flag].iloc[0])
+    (29, 20)
+    """
+    x, idx = _series(values, "values")
+    k = float(k)
+    h = _check_positive(h, "h")
+    if not k >= 0:
+        raise ParameterError(MSG_RANGE.format(name="k", interval="[0, inf)", value=k), key="k")
+    ok = np.isfinite(x)
+    in_ref, monitored = _phases(len(x), baseline)
+    ref = ok & in_ref & ~_mask(mask, idx)
+    mu, sd = _location_scale(x, ref, target, sigma, "cusum_chart")
+    z = (x - mu) / sd
+    n = len(x)
+    stat = np.zeros(n)
+    pval = np.ones(n)
+    onset = np.full(n, -1)
+    cp = cm = 0.0
+    on_p = on_m = -1
+    sum_p = sum_m = 0.0
+    cnt_p = cnt_m = 0
+    first_mon = int(np.argmax(monitored)) if baseline is not None else -1
+    for t in range(n):
+        if t == first_mon:
+            cp = cm = 0.0
+            on_p = on_m = -1
+        if ok[t]:
+            new_p = max(0.0, cp + z[t] - k)
+            new_m = max(0.0, cm - z[t] - k)
+            if new_p > 0:
+                if cp == 0:
+                    on_p, sum_p, cnt_p = t, 0.0, 0
+                sum_p += z[t]
+                cnt_p += 1
+            else:
+                on_p = -1
+            if new_m > 0:
+                if cm == 0:
+                    on_m, sum_m, cnt_m = t, 0.0, 0
+                sum_m += z[t]
+                cnt_m += 1
+            else:
+                on_m = -1
+            cp, cm = new_p, new_m
+        if cp >= cm and cp > 0:
+            stat[t], onset[t], pval[t] = cp, on_p, math.erfc(abs(sum_p) / math.sqrt(2 * cnt_p))
+        elif cm > 0:
+            stat[t], onset[t], pval[t] = -cm, on_m, math.erfc(abs(sum_m) / math.sqrt(2 * cnt_m))
+    res = _frame(
+        idx,
+        observed=x,
+        expected=np.full(n, mu),
+        lower=np.full(n, -h),
+        upper=np.full(n, h),
+        statistic=stat,
+        p_value=pval,
+        flag=monitored & (np.abs(stat) > h),
+        onset=_labels_at(idx, onset),
+    )
+    res.attrs.update(target=mu, sigma=sd, k=k, h=h)
+    return res
+
+
+def ewma_chart(
+    values: pd.Series | npt.ArrayLike,
+    *,
+    target: float | None = None,
+    sigma: float | None = None,
+    lam: float = 0.2,
+    limit: float = 2.962,
+    baseline: int | None = None,
+    mask: Any = None,
+) -> pd.DataFrame:
+    """EWMA chart with exact time-varying limits.
+
+    Parameters
+    ----------
+    values : Series or array_like
+    target, sigma : float, optional
+        In-control mean and standard deviation (estimated from the reference
+        when omitted).
+    lam : float, default 0.2
+        Smoothing weight in (0, 1].
+    limit : float, default 2.962
+        Width of the limits in standard deviations of the EWMA statistic;
+        with ``lam=0.2`` the in-control ARL is 500 (Lucas & Saccucci 1990).
+    baseline : int, optional
+        Leading reference points; the statistic restarts at ``target`` at the
+        first monitored point and only monitored points are flagged.
+    mask : optional
+        Points left out of the reference estimates.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``date, observed, expected, lower, upper, statistic, p_value, flag``:
+        ``statistic`` is the EWMA, ``lower``/``upper`` its limits and
+        ``p_value`` the two-sided normal p-value of the EWMA.
+
+    Notes
+    -----
+    :math:`E_t = \\lambda x_t + (1-\\lambda)E_{t-1}`, :math:`E_0 = \\mu`,
+    limits :math:`\\mu \\pm L\\sigma\\sqrt{\\lambda/(2-\\lambda)\\,
+    [1-(1-\\lambda)^{2i}]}` after *i* observations. Missing points carry the
+    statistic. A 1σ shift is signalled after about 10 points on average.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.r_[np.zeros(20), np.full(15, 1.5)]
+    >>> res = ewma_chart(x, target=0, sigma=1, baseline=20)
+    >>> int(res.index[res.flag][0])
+    24
+    """
+    x, idx = _series(values, "values")
+    if not 0 < lam <= 1:
+        raise ParameterError(MSG_RANGE.format(name="lam", interval="(0, 1]", value=lam), key="lam")
+    limit = _check_positive(limit, "limit")
+    ok = np.isfinite(x)
+    in_ref, monitored = _phases(len(x), baseline)
+    ref = ok & in_ref & ~_mask(mask, idx)
+    mu, sd = _location_scale(x, ref, target, sigma, "ewma_chart")
+    n = len(x)
+    stat = np.full(n, np.nan)
+    width = np.full(n, np.nan)
+    e, i = mu, 0
+    first_mon = int(np.argmax(monitored)) if baseline is not None else -1
+    for t in range(n):
+        if t == first_mon:
+            e, i = mu, 0
+        if ok[t]:
+            i += 1
+            e = lam * x[t] + (1 - lam) * e
+        stat[t] = e
+        width[t] = sd * math.sqrt(lam / (2 - lam) * (1 - (1 - lam) ** (2 * i))) if i else np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zz = (stat - mu) / width
+    res = _frame(
+        idx,
+        observed=x,
+        expected=np.full(n, mu),
+        lower=mu - limit * width,
+        upper=mu + limit * width,
+        statistic=stat,
+        p_value=np.where(np.isfinite(zz), _two_sided(np.nan_to_num(zz)), np.nan),
+        flag=monitored & np.isfinite(zz) & (np.abs(np.nan_to_num(zz)) > limit),
+    )
+    res.attrs.update(target=mu, sigma=sd, lam=lam, limit=limit)
+    return res
+
+
+def stl_mad(
+    values: pd.Series | npt.ArrayLike,
+    *,
+    period: int = 7,
+    seasonal: int = 13,
+    log: bool = False,
+    threshold: float = 3.5,
+    robust: bool = True,
+    scale_floor: float | None = None,
+    baseline: int | None = None,
+    mask: Any = None,
+) -> pd.DataFrame:
+    """Seasonal-trend decomposition (STL) with robust MAD residual scores.
+
+    Parameters
+    ----------
+    values : Series or array_like
+        One value per regular step (one per day), NaN where missing.
+    period : int, default 7
+        Seasonal period (7 = weekly cycle of daily data).
+    seasonal : int, default 13
+        STL seasonal smoother (odd, >= 7); 13 keeps the weekly profile
+        nearly fixed over a quarter, so one odd day cannot reshape it.
+    log : bool, default False
+        Decompose ``log1p(values)`` (multiplicative seasonality; counts and
+        times). Values must then be >= 0.
+    threshold : float, default 3.5
+        Flag points whose modified z-score exceeds this (Iglewicz & Hoaglin).
+    robust : bool, default True
+        Robust STL fitting (outliers get low weight in trend and season).
+    scale_floor : float, optional
+        Smallest residual standard deviation to use, on the decomposed scale
+        (e.g. the Poisson noise ``1/sqrt(mean count)`` of a log count).
+    baseline : int, optional
+        Leading points that are reference only (never flagged).
+    mask : optional
+        Points left out of the residual scale (and interpolated for the fit).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``date, observed, expected, lower, upper, statistic, p_value, flag,
+        trend, seasonal, residual``: ``expected`` is trend + season (+ the
+        residual median), back-transformed; ``lower``/``upper`` the band at
+        ``threshold`` robust standard deviations; ``statistic`` the modified
+        z-score; ``trend``/``seasonal``/``residual`` are on the decomposed
+        (possibly log) scale. ``attrs["scale"]`` is the residual standard
+        deviation used (MAD/0.6745, or the floor).
+
+    Notes
+    -----
+    statsmodels ``STL(period, seasonal, robust)`` gives trend, season and
+    residuals :math:`r`; scores are
+    :math:`z = 0.6745\\,(r - \\tilde r)/\\mathrm{MAD}`, two-sided normal
+    p-values. The MAD is taken over unmasked points of the residuals of the
+    same decomposition fitted *without* robustness weights: the robust fit
+    gives bisquare weight ~0.6 to ordinary 2σ points and hugs the rest, so
+    its own residual MAD is about half the noise standard deviation and
+    flags several percent of ordinary days at 3.5 (measured by simulation on
+    Poisson counts with a weekly cycle; the tests check the false-positive
+    rate). Outliers are scored against the robust fit, so a spike does not
+    hide itself by bending trend or season. Missing and masked points are
+    linearly interpolated for the fit only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> week = np.array([100, 95, 97, 99, 110, 140, 135.0])
+    >>> x = np.tile(week, 6) * (1 + 0.02 * np.sin(np.arange(42)))
+    >>> x[37] *= 2
+    >>> res = stl_mad(x, log=True)
+    >>> res.index[res.flag].tolist()
+    [37]
+    """
+    from statsmodels.tsa.seasonal import STL
+
+    x, idx = _series(values, "values")
+    if not isinstance(period, int | np.integer) or period < 2:
+        raise ParameterError(
+            MSG_RANGE.format(name="period", interval="integers >= 2", value=period), key="period"
+        )
+    if not isinstance(seasonal, int | np.integer) or seasonal < 7 or seasonal % 2 == 0:
+        raise ParameterError(
+            MSG_RANGE.format(name="seasonal", interval="odd integers >= 7", value=seasonal),
+            key="seasonal",
+        )
+    threshold = _check_positive(threshold, "threshold")
+    finite = np.isfinite(x)
+    need = 2 * period + 1
+    if finite.sum() < need:
+        raise ParameterError(
+            MSG_FEW_POINTS.format(detector="stl_mad", need=need, where="", got=int(finite.sum())),
+            key="values",
+        )
+    if log:
+        if (x[finite] < 0).any():
+            raise ParameterError(
+                MSG_RANGE.format(
+                    name="values", interval="[0, inf) with log=True", value=x[finite].min()
+                ),
+                key="values",
+            )
+        y = np.log1p(x)
+        inv = np.expm1
+    else:
+        y = x.copy()
+
+        def inv(v: np.ndarray) -> np.ndarray:
+            return v
+
+    _, monitored = _phases(len(x), baseline)
+    msk = _mask(mask, idx)
+    use = finite & ~msk
+    if use.sum() < need:
+        use = finite
+    filled = pd.Series(np.where(use, y, np.nan)).interpolate(limit_direction="both").to_numpy()
+    kw = {"period": int(period), "seasonal": int(seasonal)}
+    fit = STL(filled, robust=robust, **kw).fit()
+    trend = np.asarray(fit.trend)
+    season = np.asarray(fit.seasonal)
+    resid = y - trend - season
+    plain = STL(filled, robust=False, **kw).fit() if robust else fit
+    r0 = (filled - np.asarray(plain.trend) - np.asarray(plain.seasonal))[use]
+    mad = float(np.median(np.abs(r0 - np.median(r0))))
+    if not mad > 0:  # more than half the residuals identical: fall back to the mean deviation
+        mad = float(np.mean(np.abs(r0 - np.median(r0)))) * _MAD_K * math.sqrt(math.pi / 2)
+    scale = max(mad / _MAD_K, float(scale_floor or 0.0), 1e-12)
+    med = float(np.median(resid[use]))
+    z = (resid - med) / scale
+    centre = trend + season + med
+    res = _frame(
+        idx,
+        observed=x,
+        expected=inv(centre),
+        lower=inv(centre - threshold * scale),
+        upper=inv(centre + threshold * scale),
+        statistic=z,
+        p_value=np.where(finite, _two_sided(np.nan_to_num(z)), np.nan),
+        flag=finite & monitored & (np.abs(np.nan_to_num(z)) > threshold),
+        trend=trend,
+        seasonal=season,
+        residual=resid,
+    )
+    res.attrs.update(scale=scale, median=med, log=bool(log), period=int(period))
+    return res
+
+
+def _optimal_partition(x: np.ndarray, pen: float, min_size: int) -> list[int]:
+    """Exact penalised least-squares segmentation; returns segment ends (last = n)."""
+    n = len(x)
+    if n < 2 * min_size:
+        return [n]
+    s1 = np.r_[0.0, np.cumsum(x)]
+    s2 = np.r_[0.0, np.cumsum(x * x)]
+    f = np.full(n + 1, np.inf)
+    f[0] = -pen
+    last = np.zeros(n + 1, dtype=int)
+    for t in range(min_size, n + 1):
+        s = np.arange(0, t - min_size + 1)
+        s = s[np.isfinite(f[s])]
+        length = t - s
+        cost = s2[t] - s2[s] - (s1[t] - s1[s]) ** 2 / length
+        total = f[s] + cost + pen
+        j = int(np.argmin(total))
+        f[t], last[t] = total[j], s[j]
+    ends = []
+    t = n
+    while t > 0:
+        ends.append(t)
+        t = last[t]
+    return sorted(ends)
+
+
+def changepoints(
+    values: pd.Series | npt.ArrayLike,
+    *,
+    penalty: float | None = None,
+    penalty_factor: float = 3.0,
+    sigma: float | None = None,
+    min_size: int = 3,
+    limit: float = 3.0,
+) -> pd.DataFrame:
+    """Level shifts by penalised least-squares segmentation.
+
+    Parameters
+    ----------
+    values : Series or array_like
+        The series; missing points are interpolated for the fit.
+    penalty : float, optional
+        Cost of one extra change, in squared units of ``values``. By default
+        ``penalty_factor * sigma**2 * log(n)`` (BIC-like).
+    penalty_factor : float, default 3.0
+        ``c`` of the default penalty. BIC proper is 2 (two parameters per
+        change); 3 keeps spurious changes in white noise to about 1% of
+        56-point series (checked by simulation in the tests).
+    sigma : float, optional
+        Noise standard deviation; by default the MAD of first differences
+        divided by :math:`0.6745\\sqrt 2` (robust to the shifts themselves).
+    min_size : int, default 3
+        Shortest segment.
+    limit : float, default 3.0
+        Width of the ``lower``/``upper`` band around each segment's mean, in σ.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``date, observed, expected, lower, upper, statistic, p_value, flag,
+        segment``: ``expected`` is the fitted segment mean, ``flag`` marks the
+        first point of each new segment; there ``statistic`` is the two-sample
+        z of the shift, :math:`(\\bar x_{after}-\\bar x_{before}) /
+        (\\sigma\\sqrt{1/n_b + 1/n_a})`, and ``p_value`` its two-sided normal
+        p-value (not adjusted for the search). ``attrs`` holds ``penalty``,
+        ``sigma`` and ``changes`` (labels of the change points).
+
+    Notes
+    -----
+    Cost :math:`\\sum (x_i - \\bar x_{seg})^2` per segment plus ``penalty``
+    per change, minimised exactly by dynamic programming (optimal
+    partitioning; PELT finds the same optimum faster, which matters only for
+    much longer series). Tested against ``ruptures.Pelt(model="l2")``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.r_[np.zeros(30), np.full(20, 2.0)] + np.tile([0.4, -0.4], 25)
+    >>> res = changepoints(x, sigma=0.5)
+    >>> res.index[res.flag].tolist()
+    [30]
+    """
+    x, idx = _series(values, "values")
+    if not isinstance(min_size, int | np.integer) or min_size < 1:
+        raise ParameterError(
+            MSG_RANGE.format(name="min_size", interval="integers >= 1", value=min_size),
+            key="min_size",
+        )
+    finite = np.isfinite(x)
+    if finite.sum() < 2:
+        raise ParameterError(
+            MSG_FEW_POINTS.format(detector="changepoints", need=2, where="", got=int(finite.sum())),
+            key="values",
+        )
+    xf = pd.Series(x).interpolate(limit_direction="both").to_numpy()
+    n = len(xf)
+    if sigma is None:
+        d = np.diff(xf)
+        sd = float(np.median(np.abs(d - np.median(d)))) / (_MAD_K * math.sqrt(2)) if len(d) else 0
+        if not sd > 0:
+            sd = float(np.std(d)) / math.sqrt(2) if len(d) > 1 else 0.0
+        if not sd > 0:
+            sd = 1e-12
+    else:
+        sd = _check_positive(sigma, "sigma")
+    pen = (
+        _check_positive(penalty, "penalty")
+        if penalty is not None
+        else _check_positive(penalty_factor, "penalty_factor") * sd**2 * math.log(max(n, 2))
+    )
+    ends = _optimal_partition(xf, pen, int(min_size))
+    starts = [0, *ends[:-1]]
+    expected = np.empty(n)
+    seg = np.empty(n, dtype=int)
+    stat = np.full(n, np.nan)
+    pval = np.full(n, np.nan)
+    flag = np.zeros(n, bool)
+    means = []
+    for j, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        m = float(np.mean(xf[a:b]))
+        means.append(m)
+        expected[a:b] = m
+        seg[a:b] = j
+        if j > 0:
+            a0 = starts[j - 1]
+            z = (m - means[j - 1]) / (sd * math.sqrt(1 / (a - a0) + 1 / (b - a)))
+            stat[a], pval[a], flag[a] = z, _two_sided(z), True
+    res = _frame(
+        idx,
+        observed=x,
+        expected=expected,
+        lower=expected - limit * sd,
+        upper=expected + limit * sd,
+        statistic=stat,
+        p_value=pval,
+        flag=flag,
+        segment=seg,
+    )
+    labels = np.asarray(idx)
+    res.attrs.update(penalty=pen, sigma=sd, changes=[labels[a] for a in starts[1:]])
+    return res
+
+
+# --------------------------------------------------------------------------- #
+# Events
+# --------------------------------------------------------------------------- #
+def _local_event_dates(events: pd.DataFrame, market: str, timezone: str) -> pd.DataFrame:
+    ev = events[events["market"].isin([market, "*"])].copy()
+    ts = pd.to_datetime(ev["effective_at"], utc=True)
+    ev["date"] = ts.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+    return ev.sort_values("date", kind="stable").reset_index(drop=True)
+
+
+def nearby_events(
+    events: pd.DataFrame,
+    start: date | str | pd.Timestamp,
+    *,
+    market: str,
+    timezone: str,
+    days_before: int = 3,
+    days_after: int = 1,
+    policy: str | None = None,
+) -> list[str]:
+    """Events effective near a date, as short readable strings.
+
+    Parameters
+    ----------
+    events : pandas.DataFrame
+        The ``events`` table (``effective_at, market, kind, policy,
+        description``).
+    start : date
+        Market-local date an alert (or change) starts.
+    market : str
+        Market code; events for ``"*"`` apply to every market.
+    timezone : str
+        The market's time zone (event dates are market-local).
+    days_before, days_after : int
+        Window ``[start - days_before, start + days_after]``.
+    policy : str, optional
+        When given (a policy segment), events about another policy are left out.
+
+    Returns
+    -------
+    list of str
+        ``"YYYY-MM-DD kind[policy]: description"`` in date order.
+
+    Examples
+    --------
+    >>> ev = pd.DataFrame({"effective_at": ["2026-11-08T17:00:00Z"], "market": ["ID"],
+    ...                    "kind": ["policy_change"], "policy": ["scam"],
+    ...                    "description": ["Scam policy update"]})
+    >>> nearby_events(ev, "2026-11-09", market="ID", timezone="Asia/Jakarta")
+    ['2026-11-09 policy_change[scam]: Scam policy update']
+    """
+    ev = _local_event_dates(events, market, timezone)
+    day = pd.Timestamp(start).normalize()
+    sel = ev[
+        (ev["date"] >= day - pd.Timedelta(days=days_before))
+        & (ev["date"] <= day + pd.Timedelta(days=days_after))
+    ]
+    if policy is not None:
+        sel = sel[sel["policy"].isna() | (sel["policy"] == policy)]
+    out = []
+    for _, r in sel.iterrows():
+        pol = f"[{r['policy']}]" if isinstance(r["policy"], str) and r["policy"] else ""
+        out.append(f"{r['date']:%Y-%m-%d} {r['kind']}{pol}: {r['description']}")
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Scan: data
+# --------------------------------------------------------------------------- #
+@dataclass
+class _Context:
+    market: str
+    dates: pd.DatetimeIndex  # baseline start .. end, daily
+    base_len: int  # leading days that are baseline only
+    mask: np.ndarray  # days excluded from reference estimates
+    min_n: int
+    fdr: float
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def monitored_days(self) -> int:
+        return len(self.dates) - self.base_len
+
+    def skip(self, metric: str, dim: str, seg: str, reason: str, n: float, days: int) -> None:
+        self.skipped.append(
+            {
+                "market": self.market,
+                "metric": metric,
+                "dimension": dim,
+                "segment": seg,
+                "reason": reason,
+                "n": float(n),
+                "days": int(days),
+            }
+        )
+
+
+@dataclass
+class _Series:
+    metric: str
+    dimension: str
+    segment: str
+    value: np.ndarray
+    n: np.ndarray
+    volume: np.ndarray
+    counterfactual: np.ndarray | None = None  # baseline level x weekly pattern (counts/times)
+    floor: float = 0.0  # sampling noise of one day, on the log scale (counts/times)
+
+
+@dataclass
+class _Window:
+    series: _Series
+    kind: str
+    detector: str
+    start: int
+    end: int  # inclusive
+    direction: str
+    p_raw: float
+    observed: float
+    expected: float
+    n: float
+    p_value: float = float("nan")
+    p_adjusted: float = float("nan")
+    kpi: str = ""
+
+
+def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -> pd.DataFrame:
+    """Per (segment, day): volume, SLA counts and response percentiles, in one engine query.
+
+    Same definitions as :func:`qualitylab.metrics.operational_metrics` on
+    days that are fully observed: items created that day; SLA met when decided
+    within the queue's SLA, breached when decided later or still pending past
+    it; items still pending and younger than their SLA at the end of the
+    period are censored (left out of ``sla_compliance``'s n). Percentiles are
+    NaN on days with items still pending (not final yet). (The metrics module's Kaplan-Meier estimator agrees on complete days
+    and costs a Python loop per segment-day, too slow for a scan.)
+    """
+    import ibis
+
+    from qualitylab.localtime import period_bounds_utc
+    from qualitylab.metrics import Period, decisions_in_period
+
+    mp = ds.params.market(market)
+    period = Period(start, end)
+    dec = decisions_in_period(ds, market=market, period=period)
+    as_of = period_bounds_utc(start, end, mp.timezone)[1]
+    end_lit = ibis.literal(as_of)
+    decided = dec.decided_at.notnull() & (dec.decided_at < end_lit)
+    stop = ibis.ifelse(decided, dec.decided_at, end_lit)
+    secs = (stop.epoch_seconds() - dec.created_at.epoch_seconds()).cast("float64")
+    slas = dict(mp.sla_seconds)
+    sla = (
+        ibis.cases(*[(dec.queue == q, ibis.literal(float(s))) for q, s in slas.items()], else_=None)
+        if slas
+        else ibis.null("float64")
+    )
+    within = decided & (secs <= sla)
+    breach = sla.notnull() & ~within & (decided | (secs > sla))
+    resp = ibis.ifelse(decided, secs, ibis.null("float64"))
+    agg = (
+        dec.group_by([dim, "date"])
+        .aggregate(
+            volume=dec.count(),
+            sla_k=within.cast("int64").sum(),
+            sla_n=(within | breach).cast("int64").sum(),
+            pending=(~decided).cast("int64").sum(),
+            response_p50=resp.quantile(0.5),
+            response_p90=resp.quantile(0.9),
+            response_p99=resp.quantile(0.99),
+        )
+        .to_pandas()
+    )
+    for c in _TIMES:  # a day with items still pending has no final percentile yet
+        agg[c] = agg[c].where(agg["pending"] == 0)
+    agg = agg.rename(columns={dim: "segment"})
+    agg = agg[agg["segment"].notna()]
+    agg["date"] = pd.to_datetime(agg["date"]).dt.normalize()
+    rows = [
+        agg.assign(metric="volume", value=agg["volume"].astype(float), n=agg["volume"]),
+        agg.assign(
+            metric="sla_compliance",
+            value=agg["sla_k"] / agg["sla_n"].where(agg["sla_n"] > 0),
+            n=agg["sla_n"],
+        ),
+    ]
+    rows += [agg.assign(metric=c, value=agg[c], n=agg["volume"]) for c in _TIMES]
+    out = pd.concat(rows, ignore_index=True)
+    out["volume_day"] = out["volume"].astype(float)
+    # log-scale spread of response times per segment, (log p90 - log p50) / z_0.9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = (np.log(agg["response_p90"]) - np.log(agg["response_p50"])) / sps.norm.ppf(0.9)
+    disp = spread.groupby(agg["segment"]).median()
+    out["dispersion"] = out["segment"].map(disp).astype(float)
+    return out[["segment", "date", "metric", "value", "n", "volume_day", "dispersion"]]
+
+
+def _tidy(frame: pd.DataFrame, dim: str) -> pd.DataFrame:
+    out = frame.rename(columns={dim: "segment"})[["segment", "date", "metric", "value", "n"]]
+    out = out[out["segment"].notna()]
+    out = out.assign(date=pd.to_datetime(out["date"]).dt.normalize())
+    return out
+
+
+def _ai_metrics_fn() -> Any:
+    try:
+        from qualitylab.aieval import ai_metrics
+    except ImportError:
+        return None
+    return ai_metrics
+
+
+def _load_dimension(
+    ds: Any, market: str, dim: str, start: date, end: date, wanted: set[str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """Every daily metric of one dimension, long: segment, date, metric, value, n."""
+    from qualitylab import metrics as qm
+
+    notes: list[str] = []
+    ops = _daily_operational(ds, market, dim, start, end)
+    volume = ops[ops["metric"] == "volume"][["segment", "date", "volume_day", "dispersion"]]
+    parts = [ops[ops["metric"].isin(wanted)].drop(columns=["volume_day", "dispersion"])]
+    kw = {"market": market, "by": [dim, "date"], "start": start, "end": end}
+    if wanted & set(_RATE_QA):
+        if ds.has("qa_audits"):
+            parts.append(_tidy(qm.qa_metrics(ds, **kw), dim))
+        else:
+            notes.append("qa_audits is not in the dataset")
+    if wanted & set(_RATE_WORKFLOW):
+        parts.append(_tidy(qm.ai_workflow_metrics(ds, **kw), dim))
+    if wanted & set(_RATE_AI):
+        fn = _ai_metrics_fn()
+        if fn is None:
+            notes.append("qualitylab.aieval.ai_metrics is not available")
+        else:
+            try:
+                parts.append(_tidy(fn(ds, **kw), dim))
+            except QualityLabError as exc:  # e.g. no QA truth for the model
+                notes.append(f"ai metrics unavailable: {exc}")
+    long = pd.concat(parts, ignore_index=True)
+    long = long[long["metric"].isin(wanted)]
+    long = long.merge(volume, on=["segment", "date"], how="left")
+    long["segment"] = long["segment"].astype(str)
+    return long, notes
+
+
+# --------------------------------------------------------------------------- #
+# Scan: windows
+# --------------------------------------------------------------------------- #
+def _runs(flag: np.ndarray, sign: np.ndarray) -> list[tuple[int, int, int]]:
+    """Maximal runs of consecutive flagged points with the same sign."""
+    out = []
+    i, n = 0, len(flag)
+    while i < n:
+        if flag[i]:
+            j = i
+            while j + 1 < n and flag[j + 1] and sign[j + 1] == sign[i]:
+                j += 1
+            out.append((i, j, int(sign[i])))
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+def _windows_tested(k: int, total: int) -> float:
+    """Windows of length <= k among `total` days: the scan's Bonferroni factor."""
+    k = max(1, min(k, total))
+    return k * (2 * total - k + 1) / 2
+
+
+def _trim(z: np.ndarray, a: int, b: int, sign: int, k: float = 0.5) -> tuple[int, int] | None:
+    """Drop end days that do not deviate by at least k sigma in the window's direction."""
+    while a <= b and not (np.isfinite(z[a]) and sign * z[a] >= k):
+        a += 1
+    while b >= a and not (np.isfinite(z[b]) and sign * z[b] >= k):
+        b -= 1
+    return (a, b) if a <= b else None
+
+
+def _rate_windows(s: _Series, ctx: _Context) -> list[_Window]:
+    base, T = ctx.base_len, ctx.monitored_days
+    pc = p_chart(s.value, s.n, baseline=base, mask=ctx.mask)
+    p_bar, scale = pc.attrs["p_bar"], pc.attrs["scale"]
+    k_ref, n_ref = pc.attrs["reference_k"], pc.attrs["reference_n"]
+    z = pc["statistic"].to_numpy()
+    ok = np.isfinite(z)
+    k = np.where(ok, s.value * s.n, 0.0)
+    nn = np.where(ok, s.n, 0.0)
+    name = "laney_p_chart" if pc.attrs["laney"] else "p_chart"
+    spans: list[tuple[str, int, int, int]] = []
+    spans += [(name, a, b, sg) for a, b, sg in _runs(pc["flag"].to_numpy(), np.sign(z))]
+    zc = np.where(ok, z, np.nan)
+    cu = cusum_chart(zc, target=0.0, sigma=1.0, baseline=base)
+    stat = cu["statistic"].to_numpy()
+    # A CUSUM excursion runs from its onset to its peak (the classic estimates of
+    # when the shift started and stopped); an EWMA one from its first signal to its peak.
+    for a, b, sg in _runs(cu["flag"].to_numpy(), np.sign(stat)):
+        onset = cu["onset"].iloc[a]
+        peak = a + int(np.argmax(np.abs(stat[a : b + 1])))
+        spans.append(("cusum", int(onset) if pd.notna(onset) else a, peak, sg))
+    ew = ewma_chart(zc, target=0.0, sigma=1.0, baseline=base)
+    ew_stat = np.nan_to_num(ew["statistic"].to_numpy())
+    ew_flag = ew["flag"].to_numpy()
+    for a, b, sg in _runs(ew_flag, np.sign(ew_stat)):
+        spans.append(("ewma", a, a + int(np.argmax(np.abs(ew_stat[a : b + 1]))), sg))
+    if ok.sum() >= 6:
+        cp = changepoints(zc, sigma=1.0)
+        seg = cp["segment"].to_numpy()
+        for a in np.flatnonzero(cp["flag"].to_numpy()):
+            if a < base:
+                continue
+            b = int(np.flatnonzero(seg == seg[a])[-1])
+            sg = int(np.sign(cp["statistic"].iloc[a]))
+            spans.append(("changepoint", int(a), b, sg))
+    out = []
+    for det, a, b, sg in spans:
+        if det != name:
+            tr = _trim(z, a, b, sg)
+            if tr is None:
+                continue
+            a, b = tr
+        n_w = nn[a : b + 1].sum()
+        if n_w < ctx.min_n or n_w <= 0:
+            continue
+        k_w = k[a : b + 1].sum()
+        zw = _window_z(k_w, n_w, k_ref, n_ref, scale)
+        if np.sign(zw) != sg:
+            continue
+        out.append(
+            _Window(
+                s,
+                "rate",
+                det,
+                a,
+                b,
+                "up" if zw > 0 else "down",
+                float(_two_sided(zw)),
+                k_w / n_w,
+                p_bar,
+                n_w,
+            )
+        )
+    for w in out:
+        w.p_value = min(1.0, w.p_raw * _windows_tested(w.end - w.start + 1, T))
+    return out
+
+
+# Daily operational series have heavier tails than the normal (holidays, outages,
+# cohort effects): their robust scores are read as Student's t with this many d.f.
+_TAIL_DF = 10
+
+
+def _heavy_tailed(z: np.ndarray) -> np.ndarray:
+    """Normal-equivalent z of scores read as Student's t (same two-sided p-value)."""
+    z = np.asarray(z, dtype=float)
+    p = 2 * sps.t.sf(np.abs(z), _TAIL_DF)
+    return np.sign(z) * sps.norm.isf(np.maximum(p, 1e-300) / 2)
+
+
+def _window_z(k_w: float, n_w: float, k_ref: float, n_ref: float, scale: float) -> float:
+    """Signed z of a window's rate against the reference: Fisher's exact test, Laney-scaled.
+
+    The exact two-sided p-value (counts rounded; weighted estimates carry
+    non-integer counts) is turned into a normal z with the sign of the
+    difference and divided by Laney's sigma_z, so overdispersion widens it
+    as it widens the chart's limits.
+    """
+    kw, nw = round(k_w), max(round(n_w), 1)
+    kr, nr = round(k_ref), max(round(n_ref), 1)
+    kw, kr = min(kw, nw), min(kr, nr)
+    diff = k_w / n_w - k_ref / n_ref
+    if diff == 0:
+        return 0.0
+    p = sps.fisher_exact([[kw, nw - kw], [kr, nr - kr]]).pvalue
+    z = float(sps.norm.isf(max(p, 1e-300) / 2))
+    return math.copysign(z / scale, diff)
+
+
+def _level_windows(s: _Series, ctx: _Context) -> list[_Window]:
+    """Counts and times: STL + MAD spikes, and level shifts of the deseasonalised series."""
+    base, T = ctx.base_len, ctx.monitored_days
+    st = stl_mad(s.value, log=True, baseline=base, mask=ctx.mask, scale_floor=s.floor)
+    z = st["statistic"].to_numpy()
+    y = np.log1p(s.value)
+    seasonal = st["seasonal"].to_numpy()
+    level = y - seasonal
+    ref = np.isfinite(level) & ~ctx.mask
+    ref[base:] = False
+    mu_b = float(np.median(level[ref])) if ref.any() else float(np.nanmedian(level))
+    counterfactual = np.expm1(mu_b + seasonal)
+    spans: list[tuple[str, int, int, int, float]] = []
+    for a, b, sg in _runs(st["flag"].to_numpy(), np.sign(z)):
+        zs = _heavy_tailed(z[a : b + 1])
+        zs = zs[np.isfinite(zs)]
+        spans.append(("stl_mad", a, b, sg, float(np.sum(zs) / math.sqrt(len(zs)))))
+    # Level shifts: a new segment of the deseasonalised series, tested against the
+    # baseline level (not the previous segment, which may itself be anomalous).
+    scale = st.attrs["scale"]
+    n_ref = int(ref.sum())
+    cp = changepoints(level, sigma=scale)
+    seg = cp["segment"].to_numpy()
+    for a in np.flatnonzero(cp["flag"].to_numpy()):
+        if a < base or n_ref < 2:
+            continue
+        b = int(np.flatnonzero(seg == seg[a])[-1])
+        lv = level[a : b + 1]
+        lv = lv[np.isfinite(lv)]
+        if not len(lv):
+            continue
+        zc = (float(np.mean(lv)) - mu_b) / (scale * math.sqrt(1 / len(lv) + 1 / n_ref))
+        zc = float(_heavy_tailed(np.array([zc]))[0])
+        spans.append(("changepoint", int(a), b, int(np.sign(zc)), zc))
+    out = []
+    for det, a, b, sg, zw in spans:
+        obs = s.value[a : b + 1]
+        okw = np.isfinite(obs)
+        if not okw.any():
+            continue
+        if det == "changepoint":
+            expected = counterfactual[a : b + 1]
+        else:
+            expected = st["expected"].to_numpy()[a : b + 1]
+        out.append(
+            _Window(
+                s,
+                "level",
+                det,
+                a,
+                b,
+                "up" if sg > 0 else "down",
+                float(_two_sided(zw)),
+                float(np.mean(obs[okw])),
+                float(np.mean(expected[okw])),
+                float(np.nansum(s.volume[a : b + 1])),
+            )
+        )
+    for w in out:
+        w.p_value = min(1.0, w.p_raw * _windows_tested(w.end - w.start + 1, T))
+    s.counterfactual = counterfactual
+    return out
+
+
+def _noise_floor(s: _Series, dispersion: float) -> float:
+    """Sampling noise of one day's value on the log scale (0 when unknown).
+
+    Counts: Poisson, sd(log count) ~ 1/sqrt(count). Percentile q of n
+    log-normal times with log-sd s: sd(log Q) ~ s sqrt(q(1-q)/n) / phi(z_q).
+    """
+    n = s.n[np.isfinite(s.n) & (s.n > 0)]
+    if not len(n):
+        return 0.0
+    med = float(np.median(n))
+    if s.metric in _COUNTS:
+        return 1.0 / math.sqrt(med + 1.0)
+    if s.metric in _TIMES and np.isfinite(dispersion) and dispersion > 0:
+        q = {"response_p50": 0.5, "response_p90": 0.9, "response_p99": 0.99}[s.metric]
+        return float(dispersion * math.sqrt(q * (1 - q) / med) / sps.norm.pdf(sps.norm.ppf(q)))
+    return 0.0
+
+
+def _percentile_min_n(metric: str) -> int:
+    """Daily n that puts 10 observations beyond a percentile (p90: 100, p99: 1000)."""
+    q = {"response_p50": 0.5, "response_p90": 0.9, "response_p99": 0.99}[metric]
+    return math.ceil(10 / (1 - q) - 1e-9)
+
+
+def _evaluate(s: _Series, ctx: _Context) -> list[_Window] | None:
+    """Windows proposed for one series, or None when it is too small to judge."""
+    base = ctx.base_len
+    has = np.isfinite(s.value) & (np.nan_to_num(s.n) > 0)
+    ref_days = int((has[:base] & ~ctx.mask[:base]).sum())
+    mon_days = int(has[base:].sum())
+    skip = None
+    if s.metric in _RATES:
+        n_ref = float(np.nansum(np.where(has[:base] & ~ctx.mask[:base], s.n[:base], 0)))
+        n_mon = float(np.nansum(np.where(has[base:], s.n[base:], 0)))
+        if ref_days < 7:
+            skip = (f"baseline has {ref_days} day(s) with data (need 7)", n_ref, ref_days)
+        elif n_ref < ctx.min_n:
+            skip = (f"baseline n={n_ref:.0f} < min_n={ctx.min_n}", n_ref, ref_days)
+        elif n_mon < ctx.min_n:
+            skip = (f"period n={n_mon:.0f} < min_n={ctx.min_n}", n_mon, mon_days)
+    else:
+        med_n = float(np.nanmedian(np.where(has, s.n, np.nan))) if has.any() else 0.0
+        if has.sum() < 15 or ref_days < 7:
+            skip = (
+                f"{int(has.sum())} day(s) with data (need 15, 7 in baseline)",
+                med_n,
+                int(has.sum()),
+            )
+        elif med_n < ctx.min_n:
+            skip = (f"median daily n={med_n:.0f} < min_n={ctx.min_n}", med_n, int(has.sum()))
+        elif s.metric in _TIMES and med_n < _percentile_min_n(s.metric):
+            need = _percentile_min_n(s.metric)
+            skip = (f"median daily n={med_n:.0f} < {need} for {s.metric}", med_n, int(has.sum()))
+    if skip is not None:
+        ctx.skip(s.metric, s.dimension, s.segment, *skip)
+        return None
+    if s.metric in _RATES:
+        return _rate_windows(s, ctx)
+    if s.metric in _COUNTS:
+        s.value = np.where(np.isfinite(s.value), s.value, 0.0)
+    return _level_windows(s, ctx)
+
+
+def _gap_windows(ds: Any, ctx: _Context, start: date, end: date) -> tuple[list[_Window], int]:
+    """reporting_gap: weekly vendor-reported minus measured, tested by reconcile."""
+    from qualitylab.reconcile import reporting_gap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gap = reporting_gap(ds, ctx.market, start=start - timedelta(days=6), end=end)
+    gap = gap[gap["kpi"].isin(["accuracy", "sla_compliance"]) & gap["p_value"].notna()]
+    out: list[_Window] = []
+    tested = 0
+    for (vendor, kpi), g in gap.groupby(["vendor", "kpi"], sort=True):
+        g = g.sort_values("week")
+        weeks = pd.to_datetime(g["week"]).dt.normalize().to_numpy()
+        z = np.sign(g["gap"].to_numpy(float)) * sps.norm.isf(g["p_value"].to_numpy(float) / 2)
+        tested += 1
+        flags = np.abs(z) > 3.0
+        spans = [(a, b, sg) for a, b, sg in _runs(flags, np.sign(z))]
+        cu = cusum_chart(z, target=0.0, sigma=1.0)
+        for a, b, sg in _runs(cu["flag"].to_numpy(), np.sign(cu["statistic"].to_numpy())):
+            onset = cu["onset"].iloc[a]
+            spans.append((int(onset) if pd.notna(onset) else a, b, sg))
+        s = _Series(
+            "reporting_gap", "vendor", str(vendor), np.array([]), np.array([]), np.array([])
+        )
+        for a, b, sg in spans:
+            tr = _trim(z, a, b, sg)
+            if tr is None:
+                continue
+            a, b = tr
+            zw = float(np.sum(z[a : b + 1]) / math.sqrt(b - a + 1))
+            w0 = pd.Timestamp(weeks[a])
+            w1 = min(pd.Timestamp(weeks[b]) + pd.Timedelta(days=6), ctx.dates[-1])
+            i0 = int(ctx.dates.get_indexer([max(w0, ctx.dates[0])])[0])
+            i1 = int(ctx.dates.get_indexer([w1])[0])
+            gw = g.iloc[a : b + 1]
+            win = _Window(
+                s,
+                "gap",
+                "reconcile",
+                i0,
+                i1,
+                "up" if zw > 0 else "down",
+                float(_two_sided(zw)),
+                float(gw["reported"].mean()),
+                float(gw["measured"].mean()),
+                float(gw["n"].sum()),
+            )
+            win.p_value = min(1.0, win.p_raw * _windows_tested(b - a + 1, len(z)))
+            win.kpi = str(kpi)
+            out.append(win)
+    return out, tested
+
+
+# --------------------------------------------------------------------------- #
+# Scan: merging, grouping, output
+# --------------------------------------------------------------------------- #
+def _cluster(windows: list[_Window]) -> list[list[_Window]]:
+    """Windows of one series and direction that overlap or touch (gap <= 1 day): one event."""
+    key = lambda w: (w.series.metric, w.series.dimension, w.series.segment, w.direction)  # noqa: E731
+    windows = sorted(windows, key=lambda w: (key(w), w.start, w.end))
+    groups: list[list[_Window]] = []
+    for w in windows:
+        if (
+            groups
+            and key(groups[-1][0]) == key(w)
+            and w.start <= max(g.end for g in groups[-1]) + 2
+        ):
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    return groups
+
+
+def _merge(groups: list[list[_Window]], ctx: _Context) -> list[dict[str, Any]]:
+    """One alert per event: the union of its windows, summarised over those days."""
+    alerts: list[dict[str, Any]] = []
+    for grp in groups:
+        best = min(grp, key=lambda w: (w.p_value, -(w.end - w.start)))
+        a = min(w.start for w in grp)
+        b = max(w.end for w in grp)
+        s = best.series
+        obs, exp_, n_w = _window_summary(grp, best, a, b)
+        volume = float(np.nansum(s.volume[a : b + 1])) if len(s.volume) else float("nan")
+        # Daily excess in the alert's direction on every day (not only inside the
+        # window), in decisions affected; grouping compares these between alerts.
+        sign = 1.0 if best.direction == "up" else -1.0
+        excess = np.zeros(len(ctx.dates))
+        if best.kind == "rate":
+            excess = sign * np.nan_to_num(s.value - best.expected) * np.nan_to_num(s.volume)
+        elif best.kind == "level" and s.counterfactual is not None:
+            if s.metric in _COUNTS:
+                excess = sign * np.nan_to_num(s.value - s.counterfactual)
+            else:
+                rel = np.nan_to_num(s.value / s.counterfactual - 1)
+                excess = np.clip(sign * rel, -1.0, 1.0) * np.nan_to_num(s.volume)
+        alerts.append(
+            {
+                "market": ctx.market,
+                "metric": s.metric,
+                "dimension": s.dimension,
+                "segment": s.segment,
+                "start_date": ctx.dates[a],
+                "end_date": ctx.dates[b],
+                "observed": obs,
+                "expected": exp_,
+                "direction": best.direction,
+                "detector": best.detector,
+                "p_value": best.p_value,
+                "p_adjusted": min(w.p_adjusted for w in grp),
+                "n": n_w,
+                "volume": volume,
+                "note": _note(grp, best),
+                "_a": a,
+                "_b": b,
+                "_excess": excess,
+            }
+        )
+    return alerts
+
+
+def _window_summary(
+    grp: list[_Window], best: _Window, a: int, b: int
+) -> tuple[float, float, float]:
+    s = best.series
+    if best.kind == "rate":
+        ok = np.isfinite(s.value[a : b + 1]) & (np.nan_to_num(s.n[a : b + 1]) > 0)
+        nn = s.n[a : b + 1][ok]
+        kk = (s.value[a : b + 1] * s.n[a : b + 1])[ok]
+        return float(kk.sum() / nn.sum()), best.expected, float(nn.sum())
+    if best.kind == "level":
+        obs = s.value[a : b + 1]
+        cf = s.counterfactual
+        if len(grp) == 1 or cf is None:
+            return best.observed, best.expected, best.n
+        ok = np.isfinite(obs)
+        return (
+            float(np.mean(obs[ok])),
+            float(np.mean(cf[a : b + 1][ok])),
+            float(np.nansum(s.volume[a : b + 1])),
+        )
+    # reporting gap: mean over the member windows
+    return (
+        float(np.mean([w.observed for w in grp])),
+        float(np.mean([w.expected for w in grp])),
+        float(max(w.n for w in grp)),
+    )
+
+
+def _note(grp: list[_Window], best: _Window) -> str:
+    if best.kind == "gap":
+        return f"{best.kpi}: partner reported {best.observed:.3f}, measured {best.expected:.3f}"
+    dets = sorted({w.detector for w in grp})
+    return "detectors: " + ", ".join(dets)
+
+
+def _effect(alert: dict[str, Any]) -> tuple[float, float]:
+    """(absolute, relative) size of the deviation."""
+    obs, exp_ = alert["observed"], alert["expected"]
+    diff = abs(obs - exp_)
+    if alert["metric"] in _RATES or alert["metric"] == "reporting_gap":
+        rare = max(min(exp_, 1 - exp_), 1e-3)
+        return diff, diff / rare
+    return diff, diff / max(abs(exp_), 1e-9)
+
+
+def _large_enough(alert: dict[str, Any]) -> bool:
+    diff, rel = _effect(alert)
+    kind = "rate" if alert["metric"] in _RATES or alert["metric"] == "reporting_gap" else "level"
+    lo = MIN_EFFECT[kind]
+    return diff >= lo[0] and rel >= lo[1]
+
+
+def _impact(alert: dict[str, Any]) -> float:
+    """Decisions affected: volume in the window x size of the deviation."""
+    diff, rel = _effect(alert)
+    vol = alert["volume"]
+    if alert["metric"] == "volume":
+        days = (alert["end_date"] - alert["start_date"]).days + 1
+        return diff * days
+    if alert["metric"] in _TIMES:
+        return vol * min(rel, 1.0)
+    return vol * diff
+
+
+def _severity(alert: dict[str, Any], fdr: float) -> str:
+    diff, rel = _effect(alert)
+    p = alert["p_adjusted"]
+    rate = alert["metric"] in _RATES or alert["metric"] == "reporting_gap"
+    big = (diff >= 0.05 or rel >= 0.5) if rate else rel >= 0.5
+    moderate = (diff >= 0.02 or rel >= 0.2) if rate else rel >= 0.2
+    if p <= fdr / 100 and big:
+        return "high"
+    if p <= fdr / 10 and moderate:
+        return "medium"
+    return "low"
+
+
+# An error type is the headline of an accuracy drop when it carries this share of it.
+_HEADLINE_SHARE = 0.9
+
+
+def _dim_rank(dim: str) -> int:
+    return SCAN_DIMENSIONS.index(dim) if dim in SCAN_DIMENSIONS else len(SCAN_DIMENSIONS)
+
+
+def _overlap_counts(ds: Any, market: str, start: date, end: date, dims: list[str]) -> pd.DataFrame:
+    """Decision counts per combination of the given dimensions in the period (one query)."""
+    from qualitylab.metrics import Period, decisions_in_period
+
+    dec = decisions_in_period(ds, market=market, period=Period(start, end))
+    df = dec.group_by(dims).aggregate(k=dec.count()).to_pandas()
+    return df.astype(dict.fromkeys(dims, str))
+
+
+def _group(
+    alerts: list[dict[str, Any]], ds: Any, market: str, start: date, end: date
+) -> list[dict[str, Any]]:
+    """Attach each alert explained by another (same cause) to it; return the primaries."""
+    n = len(alerts)
+    if n == 0:
+        return []
+    parent = [-1] * n
+    cache: dict[tuple[str, str], dict[Any, float]] = {}
+    cube: dict[str, pd.DataFrame] = {}
+    cube_dims = sorted({a["dimension"] for a in alerts} - {"market"})
+    sizes: dict[tuple[str, str], float] = {}
+
+    def share(a: dict[str, Any], b: dict[str, Any]) -> float:
+        """Share of a's decisions that are also in b."""
+        da, db = a["dimension"], b["dimension"]
+        if da == db:
+            return 1.0 if a["segment"] == b["segment"] else 0.0
+        if db == "market":
+            return 1.0
+        if da == "market":
+            return sizes.get((db, b["segment"]), 0.0) / max(sizes.get(("market", market), 1.0), 1.0)
+        if (da, db) not in cache:
+            if not cube:
+                cube["df"] = _overlap_counts(ds, market, start, end, cube_dims)
+            df = cube["df"].groupby([da, db], as_index=False)["k"].sum()
+            for x, y in ((da, db), (db, da)):
+                cache[(x, y)] = {
+                    (u, v): float(k) for u, v, k in df[[x, y, "k"]].itertuples(index=False)
+                }
+                cache[(x, "__total__")] = df.groupby(x)["k"].sum().astype(float).to_dict()
+        tot = cache[(da, "__total__")].get(a["segment"], 0.0)
+        both = cache[(da, db)].get((a["segment"], b["segment"]), 0.0)
+        return both / tot if tot else 0.0
+
+    def overlaps(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        return a["_a"] <= b["_b"] and b["_a"] <= a["_b"]
+
+    for a in alerts:
+        sizes.setdefault((a["dimension"], a["segment"]), a.get("segment_volume", 0.0))
+    sizes.setdefault(
+        ("market", market), max((a.get("market_volume", 0.0) for a in alerts), default=1.0)
+    )
+
+    def per_day(a: dict[str, Any]) -> float:
+        return a["impact"] / (a["_b"] - a["_a"] + 1)
+
+    def explains(i: int, j: int) -> float:
+        """Share of j's excess, over j's window, that i's excess accounts for."""
+        a, b = alerts[i], alerts[j]
+        lo, hi = b["_a"], b["_b"]
+        ea = float(a["_excess"][lo : hi + 1].sum())
+        eb = float(b["_excess"][lo : hi + 1].sum())
+        if not (a["_excess"].any() and b["_excess"].any()):  # no daily detail: daily averages
+            ea, eb = per_day(a), per_day(b)
+        if eb <= 0:
+            return float("inf") if ea > 0 else 0.0
+        return max(ea, 0.0) * share(a, b) / eb
+
+    # 1. the same metric across dimensions
+    for j in range(n):
+        best, best_s = -1, 0.5
+        for i in range(n):
+            a, b = alerts[i], alerts[j]
+            if i == j or a["metric"] != b["metric"] or a["direction"] != b["direction"]:
+                continue
+            if (a["dimension"], a["segment"]) == (b["dimension"], b["segment"]) or not overlaps(
+                a, b
+            ):
+                continue
+            s_ij, s_ji = explains(i, j), explains(j, i)
+            if s_ij < best_s:
+                continue
+            if abs(s_ij - s_ji) <= 0.05 * max(s_ij, s_ji):  # the same population, near enough
+                wins = _dim_rank(a["dimension"]) < _dim_rank(b["dimension"]) or (
+                    a["dimension"] == b["dimension"] and a["p_value"] < b["p_value"]
+                )
+            else:
+                wins = s_ij > s_ji
+            if wins:
+                best, best_s = i, s_ij
+        parent[j] = best
+
+    # 2. metrics of one family on the same segment
+    def consistent(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        """Same story: accuracy down with an error rate up, SLA down with times up."""
+        higher_better = ("accuracy", "sla_compliance")
+        flip = (a["metric"] in higher_better) != (b["metric"] in higher_better)
+        return (a["direction"] != b["direction"]) if flip else (a["direction"] == b["direction"])
+
+    def family_parent(j: int) -> int:
+        b = alerts[j]
+        cands = [
+            i
+            for i in range(n)
+            if i != j
+            and parent[i] == -1
+            and (alerts[i]["dimension"], alerts[i]["segment"]) == (b["dimension"], b["segment"])
+            and overlaps(alerts[i], b)
+            and consistent(alerts[i], b)
+        ]
+        if b["metric"] in _SPEED_FAMILY:
+            rank = _SPEED_FAMILY.index(b["metric"])
+            better = [i for i in cands if alerts[i]["metric"] in _SPEED_FAMILY[:rank]]
+            return min(better, key=lambda i: _SPEED_FAMILY.index(alerts[i]["metric"]), default=-1)
+
+        # Accuracy (the KPI with a target) leads its error types, except on a policy
+        # segment (decisions citing that policy), where one error type carrying
+        # nearly all of the drop is the precise description.
+        def headline_error(acc: int) -> bool:
+            return alerts[acc]["dimension"] == "policy" and any(
+                per_day(alerts[i]) >= _HEADLINE_SHARE * per_day(alerts[acc])
+                for i in cands + [j]
+                if alerts[i]["metric"] in _QA_ERRORS
+            )
+
+        if b["metric"] == "accuracy" and b["dimension"] == "policy":
+            errs = [i for i in cands if alerts[i]["metric"] in _QA_ERRORS]
+            errs = [i for i in errs if per_day(alerts[i]) >= _HEADLINE_SHARE * per_day(b)]
+            return max(errs, key=lambda i: per_day(alerts[i]), default=-1)
+        if b["metric"] in _QA_ERRORS:
+            acc = [i for i in cands if alerts[i]["metric"] == "accuracy"]
+            acc = [i for i in acc if not headline_error(i)]
+            return acc[0] if acc else -1
+        return -1
+
+    for j in range(n):
+        if parent[j] == -1:
+            parent[j] = family_parent(j)
+
+    def root(i: int) -> int:
+        seen = set()
+        while parent[i] != -1 and i not in seen:
+            seen.add(i)
+            i = parent[i]
+        if i in seen:  # a cycle: the strongest evidence leads
+            cyc = list(seen)
+            i = min(cyc, key=lambda c: alerts[c]["p_value"])
+            parent[i] = -1
+        return i
+
+    roots = [root(i) for i in range(n)]
+    primaries = []
+    for gid, r in enumerate(sorted(set(roots), key=lambda r: -alerts[r]["impact"]), start=1):
+        members = [i for i in range(n) if roots[i] == r and i != r]
+        members.sort(key=lambda i: -alerts[i]["impact"])
+        alert = dict(alerts[r])
+        alert["group_id"] = gid
+        alert["related"] = "; ".join(
+            f"{alerts[i]['metric']} {alerts[i]['dimension']}={alerts[i]['segment']}"
+            for i in members
+        )
+        primaries.append(alert)
+    return primaries
+
+
+def _to_date(value: Any, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp(value).date()
+    except (ValueError, TypeError):
+        raise ParameterError(
+            MSG_RANGE.format(name=name, interval="ISO dates (YYYY-MM-DD)", value=value), key=name
+        ) from None
+
+
+def _resolve_dates(
+    ds: Any, market: str, start: Any, end: Any, baseline_days: int
+) -> tuple[date, date, date]:
+    from qualitylab.metrics import resolve_period
+
+    data = resolve_period(ds, market=market, start=None, end=None)
+    s = _to_date(start, "start") or data.start + timedelta(days=baseline_days)
+    e = _to_date(end, "end") or data.end
+    base_start = max(s - timedelta(days=baseline_days), data.start)
+    if e < s or (s - base_start).days < 7 or s > data.end:
+        raise QualityLabError(
+            MSG_PERIOD.format(
+                market=market,
+                start=s,
+                end=e,
+                data_start=data.start,
+                data_end=data.end,
+                baseline_days=baseline_days,
+            )
+        )
+    return base_start, s, min(e, data.end)
+
+
+def _mask_dates(ds: Any, market: str, timezone: str, kinds: Collection[str]) -> set[pd.Timestamp]:
+    if not kinds or not ds.has("events"):
+        return set()
+    ev = _local_event_dates(ds.table("events").to_pandas(), market, timezone)
+    return set(ev.loc[ev["kind"].isin(list(kinds)), "date"])
+
+
+def scan(
+    ds: Any,
+    market: str,
+    start: date | str | None = None,
+    end: date | str | None = None,
+    *,
+    dimensions: Sequence[str] = (
+        "market",
+        "vendor",
+        "site",
+        "queue",
+        "language",
+        "policy",
+        "ai_model",
+    ),
+    metrics: Sequence[str] | None = None,
+    baseline_days: int = 28,
+    min_n: int | None = None,
+    fdr: float | None = None,
+    mask_events: Collection[str] = ("outage", "holiday"),
+) -> pd.DataFrame:
+    """Scan one market for anomalies in every metric of every segment.
+
+    Parameters
+    ----------
+    ds : Dataset
+    market : str
+        Market code; its calendar defines the dates.
+    start, end : date or ISO string, optional
+        Market-local period to alert on, inclusive. ``start`` defaults to
+        ``baseline_days`` after the first day with data, ``end`` to the last.
+    dimensions : sequence of str
+        Grains to slice by, from :data:`SCAN_DIMENSIONS`; ``"market"`` gives
+        market-wide series.
+    metrics : sequence of str, optional
+        Metrics to watch, from :data:`SCAN_METRICS` (default: all the data
+        supports; AI metrics need ``qualitylab.aieval.ai_metrics``;
+        ``reporting_gap`` needs ``vendor_reported`` and the vendor dimension).
+    baseline_days : int, default 28
+        Days before ``start`` that form the reference (at least 7 must exist).
+    min_n : int, optional
+        Smallest sample to judge (default: the market's ``min_n``).
+    fdr : float, optional
+        False discovery rate of the run; by default from the market's
+        ``alert_sensitivity`` via :data:`SENSITIVITY_FDR`.
+    mask_events : collection of str, default ("outage", "holiday")
+        Event kinds whose market-local dates are left out of every baseline.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per alert, ranked by ``impact``: :data:`ALERT_COLUMNS`, then
+        ``p_adjusted`` (Benjamini-Hochberg), ``n`` (audits, decisions or
+        SLA-eligible items behind ``observed``), ``impact`` (decisions affected:
+        window volume x deviation, or excess items for volume), ``group_id``,
+        ``related`` (alerts explained by this one), ``events`` (nearby events)
+        and ``note``. ``attrs["skipped"]`` lists the series too small to judge
+        as records (:func:`skipped_series` makes the tidy table,
+        :data:`SKIPPED_COLUMNS`); a warning summarises them.
+
+    Notes
+    -----
+    Data: one engine aggregation per dimension (``by=[dimension, "date"]``)
+    per metric family; nothing is queried per segment. Each daily series
+    (reindexed to every day of baseline + period) is judged by detectors for
+    its kind:
+
+    * rates: :func:`p_chart` (Laney when overdispersed), and on its z-scores
+      :func:`cusum_chart`, :func:`ewma_chart` and :func:`changepoints`;
+    * counts and times (on log scale): :func:`stl_mad` for spikes and
+      :func:`changepoints` of the deseasonalised series for level shifts;
+    * ``reporting_gap``: weekly z-scores of
+      :func:`qualitylab.reconcile.reporting_gap`, with |z| > 3 and CUSUM.
+
+    Each detector proposes windows of consecutive days. A rate window is
+    tested as one pooled sample against the baseline rate (Laney-scaled z);
+    an STL window by the Stouffer sum of its robust scores; a level shift by
+    its two-sample z against the baseline level (scores of counts and times
+    are read as Student's t with 10 d.f.: daily operational series have
+    heavier tails than the normal). The window p-value is multiplied by the number of
+    windows no longer than it in the period (Bonferroni for the search).
+    Overlapping or adjacent windows of one series and direction form one
+    event (one hypothesis, with its smallest window p-value; windows whose
+    p-value exceeds the FDR cannot be significant and join no event, but are
+    counted), and Benjamini-Hochberg runs across every event in the market
+    plus one null test per series that proposed none. Each significant event is one alert
+    spanning its windows.
+    Rate windows pooling fewer than ``min_n`` observations are not reported;
+    count/time series whose median daily ``n`` is below ``min_n``, and rate
+    series with fewer than ``min_n`` observations in the baseline or period
+    or fewer than 7 baseline days with data, are skipped.
+
+    Grouping: alert A explains alert B (same metric and direction,
+    overlapping dates) when A's excess over B's days (decisions affected, day
+    by day, against A's expectation), times the share of A's decisions that
+    lie in B, is at least half of B's excess, and more than B explains A; B is
+    then listed in A's ``related`` (between near-identical populations the
+    earlier dimension of :data:`SCAN_DIMENSIONS` is kept). On one segment,
+    accuracy (the KPI with a target) explains its error rates, except on a
+    policy segment where one error type carries at least 90% of the drop and
+    leads instead; ``sla_compliance``
+    explains response percentiles.
+
+    Severity: ``high`` when ``p_adjusted <= fdr/100`` and the effect is large
+    (rates: >= 5 points or >= 50% relative to the rarer outcome; counts and
+    times: >= 50%), ``medium`` when ``p_adjusted <= fdr/10`` and the effect is
+    >= 2 points / 20%, else ``low``.
+    """
+    from qualitylab.metrics import GRAINS
+
+    mp = ds.params.market(market)
+    dims = [dimensions] if isinstance(dimensions, str) else list(dimensions)
+    allowed_dims = [g for g in GRAINS if g not in ("date", "week", "month", "moderator_id")]
+    for d in dims:
+        if d not in allowed_dims:
+            raise ParameterError(
+                MSG_UNKNOWN_DIMENSION.format(dim=d, allowed=", ".join(allowed_dims)),
+                key="dimensions",
+            )
+    wanted = list(SCAN_METRICS) if metrics is None else list(metrics)
+    for m in wanted:
+        if m not in SCAN_METRICS:
+            raise ParameterError(
+                MSG_UNKNOWN_METRIC.format(metric=m, allowed=", ".join(SCAN_METRICS)), key="metrics"
+            )
+    if not isinstance(baseline_days, int) or baseline_days < 7:
+        raise ParameterError(
+            MSG_RANGE.format(name="baseline_days", interval="integers >= 7", value=baseline_days),
+            key="baseline_days",
+        )
+    q = SENSITIVITY_FDR[mp.alert_sensitivity] if fdr is None else fdr
+    if not 0 < q < 1:
+        raise ParameterError(MSG_RANGE.format(name="fdr", interval="(0, 1)", value=fdr), key="fdr")
+    base_start, start_d, end_d = _resolve_dates(ds, market, start, end, baseline_days)
+    dates = pd.date_range(pd.Timestamp(base_start), pd.Timestamp(end_d), freq="D")
+    masked = _mask_dates(ds, market, mp.timezone, mask_events)
+    ctx = _Context(
+        market=market,
+        dates=dates,
+        base_len=(start_d - base_start).days,
+        mask=np.asarray(dates.isin(list(masked)), dtype=bool),
+        min_n=int(min_n if min_n is not None else mp.min_n),
+        fdr=float(q),
+    )
+    daily = set(wanted) - {"reporting_gap"}
+    windows: list[_Window] = []
+    quiet = 0
+    volumes: dict[tuple[str, str], float] = {}
+    notes: set[str] = set()
+    for dim in dims:
+        if not daily:
+            break
+        long, dim_notes = _load_dimension(ds, market, dim, base_start, end_d, daily)
+        notes.update(dim_notes)
+        for (metric, seg), g in long.groupby(["metric", "segment"], sort=True):
+            g = g.groupby("date").first().reindex(dates)
+            s = _Series(
+                str(metric),
+                dim,
+                str(seg),
+                g["value"].to_numpy(float),
+                g["n"].to_numpy(float),
+                g["volume_day"].to_numpy(float),
+            )
+            if metric == "volume":
+                s.n = np.where(np.isfinite(s.n), s.n, 0.0)
+            s.floor = _noise_floor(s, float(np.nanmedian(g["dispersion"].to_numpy(float))))
+            volumes[(dim, str(seg))] = float(np.nansum(s.volume[ctx.base_len :]))
+            found = _evaluate(s, ctx)
+            if found is None:
+                continue
+            windows.extend(found)
+            if not found:
+                quiet += 1
+    if "reporting_gap" in wanted:
+        if "vendor" in dims and ds.has("vendor_reported"):
+            try:
+                gap_w, tested = _gap_windows(ds, ctx, start_d, end_d)
+            except QualityLabError as exc:
+                notes.add(f"reporting_gap skipped: {exc}")
+            else:
+                for w in gap_w:
+                    w.series.volume = np.full(len(dates), np.nan)
+                    vol = volumes.get(("vendor", w.series.segment))
+                    if vol is not None:
+                        w.series.volume[ctx.base_len :] = vol / max(ctx.monitored_days, 1)
+                windows.extend(gap_w)
+                quiet += max(tested - len({(w.series.segment, w.kpi) for w in gap_w}), 0)
+        elif metrics is not None:
+            notes.add("reporting_gap needs the vendor_reported table and the vendor dimension")
+    # One hypothesis per event (overlapping windows of a series proposed by several
+    # detectors); each window's p-value already pays for the search over windows.
+    # Windows that cannot pass on their own (p > fdr) are still counted as tests
+    # but do not join events, so they cannot bridge two separate ones.
+    events = _cluster([w for w in windows if w.p_value <= q])
+    untested = max(len(_cluster(windows)) - len(events), 0)
+    significant = []
+    if events:
+        from qualitylab.stats import adjust_pvalues
+
+        p = np.r_[[min(w.p_value for w in e) for e in events], np.ones(quiet + untested)]
+        adj = adjust_pvalues(p, method="fdr_bh")
+        for e, pa in zip(events, adj[: len(events)], strict=True):
+            for w in e:
+                w.p_adjusted = float(pa)
+            if pa <= q:
+                significant.append(e)
+    alerts = [a for a in _merge(significant, ctx) if _large_enough(a)]
+    market_volume = volumes.get(("market", market), max(volumes.values(), default=1.0))
+    for a in alerts:
+        a["impact"] = _impact(a)
+        a["severity"] = _severity(a, q)
+        a["segment_volume"] = volumes.get((a["dimension"], a["segment"]), 0.0)
+        a["market_volume"] = market_volume
+    primaries = _group(alerts, ds, market, start_d, end_d)
+    events = ds.table("events").to_pandas() if ds.has("events") else None
+    for a in primaries:
+        a["events"] = (
+            " | ".join(
+                nearby_events(
+                    events,
+                    a["start_date"],
+                    market=market,
+                    timezone=mp.timezone,
+                    policy=a["segment"] if a["dimension"] == "policy" else None,
+                )
+            )
+            if events is not None
+            else ""
+        )
+    out = pd.DataFrame(primaries, columns=[*ALERT_COLUMNS, *EXTRA_COLUMNS])
+    out = out.sort_values(["impact", "p_value"], ascending=[False, True], kind="stable")
+    out = out.reset_index(drop=True)
+    if len(out):
+        out["group_id"] = np.arange(1, len(out) + 1)
+    for c in ("start_date", "end_date"):
+        out[c] = pd.to_datetime(out[c])
+    skipped = pd.DataFrame(ctx.skipped, columns=SKIPPED_COLUMNS)
+    # Records, not a DataFrame: pandas compares attrs when concatenating, and a
+    # frame there would break pd.concat of several markets' alerts.
+    out.attrs["skipped"] = skipped.to_dict("records")
+    out.attrs["fdr"] = q
+    out.attrs["period"] = (start_d, end_d)
+    out.attrs["baseline"] = (base_start, start_d - timedelta(days=1))
+    if len(skipped) or notes:
+        parts = []
+        if len(skipped):
+            parts.append(
+                f"{len(skipped)} series too small to judge were skipped "
+                f"(see alerts.attrs['skipped'])"
+            )
+        parts += sorted(notes)
+        warnings.warn(f"scan {market}: " + "; ".join(parts), stacklevel=2)
+    return out
+
+
+def skipped_series(alerts: pd.DataFrame) -> pd.DataFrame:
+    """The series a scan skipped as too small to judge, as a tidy table.
+
+    Parameters
+    ----------
+    alerts : pandas.DataFrame
+        The result of :func:`scan`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`SKIPPED_COLUMNS`, one row per skipped series (empty when the
+        frame carries no scan metadata, e.g. after ``pd.concat``).
+
+    Examples
+    --------
+    >>> skipped_series(pd.DataFrame(columns=ALERT_COLUMNS)).columns.tolist()
+    ['market', 'metric', 'dimension', 'segment', 'reason', 'n', 'days']
+    """
+    return pd.DataFrame(alerts.attrs.get("skipped", []), columns=SKIPPED_COLUMNS)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def write_alerts(alerts: pd.DataFrame, path: str | Path) -> Path:
+    """Write alerts as ``alerts.csv`` (contract columns first, ISO dates).
+
+    Parameters
+    ----------
+    alerts : pandas.DataFrame
+        The result of :func:`scan` (extra columns are kept after the contract).
+    path : str or path
+        File to write; parent folders are created.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Notes
+    -----
+    Text cells that a spreadsheet would run as a formula (starting with
+    ``= + - @``, tab or carriage return) are prefixed with ``'``, since segment
+    names and event descriptions come from data.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> empty = pd.DataFrame(columns=ALERT_COLUMNS)
+    >>> p = write_alerts(empty, pathlib.Path(tempfile.mkdtemp()) / "alerts.csv")
+    >>> p.read_text().strip() == ",".join(ALERT_COLUMNS)
+    True
+    """
+    missing = [c for c in ALERT_COLUMNS if c not in alerts.columns]
+    if missing:
+        raise ParameterError(
+            f"alerts lacks contract column(s) {missing}; expected {', '.join(ALERT_COLUMNS)}",
+            key="alerts",
+        )
+    out = alerts[[*ALERT_COLUMNS, *[c for c in alerts.columns if c not in ALERT_COLUMNS]]].copy()
+    for c in ("start_date", "end_date"):
+        out[c] = pd.to_datetime(out[c]).dt.strftime("%Y-%m-%d")
+    for c in out.columns:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = out[c].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+            )
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(target, index=False)
+    return target
