@@ -20,12 +20,18 @@ _SUBMODULES = (
     "agreement",
     "aieval",
     "calibration",
+    "capacity",
     "charts",
     "detect",
+    "escalations",
     "findings",
+    "forecast",
     "rca",
+    "readiness",
     "reconcile",
+    "redteam",
     "report",
+    "rollout",
     "stats",
 )
 
