@@ -10,6 +10,7 @@ table of contents.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
@@ -331,7 +332,17 @@ def render_html(
         keys = sorted(aliases, key=len, reverse=True)
         pattern = re.compile("|".join(re.escape(k) for k in keys)) if keys else None
         if pattern is not None:
-            body = pattern.sub(lambda mt: aliases[mt.group(0)], body)
+
+            def swap(text: str) -> str:
+                return pattern.sub(lambda mt: aliases[mt.group(0)], text)
+
+            def swap_embedded(mt: re.Match[str]) -> str:
+                # static chart images are base64 SVG: alias the ids inside them too
+                svg = base64.b64decode(mt.group(2)).decode("utf-8", errors="replace")
+                return mt.group(1) + base64.b64encode(swap(svg).encode("utf-8")).decode("ascii")
+
+            body = re.sub(r"(data:image/svg\+xml;base64,)([A-Za-z0-9+/=]+)", swap_embedded, body)
+            body = swap(body)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body, encoding="utf-8")
@@ -548,6 +559,13 @@ def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
     if current_only and len(frame):
         frame = frame[frame["end_date"].astype(str) >= str(ctx.start)]
     return frame.reset_index(drop=True)
+
+
+def chartable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Alerts that have a daily series to draw (weekly reporting gaps do not)."""
+    if frame.empty:
+        return frame
+    return frame[frame["metric"] != "reporting_gap"]
 
 
 def control_series(
