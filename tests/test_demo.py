@@ -428,6 +428,10 @@ def test_incident_effects_are_visible(tables, incidents, params) -> None:
                 g = j[(j.day >= lo) & (j.day < hi)]
                 gaps.append(rep - np.average(g.correct, weights=g.sample_weight))
             assert gaps[0] > 0.04 and gaps[0] > gaps[1] + 0.02, (gaps, inc.to_dict())
+        elif metric == "capacity_gap":
+            _assert_capacity_gap(tables, inc, tz)
+        elif metric == "red_team_recall":
+            _assert_red_team_drop(tables, inc, params)
         elif metric == "auto_action_rate":
             w, b = _split(md.assign(auto=md.routing == "ai_auto"), "day", inc)
             assert w.auto.mean() < 0.8 * b.auto.mean(), inc.to_dict()
@@ -437,7 +441,7 @@ def test_incident_effects_are_visible(tables, incidents, params) -> None:
         else:
             pytest.fail(f"no check for incident metric {metric!r}")
         seen.add(metric)
-    assert len(seen) >= 6
+    assert len(seen) >= 8
 
 
 def test_small_scale_adapts_incidents_to_markets(tmp_path: Path) -> None:
@@ -445,3 +449,103 @@ def test_small_scale_adapts_incidents_to_markets(tmp_path: Path) -> None:
     inc = pd.read_csv(tmp_path / "incidents.csv")
     assert set(inc.market) == {"JP"}
     assert {"accuracy", "ai_recall", "reporting_gap", "sla_compliance"} <= set(inc.metric)
+
+
+# ---------------------------------------------------------------------------
+# Operations plants: capacity gap, red-team attack, policy rollout, launch plan
+# ---------------------------------------------------------------------------
+def _assert_capacity_gap(tables, inc, tz: str) -> None:
+    """Workload hours exceed productive hours on every day of the window, not before.
+
+    Workload = human items x handle time. When productive hours are below it, the
+    offered load (Erlangs) exceeds the agents on shift at every hour the rota
+    follows demand, so the agents required (Erlang C, always > offered load)
+    exceed those staffed.
+    """
+    from qualitylab.demo import HANDLE_SECONDS, QUEUES
+
+    aht = HANDLE_SECONDS[QUEUES.index(inc.segment)]
+    d = tables["decisions"]
+    d = d[(d.market == inc.market) & (d[inc.dimension] == inc.segment) & (d.routing != "ai_auto")]
+    workload = d.groupby(_local_date(d.created_at, tz)).size() * aht / 3600
+    st = tables["staffing"]
+    st = st[(st.market == inc.market) & (st[inc.dimension] == inc.segment)]
+    hours = st.groupby("date").productive_hours.sum()
+    ratio = (workload / hours.reindex(workload.index)).rename("ratio").reset_index()
+    ratio.columns = ["day", "ratio"]
+    w, b = _split(ratio, "day", inc)
+    assert len(w) == 7 and (w.ratio > 1.3).all(), w
+    assert b.ratio.median() < 0.95 and b.ratio.quantile(0.9) < 1.05, b.ratio.describe()
+
+
+def _assert_red_team_drop(tables, inc, params) -> None:
+    rt = tables["red_team"]
+    rt = rt[(rt.market == inc.market) & (rt.policy != "none")].copy()
+    rt["day"] = _local_date(rt.created_at, params.market(inc.market).timezone)
+    rt["hit"] = rt.ai_score >= params.market(inc.market).ai_threshold
+    w, b = _split(rt, "day", inc)
+    recall = w.groupby(inc.dimension).hit.mean()
+    assert recall.idxmin() == inc.segment, recall
+    assert recall[inc.segment] < recall["none"] - 0.45, recall
+    before = b[b[inc.dimension] == inc.segment].hit.mean()
+    assert before > recall[inc.segment] + 0.2, (before, recall)
+
+
+def test_planted_incidents_cover_operations_metrics(incidents) -> None:
+    got = {(r.metric, r.dimension, r.segment) for r in incidents.itertuples()}
+    assert ("capacity_gap", "queue", "live_comment") in got
+    assert ("red_team_recall", "attack", "code_switching") in got
+    assert ("accuracy", "policy", "scam") in got
+    cap = incidents[incidents.metric == "capacity_gap"].iloc[0]
+    days = (date.fromisoformat(cap.end_date) - date.fromisoformat(cap.start_date)).days + 1
+    assert cap.market == "TH" and days == 7 and cap.direction == "up"
+
+
+def test_policy_rollout_dip_and_recovery_are_recorded(tables, incidents, params) -> None:
+    inc = incidents[(incidents.metric == "accuracy") & (incidents.dimension == "policy")].iloc[0]
+    start, end = date.fromisoformat(inc.start_date), date.fromisoformat(inc.end_date)
+    recovered = end + timedelta(days=1)
+    assert recovered.isoformat() in inc.description and start.isoformat() in inc.description
+    tz = params.market(inc.market).timezone
+    ev = tables["events"]
+    ev = ev[(ev.market == inc.market) & (ev.policy == inc.segment)]
+    kinds = dict(zip(ev.kind, _local_date(ev.effective_at, tz), strict=True))
+    assert kinds == {"policy_change": start, "training": recovered}
+    # accuracy on decisions whose decided or QA policy is scam: dips in the window
+    j = _judged(tables)
+    j = j[(j.market == inc.market) & ((j.policy == inc.segment) | (j.qa_policy == inc.segment))]
+    j = j.assign(day=_local_date(j.created_at, tz))
+    w, b = _split(j, "day", inc)
+    acc_w = np.average(w.correct, weights=w.sample_weight)
+    acc_b = np.average(b.correct, weights=b.sample_weight)
+    assert acc_w < acc_b - 0.15, (acc_w, acc_b)
+
+
+def test_launch_plan_matches_the_planted_roster(small, tables) -> None:
+    import yaml
+
+    from qualitylab.demo import DEFAULT_END_DATE, DEMO_LAUNCH
+
+    root = Path(__file__).resolve().parent.parent / "parameters" / "launches"
+    plan = yaml.safe_load((root / f"{DEMO_LAUNCH.plan}.yaml").read_text(encoding="utf-8"))
+    go_live = DEFAULT_END_DATE + timedelta(days=DEMO_LAUNCH.days_after_end)
+    assert plan["date"] == go_live
+    for key in ("market", "vendor", "site", "queue"):
+        assert plan[key] == getattr(DEMO_LAUNCH, key), key
+    assert tuple(plan["policies"]) == DEMO_LAUNCH.policies
+    assert plan["expected_failures"] == ["reporting"]
+    # The roster: one row per day of the go-live week, after the period.
+    st = tables["staffing"]
+    roster = st[st.queue == DEMO_LAUNCH.queue]
+    assert sorted(roster.date) == [go_live + timedelta(days=i) for i in range(7)]
+    assert (roster.site == DEMO_LAUNCH.site).all() and (roster.market == "SG").all()
+    assert (st.loc[st.queue != DEMO_LAUNCH.queue, "date"] <= small[1].end_date).all()
+    assert DEMO_LAUNCH.queue not in set(tables["decisions"].queue)
+    # Trained raters; the one KPI VendorB does not report is the planted failure.
+    cal = tables["calibration"]
+    cal = cal[(cal.market == "SG") & (cal.rater_group == "VendorB") & cal.expected_label.notna()]
+    on_launch = cal.expected_label.isin(plan["policies"]) | cal.label.isin(plan["policies"])
+    assert (cal.label == cal.expected_label)[on_launch].mean() > 0.92
+    vr = tables["vendor_reported"]
+    reported = set(vr[(vr.market == "SG") & (vr.vendor == "VendorB")].metric)
+    assert set(plan["kpis"]) - reported == {"escalation_rate"}

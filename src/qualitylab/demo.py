@@ -19,6 +19,14 @@ Layout of ``out``::
     vendor_reported.parquet  events.parquet  escalations.parquet
     red_team.parquet  incidents.csv
 
+Besides the incidents, the data carries a planned queue launch: the demo
+launch plan ``parameters/launches/sg-live-shopping.yaml`` (a ``live_shopping``
+queue in SG with VendorB, going live eight days after the default end date)
+finds its roster in ``staffing`` (rows dated in its go-live week, after the
+period) and VendorB's Singapore raters calibrated, so that
+:func:`qualitylab.readiness.readiness` fails exactly one check, the one named
+under ``expected_failures`` in the plan (see :data:`DEMO_LAUNCH`).
+
 Output is a pure function of the arguments: the same arguments give
 byte-identical files (the default ``end_date`` is a constant, not today).
 Decisions are generated one market x chunk of days at a time, so memory stays
@@ -48,8 +56,10 @@ from qualitylab.params import MarketParams, Parameters, load_parameters
 __all__ = [
     "ALL_MARKETS",
     "DEFAULT_END_DATE",
+    "DEMO_LAUNCH",
     "INCIDENT_COLUMNS",
     "SCALES",
+    "DemoLaunch",
     "DemoSummary",
     "generate",
 ]
@@ -70,6 +80,46 @@ INCIDENT_COLUMNS = (
     "end_date",
     "direction",
     "description",
+)
+
+
+@dataclass(frozen=True)
+class DemoLaunch:
+    """A planned queue go-live the demo data is prepared for.
+
+    The generator writes the launch roster into ``staffing`` (``roster_days``
+    rows from the go-live date, ``days_after_end`` days after the period's last
+    day) and trains the vendor's raters in the market for calibration, so the
+    committed plan ``parameters/launches/<plan>.yaml`` passes every readiness
+    check except the ones it lists under ``expected_failures``.
+    """
+
+    plan: str
+    market: str
+    vendor: str
+    site: str
+    queue: str
+    policies: tuple[str, ...]
+    days_after_end: int
+    roster_days: int
+    scheduled_hours: float  # per rostered day
+    productive_share: float  # planned productive / scheduled hours
+    calibration_boost: float  # share of the vendor's wrong labels on launch policies made right
+
+
+#: The demo launch: ``parameters/launches/sg-live-shopping.yaml``.
+DEMO_LAUNCH = DemoLaunch(
+    plan="sg-live-shopping",
+    market="SG",
+    vendor="VendorB",
+    site="VendorB-Singapore",
+    queue="live_shopping",
+    policies=("scam", "spam", "nudity", "hate_speech"),
+    days_after_end=8,
+    roster_days=7,
+    scheduled_hours=40.0,
+    productive_share=0.85,
+    calibration_boost=0.95,
 )
 
 
@@ -120,6 +170,10 @@ WEEKLY = np.array(  # Monday..Sunday
 POLICIES = ("hate_speech", "nudity", "violence", "spam", "scam", "minor_safety", "self_harm")
 _POLICY_NAMES = ("none", *POLICIES)  # code 0 = none, 1..7 = POLICIES
 _SCAM = _POLICY_NAMES.index("scam")
+_SPAM = _POLICY_NAMES.index("spam")
+# While the scam policy change lands (before refresher training), moderators file this
+# share of the scams they spot as spam.
+_SCAM_CONFUSION = 0.5
 _SEVERE = (_POLICY_NAMES.index("minor_safety"), _POLICY_NAMES.index("self_harm"))
 POLICY_MIX = np.array(  # true policy of violating items, per queue
     [
@@ -329,6 +383,7 @@ class _Market:
     vol_mult: np.ndarray  # (days, queues) incident volume multipliers
     slow: np.ndarray  # (days, queues) incident response-time multipliers
     understaffed: np.ndarray  # (days, queues) bool: no overtime added
+    rota: np.ndarray  # (days, queues) multiplier of planned scheduled hours
     vendor_err: np.ndarray  # per vendor index
     qa_rate: np.ndarray  # QA inclusion probability of the base stratum, per vendor
     # moderators
@@ -349,6 +404,7 @@ class _Market:
     scam_over: tuple[int, int, float] | None = None
     gap_vendor: int = -1
     gap_from_day: int = 0
+    red_team_drop: tuple[int, int] | None = None  # first day, attack index
     holidays: list[tuple[int, str]] = field(default_factory=list)
     # running aggregates
     vstats: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -406,6 +462,8 @@ class _Effects:
     volume_spike: tuple[int, int] | None = None
     reporting_gap: tuple[int, str] | None = None  # first Monday, vendor
     outage: int | None = None
+    capacity_gap: tuple[int, int] | None = None  # live_comment rota cut, first/last day
+    red_team_drop: tuple[int, str] | None = None  # first day, attack
 
 
 # Where each incident goes when its preferred markets are not generated: the first
@@ -418,7 +476,13 @@ _PREFERRED = {
     "volume_spike": ("VN", "SG", "PH", "ID", "TH"),
     "reporting_gap": ("SG", "MY", "ID", "TH", "PH"),
     "outage": ("MY", "TH", "SG", "ID", "KR"),
+    "capacity_gap": ("TH", "ID", "PH", "VN", "SG"),
+    "red_team_recall": ("ID", "PH", "MY", "SG", "TH"),
 }
+# Rota cut of the capacity-gap incident (share of the planned live_comment hours kept).
+_ROTA_CUT = 0.45
+# Share of hard (missed) items among the planted attack's violating red-team items.
+_RED_TEAM_DROP_HARD = 0.9
 
 
 def _plan_incidents(
@@ -469,6 +533,14 @@ def _plan_incidents(
         effects[m].over_enforcement = (last - 13, last - 7)
         text = "moderators over-apply the updated scam policy until refresher training"
         add(m, "over_enforcement_rate", "policy", "scam", (13, 7), True, text)
+        change = start + timedelta(days=last - 13)
+        recovered = start + timedelta(days=last - 6)
+        text = (
+            f"scam policy rollout: accuracy on scam decisions dips from the policy change on "
+            f"{change.isoformat()} and recovers on {recovered.isoformat()} after refresher "
+            "training (the day after end_date)"
+        )
+        add(m, "accuracy", "policy", "scam", (13, 7), False, text)
     if (m := pick("volume_spike")) and last >= 5:
         effects[m].volume_spike = (last - 5, last - 4)
         text = f"viral live event doubles all {m} volume for two days"
@@ -483,6 +555,21 @@ def _plan_incidents(
         effects[m].outage = last - 24
         text = "AI scoring outage 14:00-24:00 local: every item routed to humans"
         add(m, "auto_action_rate", "market", m, (24, 24), False, text)
+    if (m := pick("capacity_gap")) and last >= 27:
+        effects[m].capacity_gap = (last - 27, last - 21)
+        text = (
+            f"live_comment rota cut to {_ROTA_CUT:.0%} of plan for a week (evening shifts "
+            "unfilled, no overtime): productive hours fall below the workload, so required "
+            "agents exceed staffed"
+        )
+        add(m, "capacity_gap", "queue", "live_comment", (27, 21), True, text)
+    if (m := pick("red_team_recall")) and last >= 27:
+        effects[m].red_team_drop = (last - 27, "code_switching")
+        text = (
+            "a new code-switching technique evades the model: red-team recall on "
+            "code_switching items falls far below clean controls"
+        )
+        add(m, "red_team_recall", "attack", "code_switching", (27, 0), False, text)
     incidents.sort(key=lambda i: (i.start, i.market, i.metric))
     return incidents, effects
 
@@ -626,6 +713,7 @@ def _build_market(
         vol_mult=np.ones((days, len(QUEUES))),
         slow=np.ones((days, len(QUEUES))),
         understaffed=np.zeros((days, len(QUEUES)), dtype=bool),
+        rota=np.ones((days, len(QUEUES))),
         vendor_err=vendor_err,
         qa_rate=qa_rate,
         holidays=holidays,
@@ -659,6 +747,13 @@ def _apply_effects(m: _Market, eff: _Effects, regress_langs: tuple[str, ...]) ->
     if eff.outage is not None:
         start, end = _local_us(m, eff.outage, 14 * 3600), _local_us(m, eff.outage + 1, 0)
         m.outage_us = (int(start), int(end))
+    if eff.capacity_gap:
+        a, b = eff.capacity_gap
+        m.rota[a : b + 1, _Q_COMMENT] = _ROTA_CUT
+        m.understaffed[a : b + 1, _Q_COMMENT] = True
+    if eff.red_team_drop:
+        day, attack = eff.red_team_drop
+        m.red_team_drop = (day, ATTACKS.index(attack))
     # mod-v4: in the recall-drop market at its incident date; in a first wave (JP, KR,
     # TW) 52 days before the end, unless they speak the regressed language
     if eff.ai_recall_drop:
@@ -847,6 +942,12 @@ def _decisions_chunk(m: _Market, d0: int, d1: int, seed: int, ci: int) -> _Chunk
         a, b, p = m.scam_over
         extra = (day >= a) & (day <= b) & ~viol & (hpol == 0) & (rng.random(n) < p)
         hpol = np.where(extra, _SCAM, hpol)
+        # ... and, unsure where the new line between scam and spam runs, file scams
+        # they spot as spam (wrong policy). Enforced stays enforced, so the QA sample
+        # is unchanged; a stream of its own keeps the main one intact.
+        confused = _rng(seed, "scam_rollout", m.code, ci).random(n) < _SCAM_CONFUSION
+        confused &= (day >= a) & (day <= b) & (tpol == _SCAM) & (hpol == _SCAM)
+        hpol = np.where(confused, _SPAM, hpol)
     hact = np.where((hpol == tpol) & (hpol > 0), tact, _action_for(hpol, q, rng.random(n)))
     auto_pol = np.where(score >= AUTO_HIGH, ai_pol, 0)
     auto_act = _action_for(auto_pol, q, rng.random(n))
@@ -1113,6 +1214,7 @@ def _staffing(m: _Market, seed: int) -> pa.Table:
     aht_h = HANDLE_SECONDS / 3600.0
     expected = (m.lam_day * NON_AUTO)[:, None, :] * m.unit_share.T[None, :, :] * aht_h
     scheduled = expected / (0.85 * 0.85) * np.exp(rng.normal(0.0, 0.04, (nd, nu, nq)))
+    scheduled = scheduled * m.rota[:, None, :]
     productive = scheduled * rng.uniform(0.80, 0.90, (nd, nu, nq))
     workload = m.human_items * aht_h
     short = workload / 0.92 > productive
@@ -1132,6 +1234,34 @@ def _staffing(m: _Market, seed: int) -> pa.Table:
             "queue": _strings(QUEUES, qq),
             "scheduled_hours": pa.array(np.round(scheduled.ravel(), 2), pa.float64()),
             "productive_hours": pa.array(np.round(productive.ravel(), 2), pa.float64()),
+        },
+        schema=STAFFING_SCHEMA,
+    )
+
+
+def _launch_roster(m: _Market) -> pa.Table | None:
+    """The published roster of :data:`DEMO_LAUNCH` for its go-live week (future dates).
+
+    ``productive_hours`` holds the planned productive hours (scheduled net of
+    shrinkage): nothing has been worked yet.
+    """
+    launch = DEMO_LAUNCH
+    if m.code != launch.market or launch.site not in m.sites:
+        return None
+    first = (m.start - _EPOCH).days + m.days - 1 + launch.days_after_end
+    k = launch.roster_days
+    scheduled = np.full(k, launch.scheduled_hours)
+    return pa.table(
+        {
+            "date": pa.array(np.arange(first, first + k, dtype=np.int32), pa.date32()),
+            "market": _strings([m.code], np.zeros(k)),
+            "vendor": _strings([launch.vendor], np.zeros(k)),
+            "site": _strings([launch.site], np.zeros(k)),
+            "queue": _strings([launch.queue], np.zeros(k)),
+            "scheduled_hours": pa.array(scheduled, pa.float64()),
+            "productive_hours": pa.array(
+                np.round(scheduled * launch.productive_share, 2), pa.float64()
+            ),
         },
         schema=STAFFING_SCHEMA,
     )
@@ -1174,8 +1304,16 @@ def _vendor_reported(m: _Market, seed: int) -> pa.Table:
 
 
 def _calibration(m: _Market, seed: int) -> pa.Table:
-    """A session every two weeks (Wednesday 10:00 local): ~20 cases, all rater groups."""
+    """A session every two weeks (Wednesday 10:00 local): ~20 cases, all rater groups.
+
+    The launch vendor's raters in the launch market (:data:`DEMO_LAUNCH`) were
+    trained on the launch policies: a hashed share of their wrong labels on cases
+    of those policies (expected or given) is made right, without drawing from the
+    random stream, so every other row is unchanged.
+    """
     rng = _rng(seed, "calibration", m.code)
+    trained = DEMO_LAUNCH.vendor if m.code == DEMO_LAUNCH.market else None
+    launch = {_POLICY_NAMES.index(p) for p in DEMO_LAUNCH.policies}
     first = (2 - m.start.weekday()) % 7 + 7 * (_crc(m.code, "cal") % 2)
     cols: dict[str, list] = {k: [] for k in CALIBRATION_SCHEMA.names}
     for day in range(first, m.days, 14):
@@ -1212,6 +1350,9 @@ def _calibration(m: _Market, seed: int) -> pa.Table:
                     and rng.random() < 0.25
                 ):
                     label = _SCAM
+                if group == trained and label != t and {label, t} & launch:
+                    u = _crc(seed, session, c, rater, "launch") % 10_000 / 10_000
+                    label = t if u < DEMO_LAUNCH.calibration_boost else label
                 cols["session_id"].append(session)
                 cols["held_at"].append(held)
                 cols["market"].append(m.code)
@@ -1239,7 +1380,12 @@ def _red_team(m: _Market, spec: _ScaleSpec, seed: int) -> pa.Table:
     policy = np.where(viol, rng.integers(1, len(POLICIES) + 1, k), 0)
     attack = np.where(viol, rng.integers(0, len(ATTACKS), k), 0)
     v4 = created >= m.release_us if m.release_us is not None else np.zeros(k, dtype=bool)
-    score = _ai_scores(rng, viol, v4, viol & v4 & (lang == m.regress_lang), _ATTACK_HARD[attack])
+    extra_hard = _ATTACK_HARD[attack]
+    if m.red_team_drop is not None:
+        first, a = m.red_team_drop
+        planted = (created >= _local_us(m, first, 0)) & (attack == a)
+        extra_hard = np.where(planted, _RED_TEAM_DROP_HARD, extra_hard)
+    score = _ai_scores(rng, viol, v4, viol & v4 & (lang == m.regress_lang), extra_hard)
     ids = np.char.add(f"rt-{m.code}-", np.char.zfill(np.arange(1, k + 1).astype(str), 5))
     return pa.table(
         {
@@ -1471,7 +1617,9 @@ def generate(
     ``volume`` counts every decision in the partner's queues that week,
     ``sla_compliance`` the share decided within the queue SLA (pending items
     past the SLA count as misses) and ``accuracy`` the share of its human
-    decisions that match the latent truth.
+    decisions that match the latent truth. When the launch market of
+    :data:`DEMO_LAUNCH` is generated, ``staffing`` also holds the launch's
+    roster, dated after the period (its go-live week).
 
     Examples
     --------
@@ -1533,6 +1681,8 @@ def generate(
             del res
         esc_parts.append(_standalone_escalations(m, seed, m.next_seq))
         other["staffing"].append(_staffing(m, seed))
+        if (roster := _launch_roster(m)) is not None:
+            other["staffing"].append(roster)
         other["vendor_reported"].append(_vendor_reported(m, seed))
         other["calibration"].append(_calibration(m, seed))
         other["red_team"].append(_red_team(m, spec, seed))

@@ -38,6 +38,7 @@ tables and the segmentation against :mod:`ruptures`.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Collection, Sequence
@@ -110,6 +111,9 @@ SENSITIVITY_FDR = {"low": 0.01, "medium": 0.05, "high": 0.10}
 #: of proportion and change relative to the rarer outcome; counts and times:
 #: relative change only.
 MIN_EFFECT = {"rate": (0.01, 0.10), "level": (0.0, 0.20)}
+# The model scores content before anyone moderates it: AI metrics are sliced by
+# what describes the content, not by who (vendor, site) handled it.
+_CONTENT_DIMENSIONS = ("market", "queue", "language", "policy", "ai_model")
 #: Dimensions a scan may slice by.
 SCAN_DIMENSIONS = ("market", "vendor", "site", "queue", "language", "policy", "ai_model", "routing")
 
@@ -129,10 +133,10 @@ SCAN_METRICS = (
     *_RATE_WORKFLOW,
     *_RATE_AI,
     "reporting_gap",
+    "red_team_recall",
 )
-_RATES = (*_RATE_QA, *_RATE_OPS, *_RATE_WORKFLOW, *_RATE_AI)
+_RATES = (*_RATE_QA, *_RATE_OPS, *_RATE_WORKFLOW, *_RATE_AI, "red_team_recall")
 _SPEED_FAMILY = ("sla_compliance", "response_p90", "response_p50", "response_p99")
-_QA_ERRORS = ("over_enforcement_rate", "under_enforcement_rate", "wrong_policy_rate")
 
 # Error messages are module constants so tests can assert on them.
 MSG_NOT_1D = "{name} must be one-dimensional; got shape {shape}"
@@ -321,12 +325,13 @@ def p_chart(
     bad = np.isfinite(p) & ((p < 0) | (p > 1))
     if bad.any():
         raise ParameterError(
-            MSG_RANGE.format(name="observed", interval="[0, 1]", value=p[bad][0]), key="observed"
+            MSG_RANGE.format(name="observed", interval="[0, 1]", value=float(p[bad][0])),
+            key="observed",
         )
     bad_n = np.isfinite(nn) & (nn < 0)
     if bad_n.any():
         raise ParameterError(
-            MSG_RANGE.format(name="n", interval="[0, inf)", value=nn[bad_n][0]), key="n"
+            MSG_RANGE.format(name="n", interval="[0, inf)", value=float(nn[bad_n][0])), key="n"
         )
     ok = np.isfinite(p) & np.isfinite(nn) & (nn > 0)
     in_ref, monitored = _phases(len(p), baseline)
@@ -640,7 +645,8 @@ def stl_mad(
         Smallest residual standard deviation to use, on the decomposed scale
         (e.g. the Poisson noise ``1/sqrt(mean count)`` of a log count).
     baseline : int, optional
-        Leading points that are reference only (never flagged).
+        Leading points that are reference only: never flagged, and the only
+        points the residual scale is estimated from (all points when omitted).
     mask : optional
         Points left out of the residual scale (and interpolated for the fit).
 
@@ -660,14 +666,17 @@ def stl_mad(
     statsmodels ``STL(period, seasonal, robust)`` gives trend, season and
     residuals :math:`r`; scores are
     :math:`z = 0.6745\\,(r - \\tilde r)/\\mathrm{MAD}`, two-sided normal
-    p-values. The MAD is taken over unmasked points of the residuals of the
-    same decomposition fitted *without* robustness weights: the robust fit
-    gives bisquare weight ~0.6 to ordinary 2σ points and hugs the rest, so
-    its own residual MAD is about half the noise standard deviation and
-    flags several percent of ordinary days at 3.5 (measured by simulation on
-    Poisson counts with a weekly cycle; the tests check the false-positive
-    rate). Outliers are scored against the robust fit, so a spike does not
-    hide itself by bending trend or season. Missing and masked points are
+    p-values. The MAD estimates the noise, not the robust fit's residuals:
+    the robust fit gives bisquare weight ~0.6 to ordinary 2σ points and hugs
+    the rest, so its own residual MAD is about half the noise standard
+    deviation and would flag several percent of ordinary days at 3.5. The MAD
+    is therefore taken over unmasked reference residuals of the same decomposition
+    fitted *without* robustness weights and divided by that fit's shrinkage
+    on white noise of the same length (STL absorbs part of the noise; ~0.73
+    for 56 daily points). Outliers are scored against the robust fit, so a
+    spike does not hide itself by bending trend or season. On Poisson counts
+    with a weekly cycle this flags ~0.4% of ordinary days (the tests check
+    the false-positive rate). Missing and masked points are
     linearly interpolated for the fit only.
 
     Examples
@@ -704,7 +713,7 @@ def stl_mad(
         if (x[finite] < 0).any():
             raise ParameterError(
                 MSG_RANGE.format(
-                    name="values", interval="[0, inf) with log=True", value=x[finite].min()
+                    name="values", interval="[0, inf) with log=True", value=float(x[finite].min())
                 ),
                 key="values",
             )
@@ -716,23 +725,28 @@ def stl_mad(
         def inv(v: np.ndarray) -> np.ndarray:
             return v
 
-    _, monitored = _phases(len(x), baseline)
+    in_ref, monitored = _phases(len(x), baseline)
     msk = _mask(mask, idx)
     use = finite & ~msk
     if use.sum() < need:
         use = finite
     filled = pd.Series(np.where(use, y, np.nan)).interpolate(limit_direction="both").to_numpy()
+    # The noise scale comes from the reference points (all points without a baseline).
+    ref = use & in_ref
+    if ref.sum() < period:
+        ref = use
     kw = {"period": int(period), "seasonal": int(seasonal)}
     fit = STL(filled, robust=robust, **kw).fit()
     trend = np.asarray(fit.trend)
     season = np.asarray(fit.seasonal)
     resid = y - trend - season
     plain = STL(filled, robust=False, **kw).fit() if robust else fit
-    r0 = (filled - np.asarray(plain.trend) - np.asarray(plain.seasonal))[use]
+    r0 = (filled - np.asarray(plain.trend) - np.asarray(plain.seasonal))[ref]
     mad = float(np.median(np.abs(r0 - np.median(r0))))
     if not mad > 0:  # more than half the residuals identical: fall back to the mean deviation
         mad = float(np.mean(np.abs(r0 - np.median(r0)))) * _MAD_K * math.sqrt(math.pi / 2)
-    scale = max(mad / _MAD_K, float(scale_floor or 0.0), 1e-12)
+    noise = mad / _MAD_K / _stl_shrinkage(len(filled), int(period), int(seasonal))
+    scale = max(noise, float(scale_floor or 0.0), 1e-12)
     med = float(np.median(resid[use]))
     z = (resid - med) / scale
     centre = trend + season + med
@@ -751,6 +765,27 @@ def stl_mad(
     )
     res.attrs.update(scale=scale, median=med, log=bool(log), period=int(period))
     return res
+
+
+@functools.lru_cache(maxsize=64)
+def _stl_shrinkage(n: int, period: int, seasonal: int) -> float:
+    """MAD of STL residuals / MAD of the noise, for white noise of length n.
+
+    STL absorbs part of the noise into trend and season (for 56 daily points
+    with a weekly period the residual MAD is ~0.73 of the noise's); dividing
+    by this factor turns the residual MAD into an estimate of the noise
+    standard deviation. Median over 8 seeded draws, so results are repeatable.
+    """
+    from statsmodels.tsa.seasonal import STL
+
+    rng = np.random.default_rng(20240601)
+    ratios = []
+    for _ in range(8):
+        e = rng.standard_normal(n)
+        f = STL(e, period=period, seasonal=seasonal, robust=False).fit()
+        r = e - np.asarray(f.trend) - np.asarray(f.seasonal)
+        ratios.append(np.median(np.abs(r - np.median(r))) / np.median(np.abs(e - np.median(e))))
+    return float(np.median(ratios))
 
 
 def _optimal_partition(x: np.ndarray, pen: float, min_size: int) -> list[int]:
@@ -783,7 +818,7 @@ def changepoints(
     values: pd.Series | npt.ArrayLike,
     *,
     penalty: float | None = None,
-    penalty_factor: float = 3.0,
+    penalty_factor: float = 3.5,
     sigma: float | None = None,
     min_size: int = 3,
     limit: float = 3.0,
@@ -797,10 +832,11 @@ def changepoints(
     penalty : float, optional
         Cost of one extra change, in squared units of ``values``. By default
         ``penalty_factor * sigma**2 * log(n)`` (BIC-like).
-    penalty_factor : float, default 3.0
+    penalty_factor : float, default 3.5
         ``c`` of the default penalty. BIC proper is 2 (two parameters per
-        change); 3 keeps spurious changes in white noise to about 1% of
-        56-point series (checked by simulation in the tests).
+        change); 3.5 keeps spurious changes in white noise to about 2% of
+        56-point series with sigma estimated (checked by simulation in the
+        tests) while a 3σ shift is still placed within a day 98% of the time.
     sigma : float, optional
         Noise standard deviation; by default the MAD of first differences
         divided by :math:`0.6745\\sqrt 2` (robust to the shifts themselves).
@@ -912,8 +948,9 @@ def nearby_events(
     *,
     market: str,
     timezone: str,
+    end: date | str | pd.Timestamp | None = None,
     days_before: int = 3,
-    days_after: int = 1,
+    days_after: int = 7,
     policy: str | None = None,
 ) -> list[str]:
     """Events effective near a date, as short readable strings.
@@ -929,8 +966,11 @@ def nearby_events(
         Market code; events for ``"*"`` apply to every market.
     timezone : str
         The market's time zone (event dates are market-local).
+    end : date, optional
+        Last day of the alert; the window never reaches past it.
     days_before, days_after : int
-        Window ``[start - days_before, start + days_after]``.
+        Window ``[start - days_before, min(start + days_after, end)]``: what
+        changed just before or during the first week of an alert.
     policy : str, optional
         When given (a policy segment), events about another policy are left out.
 
@@ -949,10 +989,10 @@ def nearby_events(
     """
     ev = _local_event_dates(events, market, timezone)
     day = pd.Timestamp(start).normalize()
-    sel = ev[
-        (ev["date"] >= day - pd.Timedelta(days=days_before))
-        & (ev["date"] <= day + pd.Timedelta(days=days_after))
-    ]
+    last = day + pd.Timedelta(days=days_after)
+    if end is not None:
+        last = min(last, pd.Timestamp(end).normalize())
+    sel = ev[(ev["date"] >= day - pd.Timedelta(days=days_before)) & (ev["date"] <= last)]
     if policy is not None:
         sel = sel[sel["policy"].isna() | (sel["policy"] == policy)]
     out = []
@@ -1092,6 +1132,41 @@ def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -
     return out[["segment", "date", "metric", "value", "n", "volume_day", "dispersion"]]
 
 
+def _daily_red_team(ds: Any, market: str, start: date, end: date) -> pd.DataFrame:
+    """red_team_recall per attack and market-local day, in one engine query.
+
+    As :func:`qualitylab.redteam.red_team_evaluation`: recall = violating
+    red-team items (``policy != "none"``) the model flags at the market's
+    ``ai_threshold``, over violating items; ``attack == "none"`` are the
+    clean controls.
+    """
+    from qualitylab.localtime import local_date, period_bounds_utc
+
+    mp = ds.params.market(market)
+    lo, hi = period_bounds_utc(start, end, mp.timezone)
+    rt = ds.table("red_team")
+    rt = rt.filter((rt.market == market) & (rt.created_at >= lo) & (rt.created_at < hi))
+    rt = rt.filter(rt.policy.notnull() & (rt.policy != "none") & rt.ai_score.notnull())
+    rt = rt.mutate(date=local_date(rt.created_at, mp.timezone, start=lo, end=hi))
+    agg = (
+        rt.group_by(["attack", "date"])
+        .aggregate(n=rt.count(), k=(rt.ai_score >= mp.ai_threshold).cast("int64").sum())
+        .to_pandas()
+    )
+    out = pd.DataFrame(
+        {
+            "segment": agg["attack"].astype(str),
+            "date": pd.to_datetime(agg["date"]).dt.normalize(),
+            "metric": "red_team_recall",
+            "value": agg["k"] / agg["n"],
+            "n": agg["n"].astype(float),
+        }
+    )
+    out["volume_day"] = out["n"]
+    out["dispersion"] = np.nan
+    return out
+
+
 def _tidy(frame: pd.DataFrame, dim: str) -> pd.DataFrame:
     out = frame.rename(columns={dim: "segment"})[["segment", "date", "metric", "value", "n"]]
     out = out[out["segment"].notna()]
@@ -1125,7 +1200,7 @@ def _load_dimension(
             notes.append("qa_audits is not in the dataset")
     if wanted & set(_RATE_WORKFLOW):
         parts.append(_tidy(qm.ai_workflow_metrics(ds, **kw), dim))
-    if wanted & set(_RATE_AI):
+    if wanted & set(_RATE_AI) and dim in _CONTENT_DIMENSIONS:
         fn = _ai_metrics_fn()
         if fn is None:
             notes.append("qualitylab.aieval.ai_metrics is not available")
@@ -1166,6 +1241,17 @@ def _windows_tested(k: int, total: int) -> float:
     return k * (2 * total - k + 1) / 2
 
 
+def _extend(
+    z: np.ndarray, a: int, b: int, sign: int, first: int, low: float = 2.0
+) -> tuple[int, int]:
+    """Grow a run of flagged days over neighbours still beyond ``low`` sigma (hysteresis)."""
+    while a - 1 >= first and np.isfinite(z[a - 1]) and sign * z[a - 1] >= low:
+        a -= 1
+    while b + 1 < len(z) and np.isfinite(z[b + 1]) and sign * z[b + 1] >= low:
+        b += 1
+    return a, b
+
+
 def _trim(z: np.ndarray, a: int, b: int, sign: int, k: float = 0.5) -> tuple[int, int] | None:
     """Drop end days that do not deviate by at least k sigma in the window's direction."""
     while a <= b and not (np.isfinite(z[a]) and sign * z[a] >= k):
@@ -1186,7 +1272,8 @@ def _rate_windows(s: _Series, ctx: _Context) -> list[_Window]:
     nn = np.where(ok, s.n, 0.0)
     name = "laney_p_chart" if pc.attrs["laney"] else "p_chart"
     spans: list[tuple[str, int, int, int]] = []
-    spans += [(name, a, b, sg) for a, b, sg in _runs(pc["flag"].to_numpy(), np.sign(z))]
+    for a, b, sg in _runs(pc["flag"].to_numpy(), np.sign(z)):
+        spans.append((name, *_extend(z, a, b, sg, base), sg))
     zc = np.where(ok, z, np.nan)
     cu = cusum_chart(zc, target=0.0, sigma=1.0, baseline=base)
     stat = cu["statistic"].to_numpy()
@@ -1261,7 +1348,9 @@ def _window_z(k_w: float, n_w: float, k_ref: float, n_ref: float, scale: float) 
     The exact two-sided p-value (counts rounded; weighted estimates carry
     non-integer counts) is turned into a normal z with the sign of the
     difference and divided by Laney's sigma_z, so overdispersion widens it
-    as it widens the chart's limits.
+    as it widens the chart's limits. When every expected cell count is at
+    least 10 the pooled two-proportion z-test is used instead (same answer,
+    far cheaper).
     """
     kw, nw = round(k_w), max(round(n_w), 1)
     kr, nr = round(k_ref), max(round(n_ref), 1)
@@ -1269,8 +1358,12 @@ def _window_z(k_w: float, n_w: float, k_ref: float, n_ref: float, scale: float) 
     diff = k_w / n_w - k_ref / n_ref
     if diff == 0:
         return 0.0
-    p = sps.fisher_exact([[kw, nw - kw], [kr, nr - kr]]).pvalue
-    z = float(sps.norm.isf(max(p, 1e-300) / 2))
+    pool = (kw + kr) / (nw + nr)
+    if min(nw, nr) * min(pool, 1 - pool) >= 10:  # large counts: the pooled z-test agrees
+        z = abs(diff) / math.sqrt(pool * (1 - pool) * (1 / nw + 1 / nr))
+    else:
+        p = sps.fisher_exact([[kw, nw - kw], [kr, nr - kr]]).pvalue
+        z = float(sps.norm.isf(max(p, 1e-300) / 2))
     return math.copysign(z / scale, diff)
 
 
@@ -1288,6 +1381,7 @@ def _level_windows(s: _Series, ctx: _Context) -> list[_Window]:
     counterfactual = np.expm1(mu_b + seasonal)
     spans: list[tuple[str, int, int, int, float]] = []
     for a, b, sg in _runs(st["flag"].to_numpy(), np.sign(z)):
+        a, b = _extend(z, a, b, sg, base)
         zs = _heavy_tailed(z[a : b + 1])
         zs = zs[np.isfinite(zs)]
         spans.append(("stl_mad", a, b, sg, float(np.sum(zs) / math.sqrt(len(zs)))))
@@ -1598,8 +1692,10 @@ def _severity(alert: dict[str, Any], fdr: float) -> str:
     return "low"
 
 
-# An error type is the headline of an accuracy drop when it carries this share of it.
-_HEADLINE_SHARE = 0.9
+# A segment lies inside another when this share of its decisions does; a part is a
+# hotspot when its deviation is this many times its parent's.
+_CONTAINED = 0.95
+_HOTSPOT = 1.5
 
 
 def _dim_rank(dim: str) -> int:
@@ -1616,7 +1712,12 @@ def _overlap_counts(ds: Any, market: str, start: date, end: date, dims: list[str
 
 
 def _group(
-    alerts: list[dict[str, Any]], ds: Any, market: str, start: date, end: date
+    alerts: list[dict[str, Any]],
+    ds: Any,
+    market: str,
+    start: date,
+    end: date,
+    counts: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """Attach each alert explained by another (same cause) to it; return the primaries."""
     n = len(alerts)
@@ -1624,7 +1725,7 @@ def _group(
         return []
     parent = [-1] * n
     cache: dict[tuple[str, str], dict[Any, float]] = {}
-    cube: dict[str, pd.DataFrame] = {}
+    cube: dict[str, pd.DataFrame] = {} if counts is None else {"df": counts}
     cube_dims = sorted({a["dimension"] for a in alerts} - {"market"})
     sizes: dict[tuple[str, str], float] = {}
 
@@ -1675,30 +1776,71 @@ def _group(
         return max(ea, 0.0) * share(a, b) / eb
 
     # 1. the same metric across dimensions
+    def size(a: dict[str, Any]) -> float:
+        """Deviation per decision: points for rates, relative change otherwise."""
+        diff, rel = _effect(a)
+        return diff if a["metric"] in _RATES or a["metric"] == "reporting_gap" else rel
+
+    def related_pair(i: int, j: int) -> bool:
+        a, b = alerts[i], alerts[j]
+        return (
+            i != j
+            and a["metric"] == b["metric"]
+            and a["direction"] == b["direction"]
+            and (a["dimension"], a["segment"]) != (b["dimension"], b["segment"])
+            and overlaps(a, b)
+        )
+
+    def inside(i: int, j: int) -> bool:
+        """Alert i's segment lies (almost) wholly inside alert j's."""
+        return share(alerts[i], alerts[j]) >= _CONTAINED
+
     for j in range(n):
         best, best_s = -1, 0.5
         for i in range(n):
+            if not related_pair(i, j):
+                continue
             a, b = alerts[i], alerts[j]
-            if i == j or a["metric"] != b["metric"] or a["direction"] != b["direction"]:
-                continue
-            if (a["dimension"], a["segment"]) == (b["dimension"], b["segment"]) or not overlaps(
-                a, b
-            ):
-                continue
-            s_ij, s_ji = explains(i, j), explains(j, i)
+            s_ij = explains(i, j)
             if s_ij < best_s:
                 continue
-            if abs(s_ij - s_ji) <= 0.05 * max(s_ij, s_ji):  # the same population, near enough
+            j_in_i, i_in_j = inside(j, i), inside(i, j)
+            if j_in_i and i_in_j:  # the same population under two names
                 wins = _dim_rank(a["dimension"]) < _dim_rank(b["dimension"]) or (
                     a["dimension"] == b["dimension"] and a["p_value"] < b["p_value"]
                 )
-            else:
-                wins = s_ij > s_ji
+            elif j_in_i:  # a parent explains a part that moved like the whole, not a hotspot
+                wins = size(b) <= _HOTSPOT * size(a)
+            elif i_in_j:  # a part explains its parent only as a hotspot (step 1b)
+                wins = False
+            else:  # overlapping segments of different dimensions
+                wins = s_ij > explains(j, i)
             if wins:
                 best, best_s = i, s_ij
         parent[j] = best
 
-    # 2. metrics of one family on the same segment
+    # 1b. a parent whose excess comes mostly from hotspots (parts that moved much more
+    # than the whole, in one dimension) is explained by the largest of them
+    for j in range(n):
+        if parent[j] != -1:
+            continue
+        b = alerts[j]
+        hot: dict[str, list[int]] = {}
+        for i in range(n):
+            part = related_pair(i, j) and inside(i, j) and not inside(j, i)
+            if part and size(alerts[i]) > _HOTSPOT * size(b):
+                hot.setdefault(alerts[i]["dimension"], []).append(i)
+        eb = float(b["_excess"][b["_a"] : b["_b"] + 1].sum())
+        for members in hot.values():
+            carried = sum(
+                max(float(alerts[i]["_excess"][b["_a"] : b["_b"] + 1].sum()), 0.0) for i in members
+            )
+            if eb > 0 and carried >= 0.5 * eb:
+                parent[j] = max(members, key=lambda i: alerts[i]["_excess"].sum())
+                break
+
+    # 2. response percentiles are other views of the SLA on the same segment; accuracy
+    # and its error types stay separate alerts (each error type has its own remedy)
     def consistent(a: dict[str, Any], b: dict[str, Any]) -> bool:
         """Same story: accuracy down with an error rate up, SLA down with times up."""
         higher_better = ("accuracy", "sla_compliance")
@@ -1721,24 +1863,6 @@ def _group(
             better = [i for i in cands if alerts[i]["metric"] in _SPEED_FAMILY[:rank]]
             return min(better, key=lambda i: _SPEED_FAMILY.index(alerts[i]["metric"]), default=-1)
 
-        # Accuracy (the KPI with a target) leads its error types, except on a policy
-        # segment (decisions citing that policy), where one error type carrying
-        # nearly all of the drop is the precise description.
-        def headline_error(acc: int) -> bool:
-            return alerts[acc]["dimension"] == "policy" and any(
-                per_day(alerts[i]) >= _HEADLINE_SHARE * per_day(alerts[acc])
-                for i in cands + [j]
-                if alerts[i]["metric"] in _QA_ERRORS
-            )
-
-        if b["metric"] == "accuracy" and b["dimension"] == "policy":
-            errs = [i for i in cands if alerts[i]["metric"] in _QA_ERRORS]
-            errs = [i for i in errs if per_day(alerts[i]) >= _HEADLINE_SHARE * per_day(b)]
-            return max(errs, key=lambda i: per_day(alerts[i]), default=-1)
-        if b["metric"] in _QA_ERRORS:
-            acc = [i for i in cands if alerts[i]["metric"] == "accuracy"]
-            acc = [i for i in acc if not headline_error(i)]
-            return acc[0] if acc else -1
         return -1
 
     for j in range(n):
@@ -1848,8 +1972,11 @@ def scan(
         market-wide series.
     metrics : sequence of str, optional
         Metrics to watch, from :data:`SCAN_METRICS` (default: all the data
-        supports; AI metrics need ``qualitylab.aieval.ai_metrics``;
-        ``reporting_gap`` needs ``vendor_reported`` and the vendor dimension).
+        supports; AI metrics need ``qualitylab.aieval.ai_metrics`` and are
+        sliced by the content dimensions market, queue, language, policy and
+        ai_model only; ``reporting_gap`` needs ``vendor_reported`` and the
+        vendor dimension; ``red_team_recall`` needs ``red_team`` and is
+        sliced by ``attack``).
     baseline_days : int, default 28
         Days before ``start`` that form the reference (at least 7 must exist).
     min_n : int, optional
@@ -1886,7 +2013,8 @@ def scan(
     * ``reporting_gap``: weekly z-scores of
       :func:`qualitylab.reconcile.reporting_gap`, with |z| > 3 and CUSUM.
 
-    Each detector proposes windows of consecutive days. A rate window is
+    Each detector proposes windows of consecutive days (a run of flagged days
+    grows over neighbours still beyond 2σ). A rate window is
     tested as one pooled sample against the baseline rate (Laney-scaled z);
     an STL window by the Stouffer sum of its robust scores; a level shift by
     its two-sample z against the baseline level (scores of counts and times
@@ -1904,21 +2032,35 @@ def scan(
     series with fewer than ``min_n`` observations in the baseline or period
     or fewer than 7 baseline days with data, are skipped.
 
-    Grouping: alert A explains alert B (same metric and direction,
-    overlapping dates) when A's excess over B's days (decisions affected, day
-    by day, against A's expectation), times the share of A's decisions that
-    lie in B, is at least half of B's excess, and more than B explains A; B is
-    then listed in A's ``related`` (between near-identical populations the
-    earlier dimension of :data:`SCAN_DIMENSIONS` is kept). On one segment,
-    accuracy (the KPI with a target) explains its error rates, except on a
-    policy segment where one error type carries at least 90% of the drop and
-    leads instead; ``sla_compliance``
-    explains response percentiles.
+    Grouping (same metric and direction, overlapping dates). The excess of
+    an alert is the decisions affected, day by day, against its expectation.
+    A *parent* segment (one that holds at least 95% of the other's decisions)
+    explains a part that moved like it (deviation at most 1.5 times the
+    parent's) — a market-wide spike explains the same spike in every queue.
+    A part that moved much more is a *hotspot*: hotspots of one dimension
+    that carry at least half the parent's excess explain the parent — a
+    vendor's drop explains the market's smaller drop. Between overlapping
+    segments of different dimensions, A explains B when A's excess over B's
+    days, times the share of A's decisions that lie in B, is at least half of
+    B's excess and more than B explains A. Explained alerts are listed in the
+    explaining alert's ``related`` (between identical populations the earlier
+    dimension of :data:`SCAN_DIMENSIONS` is kept). On one segment,
+    ``sla_compliance`` explains response percentiles (views of the same
+    response times); accuracy and its error rates stay separate alerts, since
+    each error type has its own remedy.
 
     Severity: ``high`` when ``p_adjusted <= fdr/100`` and the effect is large
     (rates: >= 5 points or >= 50% relative to the rarer outcome; counts and
     times: >= 50%), ``medium`` when ``p_adjusted <= fdr/10`` and the effect is
-    >= 2 points / 20%, else ``low``.
+    >= 2 points / 20%, else ``low``. Alerts below :data:`MIN_EFFECT` are
+    dropped however significant.
+
+    Examples
+    --------
+    >>> from qualitylab import open_dataset
+    >>> ds = open_dataset("data/demo")  # doctest: +SKIP
+    >>> alerts = scan(ds, "SG")  # doctest: +SKIP
+    >>> write_alerts(alerts, "out/SG/alerts.csv")  # doctest: +SKIP
     """
     from qualitylab.metrics import GRAINS
 
@@ -1956,15 +2098,27 @@ def scan(
         min_n=int(min_n if min_n is not None else mp.min_n),
         fdr=float(q),
     )
-    daily = set(wanted) - {"reporting_gap"}
+    daily = set(wanted) - {"reporting_gap", "red_team_recall"}
     windows: list[_Window] = []
     quiet = 0
     volumes: dict[tuple[str, str], float] = {}
     notes: set[str] = set()
-    for dim in dims:
-        if not daily:
-            break
-        long, dim_notes = _load_dimension(ds, market, dim, base_start, end_d, daily)
+    # Who overlaps whom (for grouping), and dimensions that merely repeat the market.
+    sub_dims = [d for d in dims if d != "market"]
+    cube = _overlap_counts(ds, market, start_d, end_d, sub_dims) if sub_dims else None
+    loads: list[tuple[str, Any]] = []
+    for dim in dims if daily else []:
+        if cube is not None and "market" in dims and dim != "market":
+            segments = cube.loc[cube[dim] != "nan", dim].unique()
+            if len(segments) == 1:
+                notes.add(f"{dim} has one segment ({segments[0]}), the same as the market")
+                continue
+        loads.append((dim, lambda d=dim: _load_dimension(ds, market, d, base_start, end_d, daily)))
+    if "red_team_recall" in wanted and ds.has("red_team"):
+        # red-team items are not decisions: their own dimension, the attack
+        loads.append(("attack", lambda: (_daily_red_team(ds, market, base_start, end_d), [])))
+    for dim, load in loads:
+        long, dim_notes = load()
         notes.update(dim_notes)
         for (metric, seg), g in long.groupby(["metric", "segment"], sort=True):
             g = g.groupby("date").first().reindex(dates)
@@ -2026,7 +2180,7 @@ def scan(
         a["severity"] = _severity(a, q)
         a["segment_volume"] = volumes.get((a["dimension"], a["segment"]), 0.0)
         a["market_volume"] = market_volume
-    primaries = _group(alerts, ds, market, start_d, end_d)
+    primaries = _group(alerts, ds, market, start_d, end_d, cube)
     events = ds.table("events").to_pandas() if ds.has("events") else None
     for a in primaries:
         a["events"] = (
@@ -2034,6 +2188,7 @@ def scan(
                 nearby_events(
                     events,
                     a["start_date"],
+                    end=a["end_date"],
                     market=market,
                     timezone=mp.timezone,
                     policy=a["segment"] if a["dimension"] == "policy" else None,

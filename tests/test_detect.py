@@ -1,0 +1,493 @@
+"""Detectors on simulated series with known answers; the scan against planted incidents."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from qualitylab.detect import (
+    ALERT_COLUMNS,
+    DETECTOR_COLUMNS,
+    MSG_LENGTHS,
+    MSG_UNKNOWN_DIMENSION,
+    MSG_UNKNOWN_METRIC,
+    SKIPPED_COLUMNS,
+    _daily_operational,
+    changepoints,
+    cusum_chart,
+    ewma_chart,
+    nearby_events,
+    p_chart,
+    scan,
+    skipped_series,
+    stl_mad,
+    write_alerts,
+)
+from qualitylab.errors import ParameterError
+from qualitylab.metrics import operational_metrics
+from qualitylab.sources import open_dataset
+
+WEEK = np.array([0.94, 0.93, 0.94, 0.97, 1.05, 1.19, 1.16])  # Monday..Sunday volume profile
+
+
+# --------------------------------------------------------------------------- #
+# p-chart
+# --------------------------------------------------------------------------- #
+def test_p_chart_matches_hand_computation():
+    obs = [0.90, 0.92, 0.88, 0.91, 0.80]
+    n = [100, 200, 150, 120, 100]
+    res = p_chart(obs, n, baseline=4, laney=False)
+    assert list(res.columns[: len(DETECTOR_COLUMNS)]) == DETECTOR_COLUMNS
+    # p-bar = (sum k + 0.5) / (sum n + 1) over the reference; limits p-bar +- 3 se(n_i)
+    k = 90 + 184 + 132 + 109.2
+    p_bar = (k + 0.5) / (570 + 1)
+    se = np.sqrt(p_bar * (1 - p_bar) / 100)
+    last = res.iloc[-1]
+    assert last["expected"] == pytest.approx(p_bar)
+    assert last["lower"] == pytest.approx(p_bar - 3 * se)
+    assert last["upper"] == pytest.approx(p_bar + 3 * se)
+    assert last["statistic"] == pytest.approx((0.80 - p_bar) / se)
+    assert last["p_value"] == pytest.approx(2 * stats.norm.sf(abs((0.80 - p_bar) / se)))
+    assert res["flag"].tolist() == [False, False, False, False, True]
+
+
+def test_p_chart_flags_planted_drop_and_not_a_stable_series():
+    rng = np.random.default_rng(1)
+    n = rng.integers(150, 400, 56)
+    p = np.full(56, 0.95)
+    p[40:44] = 0.85  # a 10-point drop for four days (z ~ 4-9 at these n)
+    k = rng.binomial(n, p)
+    dates = pd.date_range("2026-09-28", periods=56)
+    res = p_chart(pd.Series(k / n, index=dates), pd.Series(n, index=dates), baseline=28)
+    flagged = set(np.flatnonzero(res["flag"]))
+    assert len(flagged & set(range(40, 44))) >= 3
+    assert flagged <= set(range(40, 44))
+    assert res["date"].iloc[0] == dates[0]
+    stable = p_chart(rng.binomial(n, 0.95) / n, n, baseline=28)
+    assert not stable["flag"].any()
+
+
+def test_p_chart_false_positive_rate_near_nominal():
+    # 200 stable binomial series: the share of flagged monitored days should be
+    # close to the nominal two-sided 3-sigma rate 2 * (1 - Phi(3)) = 0.0027.
+    rng = np.random.default_rng(7)
+    flags = []
+    for _ in range(200):
+        n = rng.integers(200, 800, 56)
+        pc = p_chart(rng.binomial(n, 0.9) / n, n, baseline=28)
+        flags.append(pc["flag"].to_numpy()[28:])
+    rate = np.mean(flags)
+    nominal = 2 * stats.norm.sf(3)
+    assert nominal == pytest.approx(0.0027, abs=1e-4)
+    assert rate <= 2.5 * nominal
+
+
+def test_laney_adjusts_sigma_on_an_overdispersed_series():
+    rng = np.random.default_rng(3)
+    n = np.full(56, 2000)
+    # daily true rate varies (sd 0.02 around 0.9): beta-binomial overdispersion
+    a, b = 0.9 * 201.5, 0.1 * 201.5  # Beta(a, b) has sd sqrt(.9*.1/(a+b+1)) = 0.0211
+    p_true = rng.beta(a, b, 56)
+    k = rng.binomial(n, p_true)
+    res = p_chart(k / n, n, baseline=28)
+    # sigma_z ~ sqrt(1 + n * var(p) / (p (1 - p))) = sqrt(1 + 2000 * 0.000444 / 0.09) = 3.3
+    expected_sigma = np.sqrt(1 + 2000 * (0.9 * 0.1 / (201.5 + 1)) / 0.09)
+    assert res.attrs["laney"]
+    assert res.attrs["sigma_z"] == pytest.approx(expected_sigma, rel=0.35)
+    binomial_half_width = 3 * np.sqrt(res.attrs["p_bar"] * (1 - res.attrs["p_bar"]) / 2000)
+    half_width = (res["upper"] - res["expected"]).iloc[-1]
+    assert half_width == pytest.approx(res.attrs["scale"] * binomial_half_width)
+    assert res["flag"].sum() <= 2  # the plain p-chart would flag about half the days
+    plain = p_chart(k / n, n, baseline=28, laney=False)
+    assert plain["flag"].sum() > 5
+    stable = p_chart(rng.binomial(n, 0.9) / n, n, baseline=28)
+    assert not stable.attrs["laney"]
+    assert stable.attrs["sigma_z"] == pytest.approx(1.0, abs=0.35)
+
+
+def test_p_chart_mask_leaves_points_out_of_the_reference():
+    obs = np.r_[np.full(10, 0.9), 0.5, np.full(5, 0.9)]
+    n = np.full(16, 500)
+    dates = pd.date_range("2026-01-01", periods=16)
+    s = pd.Series(obs, index=dates)
+    masked = p_chart(s, pd.Series(n, index=dates), baseline=12, mask=[dates[10]], laney=False)
+    assert masked.attrs["reference_n"] == 11 * 500
+    by_bool = p_chart(obs, n, baseline=12, mask=np.arange(16) == 10, laney=False)
+    assert by_bool.attrs["p_bar"] == pytest.approx(masked.attrs["p_bar"])
+
+
+def test_p_chart_rejects_bad_input():
+    with pytest.raises(ParameterError, match="inconsistent lengths"):
+        p_chart([0.5, 0.5], [10])
+    assert MSG_LENGTHS.startswith("Found input variables")
+    with pytest.raises(ParameterError, match=r"observed must be in \[0, 1\]; got 1.5"):
+        p_chart([0.5, 1.5, 0.5], [10, 10, 10])
+    with pytest.raises(ParameterError, match="baseline must be an integer"):
+        p_chart([0.5, 0.5, 0.5], [10, 10, 10], baseline=1)
+    with pytest.raises(ParameterError, match="laney must be one of"):
+        p_chart([0.5, 0.5, 0.5], [10, 10, 10], laney="yes")
+
+
+# --------------------------------------------------------------------------- #
+# CUSUM and EWMA
+# --------------------------------------------------------------------------- #
+def _first_signal(flag: np.ndarray, start: int) -> float:
+    hits = np.flatnonzero(flag[start:])
+    return float(hits[0]) + 1 if len(hits) else np.inf
+
+
+def test_cusum_and_ewma_detect_a_one_sigma_shift_within_about_ten_days():
+    rng = np.random.default_rng(11)
+    delays = {"cusum": [], "ewma": []}
+    for _ in range(200):
+        x = rng.standard_normal(70)
+        x[28:] += 1.0
+        cu = cusum_chart(x, target=0, sigma=1, baseline=28)
+        ew = ewma_chart(x, target=0, sigma=1, baseline=28)
+        delays["cusum"].append(_first_signal(cu["flag"].to_numpy(), 28))
+        delays["ewma"].append(_first_signal(ew["flag"].to_numpy(), 28))
+    # Montgomery Table 9.4 / Lucas & Saccucci (1990): ARL(1 sigma) ~ 9-10 days
+    assert np.median(delays["cusum"]) <= 10
+    assert np.median(delays["ewma"]) <= 10
+    assert np.mean(np.isfinite(delays["cusum"])) >= 0.95
+    assert np.mean(np.isfinite(delays["ewma"])) >= 0.95
+
+
+def test_cusum_and_ewma_rarely_signal_in_control():
+    # In-control ARL ~300 (CUSUM k=0.5, h=4.5, two-sided) and 500 (EWMA 0.2/2.962):
+    # over 28 monitored days about 9% and 5% of series signal.
+    rng = np.random.default_rng(12)
+    cu_hits = ew_hits = 0
+    for _ in range(300):
+        x = rng.standard_normal(56)
+        cu_hits += cusum_chart(x, target=0, sigma=1, baseline=28)["flag"].any()
+        ew_hits += ewma_chart(x, target=0, sigma=1, baseline=28)["flag"].any()
+    assert cu_hits / 300 <= 0.18
+    assert ew_hits / 300 <= 0.12
+
+
+def test_cusum_onset_dates_the_shift():
+    rng = np.random.default_rng(13)
+    onsets = []
+    for _ in range(100):
+        x = rng.standard_normal(60)
+        x[40:] -= 2.0
+        res = cusum_chart(x, target=0, sigma=1, baseline=28)
+        lower = res["flag"].to_numpy() & (res["statistic"].to_numpy() < 0)
+        first = np.flatnonzero(lower)[0]  # the lower side signals the drop
+        onsets.append(res["onset"].iloc[first])
+    assert abs(np.median(onsets) - 40) <= 1
+
+
+def test_cusum_and_ewma_follow_their_recurrences():
+    x = np.array([0.0, 1.0, 2.0, -1.0, 0.5, 3.0])
+    cu = cusum_chart(x, target=0, sigma=1, k=0.5, h=2.0)
+    cp = cm = 0.0
+    expected = []
+    for v in x:
+        cp, cm = max(0.0, cp + v - 0.5), max(0.0, cm - v - 0.5)
+        expected.append(cp if cp >= cm else -cm)
+    np.testing.assert_allclose(cu["statistic"], expected)
+    ew = ewma_chart(x, target=0, sigma=1, lam=0.3, limit=3)
+    e, stat = 0.0, []
+    for v in x:
+        e = 0.3 * v + 0.7 * e
+        stat.append(e)
+    np.testing.assert_allclose(ew["statistic"], stat)
+    width = 3 * np.sqrt(0.3 / 1.7 * (1 - 0.7 ** (2 * np.arange(1, 7))))
+    np.testing.assert_allclose(ew["upper"], width)
+
+
+def test_cusum_estimates_target_and_sigma_from_the_reference():
+    x = np.r_[np.tile([9.0, 11.0], 10), np.full(10, 14.0)]
+    res = cusum_chart(x, baseline=20)
+    assert res.attrs["target"] == pytest.approx(10.0)
+    assert res.attrs["sigma"] == pytest.approx(2.0 / 1.128)  # mean moving range / d2
+    # z = (14 - 10) / 1.773 = 2.26 a day: C+ = 1.76, 3.51, 5.27 -> signal on the third day
+    assert np.flatnonzero(res["flag"]).tolist() == list(range(22, 30))
+
+
+# --------------------------------------------------------------------------- #
+# STL + MAD
+# --------------------------------------------------------------------------- #
+def test_stl_mad_flags_a_spike_and_not_the_weekly_cycle():
+    rng = np.random.default_rng(21)
+    mu = 300 * np.tile(np.array([0.8, 0.8, 0.85, 0.9, 1.0, 1.6, 1.5]), 8)  # strong weekends
+    x = rng.poisson(mu).astype(float)
+    x[45] *= 1.8
+    dates = pd.date_range("2026-09-28", periods=56)
+    res = stl_mad(pd.Series(x, index=dates), log=True, baseline=28)
+    assert np.flatnonzero(res["flag"]).tolist() == [45]
+    assert res["date"].iloc[45] == dates[45]
+    assert res.loc[45, "observed"] > res.loc[45, "upper"]
+    weekends = res["seasonal"].to_numpy()[5::7]
+    assert (weekends > 0.3).all()  # the cycle is in the season, not in the residuals
+
+
+def test_stl_mad_false_positive_rate_on_weekly_poisson_counts():
+    rng = np.random.default_rng(22)
+    flags = []
+    for _ in range(100):
+        x = rng.poisson(80 * np.tile(WEEK, 8)).astype(float)
+        flags.append(stl_mad(x, log=True, baseline=28)["flag"].to_numpy()[28:])
+    assert np.mean(flags) <= 0.01  # normal-theory rate at 3.5 is 0.0005; robust STL ~0.004
+
+
+def test_stl_mad_scale_floor_and_validation():
+    rng = np.random.default_rng(23)
+    x = rng.poisson(1000 * np.tile(WEEK, 6)).astype(float)
+    res = stl_mad(x, log=True, scale_floor=0.5)
+    assert res.attrs["scale"] == 0.5
+    assert not res["flag"].any()
+    with pytest.raises(ParameterError, match="stl_mad needs at least 15 usable points"):
+        stl_mad(np.ones(10))
+    with pytest.raises(ParameterError, match="values must be in"):
+        stl_mad(-x, log=True)
+
+
+# --------------------------------------------------------------------------- #
+# Changepoints
+# --------------------------------------------------------------------------- #
+def test_changepoint_finds_a_level_shift_at_the_right_day():
+    rng = np.random.default_rng(31)
+    found = []
+    for _ in range(100):
+        x = rng.standard_normal(56)
+        x[30:] += 3.0  # a 3 sigma level shift
+        res = changepoints(x)
+        found.append(res.attrs["changes"])
+    near = [any(abs(c - 30) <= 1 for c in ch) for ch in found]
+    assert np.mean(near) >= 0.9
+    dates = pd.date_range("2026-09-28", periods=56)
+    x = np.r_[np.zeros(30), np.full(26, 3.0)] + rng.standard_normal(56) * 0.5
+    res = changepoints(pd.Series(x, index=dates))
+    assert res.attrs["changes"] == [dates[30]]
+    row = res.iloc[30]
+    assert row["flag"] and row["statistic"] > 10 and row["p_value"] < 1e-10
+    assert res["segment"].tolist() == [0] * 30 + [1] * 26
+
+
+def test_changepoints_rarely_split_white_noise():
+    rng = np.random.default_rng(32)
+    splits = [len(changepoints(rng.standard_normal(56)).attrs["changes"]) for _ in range(200)]
+    assert np.mean(np.array(splits) > 0) <= 0.05
+
+
+def test_changepoints_agree_with_ruptures_pelt():
+    rpt = pytest.importorskip("ruptures")
+    rng = np.random.default_rng(33)
+    for _ in range(20):
+        x = np.r_[
+            rng.normal(0, 1, rng.integers(10, 30)),
+            rng.normal(3, 1, rng.integers(10, 30)),
+            rng.normal(-1, 1, rng.integers(10, 30)),
+        ]
+        pen = 3 * np.log(len(x))
+        ours = changepoints(x, penalty=pen, min_size=3)
+        # ruptures: Pelt(model="l2", min_size=3, jump=1).fit(x).predict(pen)
+        theirs = rpt.Pelt(model="l2", min_size=3, jump=1).fit(x).predict(pen=pen)
+        assert [int(c) for c in ours.attrs["changes"]] == theirs[:-1]
+
+
+# --------------------------------------------------------------------------- #
+# Events
+# --------------------------------------------------------------------------- #
+def test_nearby_events_use_market_local_dates_and_policy():
+    ev = pd.DataFrame(
+        {
+            "effective_at": pd.to_datetime(
+                ["2026-11-08T17:00Z", "2026-11-09T02:00Z", "2026-11-20T00:00Z", "2026-11-09T00:00Z"]
+            ),
+            "market": ["ID", "*", "ID", "SG"],
+            "kind": ["policy_change", "training", "training", "outage"],
+            "policy": ["scam", "spam", None, None],
+            "description": ["Scam update", "Spam refresher", "Later", "Elsewhere"],
+        }
+    )
+    got = nearby_events(ev, "2026-11-09", market="ID", timezone="Asia/Jakarta")
+    # 17:00 UTC on 8 Nov is 00:00 on 9 Nov in Jakarta (UTC+7)
+    assert got == [
+        "2026-11-09 policy_change[scam]: Scam update",
+        "2026-11-09 training[spam]: Spam refresher",
+    ]
+    only_scam = nearby_events(ev, "2026-11-09", market="ID", timezone="Asia/Jakarta", policy="scam")
+    assert only_scam == ["2026-11-09 policy_change[scam]: Scam update"]
+    # the window is [start - 3 days, min(start + 7 days, end)]
+    assert nearby_events(ev, "2026-11-13", end="2026-11-14", market="ID", timezone="UTC") == []
+    assert len(nearby_events(ev, "2026-11-13", market="ID", timezone="UTC")) == 1
+
+
+# --------------------------------------------------------------------------- #
+# Scan on the demo data with planted incidents
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def ds(small_data):
+    return open_dataset(small_data)
+
+
+@pytest.fixture(scope="module")
+def incidents(small_data):
+    return pd.read_csv(small_data / "incidents.csv", parse_dates=["start_date", "end_date"])
+
+
+@pytest.fixture(scope="module")
+def scanned(ds, incidents):
+    """One scan per market with planted incidents, and the warnings each raised."""
+    out = {}
+    for market in sorted(incidents["market"].unique()):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            alerts = scan(ds, market)
+        out[market] = (alerts, [str(w.message) for w in caught])
+    return out
+
+
+def _matches(incident, alerts: pd.DataFrame) -> pd.Series:
+    slack = pd.Timedelta(days=2)
+    return (
+        (alerts["market"] == incident.market)
+        & (alerts["metric"] == incident.metric)
+        & (alerts["dimension"] == incident.dimension)
+        & (alerts["segment"] == incident.segment)
+        & (alerts["start_date"] <= incident.end_date + slack)
+        & (alerts["end_date"] >= incident.start_date - slack)
+    )
+
+
+def test_scan_finds_the_planted_incidents(scanned, incidents):
+    alerts = pd.concat([a for a, _ in scanned.values()], ignore_index=True)
+    hit = [bool(_matches(i, alerts).any()) for i in incidents.itertuples()]
+    matched = np.zeros(len(alerts), bool)
+    for i in incidents.itertuples():
+        matched |= _matches(i, alerts).to_numpy()
+    recall = sum(hit) / len(incidents)
+    false_alerts = int((~matched).sum())
+    print(
+        f"\nscan recall {sum(hit)}/{len(incidents)} = {recall:.2f}; "
+        f"false alerts {false_alerts} of {len(alerts)} (planted {len(incidents)}); missed: "
+        + ", ".join(
+            f"{i.market}/{i.metric}/{i.segment}"
+            for i, h in zip(incidents.itertuples(), hit, strict=True)
+            if not h
+        )
+    )
+    assert recall >= 0.7
+    assert false_alerts <= 3 * len(incidents)
+    required = {
+        ("ID", "accuracy", "vendor", "VendorC"),
+        ("TH", "volume", "queue", "live_report"),
+        ("TH", "sla_compliance", "queue", "live_report"),
+        ("SG", "volume", "market", "SG"),
+        ("ID", "over_enforcement_rate", "policy", "scam"),
+    }
+    found = {
+        (i.market, i.metric, i.dimension, i.segment)
+        for i, h in zip(incidents.itertuples(), hit, strict=True)
+        if h
+    }
+    assert required <= found
+
+
+def test_scan_output_follows_the_alerts_contract(scanned):
+    for market, (alerts, _) in scanned.items():
+        assert list(alerts.columns[: len(ALERT_COLUMNS)]) == ALERT_COLUMNS
+        assert (alerts["market"] == market).all()
+        assert alerts["direction"].isin(["up", "down"]).all()
+        assert alerts["severity"].isin(["low", "medium", "high"]).all()
+        assert alerts["p_value"].between(0, 1).all()
+        assert (alerts["p_adjusted"] >= alerts["p_value"] - 1e-12).all()
+        assert (alerts["p_adjusted"] <= alerts.attrs["fdr"]).all()
+        assert (alerts["start_date"] <= alerts["end_date"]).all()
+        start, end = alerts.attrs["period"]
+        assert (alerts["end_date"] >= pd.Timestamp(start)).all()
+        assert (alerts["end_date"] <= pd.Timestamp(end)).all()
+        assert alerts["impact"].is_monotonic_decreasing
+        assert alerts["group_id"].tolist() == list(range(1, len(alerts) + 1))
+        up = alerts["direction"] == "up"
+        assert (alerts.loc[up, "observed"] > alerts.loc[up, "expected"]).all()
+        assert (alerts.loc[~up, "observed"] < alerts.loc[~up, "expected"]).all()
+    # SG's sensitivity is high (FDR 10%), the others medium (5%)
+    assert scanned["SG"][0].attrs["fdr"] == 0.10
+    assert scanned["ID"][0].attrs["fdr"] == 0.05
+
+
+def test_scan_groups_alerts_that_share_a_cause(scanned):
+    alerts = scanned["SG"][0]
+    spike = alerts[(alerts["metric"] == "volume") & (alerts["dimension"] == "market")]
+    assert len(spike) == 1
+    related = spike["related"].iloc[0]
+    # the market-wide spike explains the same spike in the segments that alert with it
+    assert related.startswith("volume ")
+    th = scanned["TH"][0]
+    sla = th[(th["metric"] == "sla_compliance") & (th["segment"] == "live_report")]
+    assert "sla_compliance market=TH" in sla["related"].iloc[0]
+
+
+def test_scan_reports_what_it_skipped(scanned):
+    alerts, messages = scanned["ID"]
+    skipped = skipped_series(alerts)
+    assert list(skipped.columns) == SKIPPED_COLUMNS
+    assert len(skipped) > 0
+    assert skipped["reason"].str.contains(r"n=\d+ <|day\(s\) with data").all()
+    assert any("too small to judge" in m for m in messages)
+    # attrs hold records, so alerts of several markets still concatenate
+    both = pd.concat([scanned["ID"][0], scanned["TH"][0]], ignore_index=True)
+    assert len(both) == len(scanned["ID"][0]) + len(scanned["TH"][0])
+
+
+def test_scan_annotates_alerts_with_nearby_events(scanned):
+    alerts = pd.concat([a for a, _ in scanned.values()], ignore_index=True)
+    assert alerts["events"].str.len().gt(0).any()
+    assert alerts["note"].str.len().gt(0).all()
+
+
+def test_write_alerts_round_trip(scanned, tmp_path):
+    alerts = scanned["TH"][0].copy()
+    alerts.loc[0, "segment"] = '=HYPERLINK("http://x")'
+    path = write_alerts(alerts, tmp_path / "out" / "alerts.csv")
+    back = pd.read_csv(path)
+    assert list(back.columns[: len(ALERT_COLUMNS)]) == ALERT_COLUMNS
+    assert back.loc[0, "segment"].startswith("'=")
+    assert back["start_date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
+    assert len(back) == len(alerts)
+    with pytest.raises(ParameterError, match="lacks contract column"):
+        write_alerts(alerts.drop(columns="severity"), tmp_path / "bad.csv")
+
+
+def test_scan_rejects_unknown_metrics_and_dimensions(ds):
+    with pytest.raises(ParameterError, match="scan cannot watch metric 'backlog'"):
+        scan(ds, "SG", metrics=["backlog"])
+    assert MSG_UNKNOWN_METRIC.startswith("scan cannot watch")
+    with pytest.raises(ParameterError, match="unknown dimension 'shift'"):
+        scan(ds, "SG", dimensions=["shift"])
+    assert MSG_UNKNOWN_DIMENSION.startswith("unknown dimension")
+    with pytest.raises(ParameterError, match="baseline_days must be"):
+        scan(ds, "SG", baseline_days=3)
+
+
+def test_daily_series_agree_with_operational_metrics_on_complete_days(ds):
+    # scan aggregates volume, SLA and percentiles itself (one query per dimension);
+    # on days with nothing pending they must equal the metrics module's numbers.
+    start, end = date(2026, 10, 19), date(2026, 10, 21)
+    ours = _daily_operational(ds, "SG", "queue", start, end)
+    ref = operational_metrics(ds, market="SG", by=["queue", "date"], start=start, end=end)
+    ref = ref.rename(columns={"queue": "segment"})
+    ref["date"] = pd.to_datetime(ref["date"])
+    both = ours.merge(ref, on=["segment", "date", "metric"], suffixes=("", "_ref"))
+    vol = both[both["metric"] == "volume"]
+    assert len(vol) == 12
+    np.testing.assert_array_equal(vol["value"], vol["value_ref"])
+    sla = both[both["metric"] == "sla_compliance"]
+    complete = sla[sla["n"] == sla["n_ref"]]  # nothing censored (pending) that day
+    assert len(complete) >= 10
+    np.testing.assert_allclose(complete["value"], complete["value_ref"], rtol=1e-9)
+    p50 = both[(both["metric"] == "response_p50") & both["value"].notna() & (both["n"] >= 30)]
+    assert len(p50) >= 4
+    # the metrics module bins times 5% wide on a log scale before interpolating (and
+    # interpolates differently between order statistics, which matters for tiny n)
+    np.testing.assert_allclose(p50["value"], p50["value_ref"], rtol=0.06)
