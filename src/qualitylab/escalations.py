@@ -51,6 +51,7 @@ from qualitylab.sources import Dataset
 __all__ = [
     "AGE_BUCKETS",
     "AGEING_COLUMNS",
+    "ESCALATION_GRAINS",
     "MOVES_COLUMNS",
     "RESOLUTION_COLUMNS",
     "TRIAGE_SERIES",
@@ -62,10 +63,8 @@ __all__ = [
     "triage",
 ]
 
-#: Grains of :func:`escalation_rate`.
-RATE_GRAINS = ("market", "vendor", "queue", "severity", "tier", "date", "week", "month")
-#: Grains of :func:`escalation_resolution` and :func:`open_escalations` (severity is implied
-#: for resolution).
+#: Grains of the escalation analyses (market-local dates of ``raised_at``; severity is
+#: always part of :func:`escalation_resolution`'s grain).
 ESCALATION_GRAINS = ("market", "vendor", "queue", "severity", "tier", "date", "week", "month")
 #: Columns of :func:`escalation_resolution` after the grain.
 RESOLUTION_COLUMNS = ["severity", "sla_seconds", "n_open", *METRIC_COLUMNS]
@@ -169,7 +168,7 @@ def escalation_rate(
     [{'metric': 'escalation_rate', 'value': 1.19, 'n': 4188.0}]
     """
     _require(ds)
-    cols = _check_by(by, RATE_GRAINS)
+    cols = _check_by(by, ESCALATION_GRAINS)
     period = resolve_period(ds, market=market, start=start, end=end)
     cl = confidence_level or _confidence(ds, market)
     tzs = _timezones(ds, market)
@@ -525,8 +524,8 @@ class Triage:
         Per series: ``series, baseline, band_low, band_high, baseline_days``.
     moves : pandas.DataFrame
         Per series, its first day outside the band: :data:`MOVES_COLUMNS`,
-        sorted by ``first_date`` (series that never moved last, ``first_date``
-        NaT).
+        sorted by ``first_date`` (series that never moved last, with
+        ``first_date`` None).
     events : pandas.DataFrame
         Events effective in ``baseline`` and ``period``: ``date, kind, policy,
         description``.

@@ -399,6 +399,19 @@ def rollout(
     change is significantly below its own baseline, and for every site of a
     vendor whose raters' calibration on the policy since the change is
     significantly below the bar (Wilson upper bound under it).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from qualitylab.demo import generate
+    >>> from qualitylab.sources import open_dataset
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = generate(tmp, markets=["ID"], days=56, scale="small", seed=4)
+    ...     res = rollout(open_dataset(tmp), "ID")
+    >>> res.policy, res.effective.isoformat()
+    ('scam', '2026-11-09')
+    >>> res.overall[["dipped", "recovered_on", "recovery"]].astype(str).to_dict("records")
+    [{'dipped': 'True', 'recovered_on': '2026-11-20', 'recovery': '11 days'}]
     """
     if baseline_days < 7 or window_days < 1:
         raise QualityLabError(

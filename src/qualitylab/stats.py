@@ -162,7 +162,9 @@ def _wilson(p: np.ndarray, n: np.ndarray, z: float) -> tuple[np.ndarray, np.ndar
         denom = 1.0 + z2 / n
         center = (p + z2 / (2.0 * n)) / denom
         half = z * np.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n)) / denom
-    return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0)
+    low, high = np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0)
+    # At p = 0 or 1 the bound is exactly 0 or 1; keep rounding from making it 0.9999999999999999.
+    return np.where(p <= 0.0, 0.0, low), np.where(p >= 1.0, 1.0, high)
 
 
 def _proportion_ci_arrays(
