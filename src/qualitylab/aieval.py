@@ -999,45 +999,50 @@ def _long_metrics(
     n_resamples: int,
     seed: int | None,
 ) -> pd.DataFrame:
-    rates = _rates(counts, confidence_level)
-    rows: list[dict[str, Any]] = []
-    for _, r in rates.iterrows():
-        label = _group_label(by, r)
-        seg = {c: r[c] for c in by}
-        pred_pos, actual_pos = r["n_tp"] + r["n_fp"], r["n_tp"] + r["n_fn"]
-        actual_neg = r["n_fp"] + r["n_tn"]
-        f1_low, f1_high = (
-            _f1_interval(r, confidence_level, n_resamples, seed)
-            if not math.isnan(r["f1"])
-            else (math.nan, math.nan)
-        )
-        spec = (
-            (
-                "ai_precision",
-                r["precision"],
-                pred_pos,
-                r["precision_ci_low"],
-                r["precision_ci_high"],
-            ),
-            ("ai_recall", r["recall"], actual_pos, r["recall_ci_low"], r["recall_ci_high"]),
-            ("ai_fpr", r["fpr"], actual_neg, r["fpr_ci_low"], r["fpr_ci_high"]),
-            ("ai_fnr", r["fnr"], actual_pos, 1.0 - r["recall_ci_high"], 1.0 - r["recall_ci_low"]),
-            ("ai_f1", r["f1"], r["n_tp"] + r["n_fp"] + r["n_fn"], f1_low, f1_high),
-        )
-        for metric, value, n, low, high in spec:
-            if math.isnan(value):
-                _warn_undefined(metric, _UNDEFINED_WHY[metric], label)
-            rows.append(
-                {
-                    **seg,
-                    "metric": metric,
-                    "value": value,
-                    "n": int(n),
-                    "ci_low": low,
-                    "ci_high": high,
-                }
-            )
-    return pd.DataFrame(rows, columns=[*by, *CONFUSION_COLUMNS])
+    rates = _rates(counts, confidence_level).reset_index(drop=True)
+    f1_low = np.full(len(rates), np.nan)
+    f1_high = np.full(len(rates), np.nan)
+    if n_resamples:
+        for i in np.flatnonzero(rates["f1"].notna().to_numpy()):
+            f1_low[i], f1_high[i] = _f1_interval(rates.iloc[i], confidence_level, n_resamples, seed)
+    pred_pos = rates["n_tp"] + rates["n_fp"]
+    actual_pos = rates["n_tp"] + rates["n_fn"]
+    actual_neg = rates["n_fp"] + rates["n_tn"]
+    spec = {
+        "ai_precision": (
+            rates["precision"],
+            pred_pos,
+            rates["precision_ci_low"],
+            rates["precision_ci_high"],
+        ),
+        "ai_recall": (rates["recall"], actual_pos, rates["recall_ci_low"], rates["recall_ci_high"]),
+        "ai_fpr": (rates["fpr"], actual_neg, rates["fpr_ci_low"], rates["fpr_ci_high"]),
+        "ai_fnr": (
+            rates["fnr"],
+            actual_pos,
+            1.0 - rates["recall_ci_high"],
+            1.0 - rates["recall_ci_low"],
+        ),
+        "ai_f1": (rates["f1"], rates["n_tp"] + rates["n_fp"] + rates["n_fn"], f1_low, f1_high),
+    }
+    parts = []
+    for order, (metric, (value, n, low, high)) in enumerate(spec.items()):
+        undefined = np.flatnonzero(pd.isna(value).to_numpy())
+        for i in undefined:  # one warning per undefined segment, naming it
+            _warn_undefined(metric, _UNDEFINED_WHY[metric], _group_label(by, rates.iloc[i]))
+        part = rates[by].copy()
+        part["metric"] = metric
+        part["value"] = np.asarray(value, dtype=float)
+        part["n"] = np.asarray(n, dtype=float).astype(int)
+        part["ci_low"] = np.asarray(low, dtype=float)
+        part["ci_high"] = np.asarray(high, dtype=float)
+        part["__row"] = np.arange(len(rates))
+        part["__order"] = order
+        parts.append(part)
+    if not parts or not len(rates):
+        return pd.DataFrame(columns=[*by, *CONFUSION_COLUMNS])
+    out = pd.concat(parts, ignore_index=True).sort_values(["__row", "__order"], kind="stable")
+    return out.drop(columns=["__row", "__order"]).reset_index(drop=True)[[*by, *CONFUSION_COLUMNS]]
 
 
 def confusion_at(
@@ -1051,6 +1056,7 @@ def confusion_at(
     confidence_level: float = 0.95,
     n_resamples: int = 2000,
     seed: int | None = 0,
+    f1_interval: bool = True,
 ) -> pd.DataFrame:
     """The five ``ai_*`` metrics at one threshold, one row per segment x metric.
 
@@ -1073,6 +1079,9 @@ def confusion_at(
     seed : int or None, default 0
         Seed of the F1 bootstrap (the same for every segment), fixed for
         reproducible reports.
+    f1_interval : bool, default True
+        Compute the F1 bootstrap interval; False leaves it NaN (faster, for
+        callers that do not use F1, such as detection scans).
 
     Returns
     -------
@@ -1150,7 +1159,7 @@ def confusion_at(
         )
         keyed = _finish_counts(keyed, weight is not None)
         counts = _counts_from_keyed(keyed, by)
-    return _long_metrics(counts, by, confidence_level, n_resamples, seed)
+    return _long_metrics(counts, by, confidence_level, n_resamples if f1_interval else 0, seed)
 
 
 # --------------------------------------------------------------------------- #
@@ -1771,6 +1780,7 @@ def ai_metrics(
     qa_source: str | None = "internal",
     model: str | Sequence[str] | None = None,
     confidence_level: float | None = None,
+    f1_interval: bool = True,
 ) -> pd.DataFrame:
     """``ai_precision, ai_recall, ai_fpr, ai_fnr, ai_f1`` against QA truth.
 
@@ -1786,6 +1796,8 @@ def ai_metrics(
         Whose audits are the truth.
     model : str or list of str, optional
         Restrict to model version(s); add ``"ai_model"`` to ``by`` to compare.
+    f1_interval : bool, default True
+        Bootstrap the F1 interval (see :func:`confusion_at`); False leaves it NaN.
 
     Returns
     -------
@@ -1801,6 +1813,8 @@ def ai_metrics(
     thr = params.ai_threshold if threshold is None else threshold
     cl = confidence_level or params.confidence_level
     table = scored_audits(ds, market=market, start=start, end=end, qa_source=qa_source, model=model)
-    out = confusion_at(table, thr, by=cols, weight="w", confidence_level=cl)
+    out = confusion_at(
+        table, thr, by=cols, weight="w", confidence_level=cl, f1_interval=f1_interval
+    )
     out["small_n"] = out["n"].fillna(0) < params.min_n
     return out[[*cols, *m.METRIC_COLUMNS]]

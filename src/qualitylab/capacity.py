@@ -50,7 +50,7 @@ from qualitylab.forecast import (
     _series_arrays,
     forecast_arrivals,
 )
-from qualitylab.localtime import local_hour, period_bounds_utc
+from qualitylab.localtime import epoch_seconds, local_hour, period_bounds_utc
 from qualitylab.metrics import Period, decisions_in_period
 from qualitylab.sources import Dataset
 
@@ -513,9 +513,9 @@ def _human_work(
     sla = ibis.cases(*[(dec.queue == q, ibis.literal(s)) for q, s in slas.items()], else_=None)
     end = ibis.literal(hi)
     decided = dec.decided_at.notnull() & (dec.decided_at < end)
-    created_s = dec.created_at.epoch_seconds().cast("float64")
-    resp = dec.decided_at.epoch_seconds().cast("float64") - created_s
-    age = end.epoch_seconds().cast("float64") - created_s
+    created_s = epoch_seconds(dec.created_at).cast("float64")
+    resp = epoch_seconds(dec.decided_at).cast("float64") - created_s
+    age = epoch_seconds(end).cast("float64") - created_s
     dec = dec.mutate(
         hour=local_hour(
             dec.created_at, tz, start=lo - timedelta(days=2), end=hi + timedelta(days=2)
@@ -838,7 +838,7 @@ def _handle_gap_moments(
     )
     w = ibis.window(group_by=h.moderator_id, order_by=h.decided_at)
     h = h.mutate(_prev=h.decided_at.lag().over(w))
-    gap = (h.decided_at.epoch_seconds() - h._prev.epoch_seconds()).cast("float64")
+    gap = (epoch_seconds(h.decided_at) - epoch_seconds(h._prev)).cast("float64")
     h = h.mutate(_gap=gap)
     h = h.filter(h._prev.notnull() & (h._gap > 0) & (h._gap <= cap_seconds))
     return (
@@ -860,7 +860,7 @@ def _abandonment(
         *[(dec.queue == q, ibis.literal(s * ABANDON_SLA_MULTIPLE)) for q, s in slas.items()],
         else_=None,
     )
-    age = ibis.literal(hi).epoch_seconds().cast("float64") - dec.created_at.epoch_seconds().cast(
+    age = epoch_seconds(ibis.literal(hi)).cast("float64") - epoch_seconds(dec.created_at).cast(
         "float64"
     )
     old = dec.filter(age > wait)

@@ -1075,7 +1075,7 @@ def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -
     """
     import ibis
 
-    from qualitylab.localtime import period_bounds_utc
+    from qualitylab.localtime import epoch_seconds, period_bounds_utc
     from qualitylab.metrics import Period, decisions_in_period
 
     mp = ds.params.market(market)
@@ -1085,7 +1085,7 @@ def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -
     end_lit = ibis.literal(as_of)
     decided = dec.decided_at.notnull() & (dec.decided_at < end_lit)
     stop = ibis.ifelse(decided, dec.decided_at, end_lit)
-    secs = (stop.epoch_seconds() - dec.created_at.epoch_seconds()).cast("float64")
+    secs = (epoch_seconds(stop) - epoch_seconds(dec.created_at)).cast("float64")
     slas = dict(mp.sla_seconds)
     sla = (
         ibis.cases(*[(dec.queue == q, ibis.literal(float(s))) for q, s in slas.items()], else_=None)
@@ -1206,7 +1206,7 @@ def _load_dimension(
             notes.append("qualitylab.aieval.ai_metrics is not available")
         else:
             try:
-                parts.append(_tidy(fn(ds, **kw), dim))
+                parts.append(_tidy(fn(ds, **kw, f1_interval=False), dim))
             except QualityLabError as exc:  # e.g. no QA truth for the model
                 notes.append(f"ai metrics unavailable: {exc}")
     long = pd.concat(parts, ignore_index=True)
@@ -2087,6 +2087,8 @@ def scan(
     q = SENSITIVITY_FDR[mp.alert_sensitivity] if fdr is None else fdr
     if not 0 < q < 1:
         raise ParameterError(MSG_RANGE.format(name="fdr", interval="(0, 1)", value=fdr), key="fdr")
+    if hasattr(ds, "for_market"):
+        ds = ds.for_market(market)  # dozens of queries follow: slice the market once
     base_start, start_d, end_d = _resolve_dates(ds, market, start, end, baseline_days)
     dates = pd.date_range(pd.Timestamp(base_start), pd.Timestamp(end_d), freq="D")
     masked = _mask_dates(ds, market, mp.timezone, mask_events)
@@ -2118,21 +2120,32 @@ def scan(
         # red-team items are not decisions: their own dimension, the attack
         loads.append(("attack", lambda: (_daily_red_team(ds, market, base_start, end_d), [])))
     for dim, load in loads:
-        long, dim_notes = load()
-        notes.update(dim_notes)
-        for (metric, seg), g in long.groupby(["metric", "segment"], sort=True):
-            g = g.groupby("date").first().reindex(dates)
-            s = _Series(
-                str(metric),
-                dim,
-                str(seg),
-                g["value"].to_numpy(float),
-                g["n"].to_numpy(float),
-                g["volume_day"].to_numpy(float),
+        with warnings.catch_warnings():
+            # a segment-day without positives has undefined AI rates: expected, not news
+            warnings.filterwarnings(
+                "ignore", message=r".* is undefined for ", category=RuntimeWarning
             )
+            long, dim_notes = load()
+        notes.update(dim_notes)
+        # one (metric, segment) x day grid per column, instead of a reindex per series
+        long = long[long["date"].isin(dates)].drop_duplicates(["metric", "segment", "date"])
+        grids = {
+            c: long.pivot(index=["metric", "segment"], columns="date", values=c)
+            .reindex(columns=dates)
+            .sort_index()
+            for c in ("value", "n", "volume_day", "dispersion")
+        }
+        values = grids["value"].to_numpy(float)
+        ns = grids["n"].to_numpy(float)
+        vols = grids["volume_day"].to_numpy(float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN dispersion rows
+            disps = np.nanmedian(grids["dispersion"].to_numpy(float), axis=1)
+        for i, (metric, seg) in enumerate(grids["value"].index):
+            s = _Series(str(metric), dim, str(seg), values[i].copy(), ns[i].copy(), vols[i].copy())
             if metric == "volume":
                 s.n = np.where(np.isfinite(s.n), s.n, 0.0)
-            s.floor = _noise_floor(s, float(np.nanmedian(g["dispersion"].to_numpy(float))))
+            s.floor = _noise_floor(s, float(disps[i]))
             volumes[(dim, str(seg))] = float(np.nansum(s.volume[ctx.base_len :]))
             found = _evaluate(s, ctx)
             if found is None:

@@ -29,7 +29,7 @@ from scipy import stats as sps
 
 from qualitylab.contract import SEVERITY_LEVELS, TIERS
 from qualitylab.errors import QualityLabError
-from qualitylab.localtime import local_date, period_bounds_utc
+from qualitylab.localtime import epoch_seconds, local_date, period_bounds_utc
 from qualitylab.metrics import (
     METRIC_COLUMNS,
     Period,
@@ -277,7 +277,7 @@ def _durations(
     as_of = ibis.literal(_as_of(period, tzs, market))
     done = esc.resolved_at.notnull() & (esc.resolved_at < as_of)
     stop = ibis.ifelse(done, esc.resolved_at, as_of)
-    secs = (stop.epoch_seconds() - esc.raised_at.epoch_seconds()).cast("float64")
+    secs = (epoch_seconds(stop) - epoch_seconds(esc.raised_at)).cast("float64")
     t = esc.mutate(__secs=ibis.greatest(secs, 0.0).floor().cast("int64"), __event=done)
     keys = [*cols, "severity", "__secs", "__event"]
     hist = t.group_by(keys).aggregate(k=t.count()).to_pandas()
@@ -470,7 +470,7 @@ def open_escalations(
     esc = ds.table("escalations")
     esc = esc.filter(esc.market == market) if market else esc.filter(esc.market.isin(list(tzs)))
     esc = esc.filter((esc.raised_at < at) & (esc.resolved_at.isnull() | (esc.resolved_at >= at)))
-    age_h = (at.epoch_seconds() - esc.raised_at.epoch_seconds()).cast("float64") / 3600.0
+    age_h = (epoch_seconds(at) - epoch_seconds(esc.raised_at)).cast("float64") / 3600.0
     branches = [(age_h < hi, ibis.literal(lab)) for lab, hi in AGE_BUCKETS if np.isfinite(hi)]
     bucket = ibis.cases(*branches, else_=ibis.literal(AGE_BUCKETS[-1][0]))
     slas = _sla_by_severity(ds, market)

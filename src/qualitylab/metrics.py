@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from qualitylab.errors import QualityLabError
-from qualitylab.localtime import offset_segments, period_bounds_utc
+from qualitylab.localtime import date_at_offset, epoch_seconds, offset_segments, period_bounds_utc
 from qualitylab.sources import Dataset
 from qualitylab.stats import proportion_ci, weighted_proportion
 
@@ -189,8 +189,7 @@ def _offset_expr(
 
 
 def _local_date(t: ir.Table, col: str, tzs: Mapping[str, str], period: Period) -> ir.DateValue:
-    off = _offset_expr(t[col], t.market, tzs, period)
-    return (t[col] + off.as_interval("s")).date()
+    return date_at_offset(t[col], _offset_expr(t[col], t.market, tzs, period))
 
 
 def decisions_in_period(
@@ -360,7 +359,7 @@ def _response_histogram(
     end = ibis.literal(as_of)
     decided = dec.decided_at.notnull() & (dec.decided_at < end)
     stop = ibis.ifelse(decided, dec.decided_at, end)
-    secs = (stop.epoch_seconds() - dec.created_at.epoch_seconds()).cast("float64")
+    secs = (epoch_seconds(stop) - epoch_seconds(dec.created_at)).cast("float64")
     secs = ibis.greatest(secs, 0.0)
     sla = ibis.cases(
         *[(dec.queue == q, ibis.literal(float(s))) for q, s in slas.items()], else_=None
@@ -403,10 +402,8 @@ def _wilson_eff(p: np.ndarray, var: np.ndarray, n: np.ndarray, cl: float):
 def _km_metrics(
     hist: pd.DataFrame, cols: list[str], slas: Mapping[str, float], cl: float
 ) -> pd.DataFrame:
+    """SLA compliance and response percentiles per group, all groups at once."""
     hist = hist.rename(columns={"__bin": "bin", "__le_sla": "le_sla", "__event": "event"})
-    hist["le_sla"] = hist["le_sla"].astype("boolean")
-    out_rows: list[dict] = []
-    groups = hist.groupby(cols, dropna=False, sort=True) if cols else [((), hist)]
     unknown_queues = sorted(set(hist["queue"]) - set(slas))
     if unknown_queues:
         warnings.warn(
@@ -414,68 +411,93 @@ def _km_metrics(
             "sla_compliance (set sla_seconds in parameters)",
             stacklevel=3,
         )
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        base = dict(zip(cols, key, strict=True))
-        # SLA compliance: KM per queue at its SLA, pooled by queue volume.
-        num = 0.0
-        var_sum = 0.0
-        total = 0.0
-        for q, gq in g.groupby("queue", sort=True):
-            if q not in slas:
-                continue
-            ev = _ordered(gq, with_sla=True)
-            km = _km(ev)
-            within = ev["le_sla"].to_numpy(dtype=bool)
-            nq = float(ev["d"].sum() + ev["c"].sum())
-            if within.any():
-                idx = np.flatnonzero(within)[-1]
-                s_at, v_at = km["surv"].iloc[idx], km["var"].iloc[idx]
-            else:
-                s_at, v_at = 1.0, 0.0
-            num += nq * (1 - s_at)
-            var_sum += nq**2 * v_at
-            total += nq
-        if total > 0:
-            p = num / total
-            var = var_sum / total**2
-            lo, hi = _wilson_eff(np.array([p]), np.array([var]), np.array([total]), cl)
-            out_rows.append(
+    if hist.empty:
+        return pd.DataFrame(columns=[*cols, "metric", "value", "n", "ci_low", "ci_high"])
+    event = hist["event"].to_numpy(dtype=bool)
+    k = hist["k"].to_numpy(dtype=float)
+    hist = hist.assign(
+        gid=hist.groupby(cols, dropna=False, sort=True).ngroup() if cols else 0,
+        d=np.where(event, k, 0.0),
+        c=np.where(event, 0.0, k),
+        le_sla=hist["le_sla"].astype("boolean").fillna(False).astype(bool),
+    )
+    keys = hist.drop_duplicates("gid").set_index("gid")[cols].sort_index()
+    parts = []
+
+    # SLA compliance: KM per (group, queue) at the queue's SLA, pooled by volume.
+    sla_steps = (
+        hist[hist["queue"].isin(list(slas))]
+        .groupby(["gid", "queue", "bin", "le_sla"], sort=False)[["d", "c"]]
+        .sum()
+        .reset_index()
+        .sort_values(["gid", "queue", "bin", "le_sla"], ascending=[True, True, True, False])
+        .reset_index(drop=True)
+    )
+    if len(sla_steps):
+        gq = sla_steps.groupby(["gid", "queue"], sort=False).ngroup().to_numpy()
+        surv, var = _km_grouped(gq, sla_steps["d"].to_numpy(), sla_steps["c"].to_numpy())
+        sla_steps = sla_steps.assign(gq=gq, surv=surv, var=var)
+        by_gq = sla_steps.groupby("gq", sort=False)
+        nq = by_gq[["d", "c"]].sum().sum(axis=1)
+        at = sla_steps[sla_steps["le_sla"]].groupby("gq", sort=False)[["surv", "var"]].last()
+        per_q = pd.DataFrame({"gid": by_gq["gid"].first(), "nq": nq})
+        per_q = per_q.join(at).fillna({"surv": 1.0, "var": 0.0})
+        per_q["num"] = per_q["nq"] * (1 - per_q["surv"])
+        per_q["vs"] = per_q["nq"] ** 2 * per_q["var"]
+        pooled = per_q.groupby("gid")[["num", "vs", "nq"]].sum()
+        pooled = pooled[pooled["nq"] > 0]
+        p = (pooled["num"] / pooled["nq"]).to_numpy()
+        v = (pooled["vs"] / pooled["nq"] ** 2).to_numpy()
+        lo, hi = _wilson_eff(p, v, pooled["nq"].to_numpy(), cl)
+        parts.append(
+            pd.DataFrame(
                 {
-                    **base,
+                    "gid": pooled.index,
+                    "order": 0,
                     "metric": "sla_compliance",
                     "value": p,
-                    "n": total,
-                    "ci_low": lo[0],
-                    "ci_high": hi[0],
+                    "n": pooled["nq"].to_numpy(),
+                    "ci_low": lo,
+                    "ci_high": hi,
                 }
             )
-        # Percentiles: KM over all queues on the seconds grid.
-        ev = _ordered(g, with_sla=False)
-        km = _km(ev)
-        f = 1 - km["surv"].to_numpy()
-        se = np.sqrt(km["var"].to_numpy())
-        lower_edges = np.where(ev["bin"] <= 0, 0.0, _RATIO ** ev["bin"].to_numpy(dtype=float))
-        upper_edges = _RATIO ** (ev["bin"].to_numpy(dtype=float) + 1)
-        n_all = float(ev["d"].sum() + ev["c"].sum())
-        for q, name in ((0.5, "response_p50"), (0.9, "response_p90"), (0.99, "response_p99")):
-            value = _quantile_from_cdf(f, lower_edges, upper_edges, q)
-            # Interval: the quantiles at the Wilson bounds of q, at the Greenwood
-            # effective sample size where the estimate sits (order-statistic
-            # interval when nothing is censored).
-            reached = np.flatnonzero(f >= q - 1e-12)
-            if len(reached) and f[reached[0]] < 1:
-                i = reached[0]
-                n_eff = f[i] * (1 - f[i]) / se[i] ** 2 if se[i] > 0 else n_all
-                n_eff = min(max(n_eff, 1.0), n_all)
-            else:
-                n_eff = n_all
-            lq, hq = proportion_ci(q * n_eff, n_eff, confidence_level=cl)
-            ci_low = _quantile_from_cdf(f, lower_edges, upper_edges, float(lq))
-            ci_high = _quantile_from_cdf(f, lower_edges, upper_edges, float(hq))
-            out_rows.append(
+        )
+
+    # Percentiles: KM over all queues of a group on the seconds grid.
+    steps = hist.groupby(["gid", "bin"], sort=True)[["d", "c"]].sum().reset_index()
+    gid = steps["gid"].to_numpy()
+    surv, var = _km_grouped(gid, steps["d"].to_numpy(), steps["c"].to_numpy())
+    f = 1 - surv
+    se = np.sqrt(var)
+    b = steps["bin"].to_numpy(dtype=float)
+    lower = np.where(b <= 0, 0.0, _RATIO**b)
+    upper = _RATIO ** (b + 1)
+    starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
+    groups = gid[starts]
+    n_all = np.add.reduceat(steps["d"].to_numpy() + steps["c"].to_numpy(), starts)
+    for order, (q, name) in enumerate(
+        ((0.5, "response_p50"), (0.9, "response_p90"), (0.99, "response_p99")), start=1
+    ):
+        qs = np.full(len(starts), q)
+        value, first = _quantiles_grouped(f, lower, upper, starts, qs)
+        # Interval: the quantiles at the Wilson bounds of q, at the Greenwood
+        # effective sample size where the estimate sits (order-statistic
+        # interval when nothing is censored).
+        ok = first >= 0
+        i = np.where(ok, first, 0)
+        fi, sei = f[i], se[i]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            n_eff = np.where(sei > 0, fi * (1 - fi) / sei**2, n_all)
+        n_eff = np.clip(n_eff, 1.0, n_all)
+        n_eff = np.where(ok & (fi < 1), n_eff, n_all)
+        lq, hq = proportion_ci(q * n_eff, n_eff, confidence_level=cl)
+        ci_low, _ = _quantiles_grouped(f, lower, upper, starts, np.asarray(lq, dtype=float))
+        ci_high, _ = _quantiles_grouped(f, lower, upper, starts, np.asarray(hq, dtype=float))
+        parts.append(
+            pd.DataFrame(
                 {
-                    **base,
+                    "gid": groups,
+                    "order": order,
                     "metric": name,
                     "value": value,
                     "n": n_all,
@@ -483,7 +505,57 @@ def _km_metrics(
                     "ci_high": ci_high,
                 }
             )
-    return pd.DataFrame(out_rows)
+        )
+    out = pd.concat(parts, ignore_index=True).sort_values(["gid", "order"], kind="stable")
+    out = keys.reindex(out["gid"]).reset_index(drop=True).join(out.reset_index(drop=True))
+    return out.drop(columns=["gid", "order"])
+
+
+def _km_grouped(group: np.ndarray, d: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kaplan–Meier survival and Greenwood variance over ordered steps, per group.
+
+    Rows are ordered within each group (groups contiguous); ``d`` events and
+    ``c`` censorings at each step.
+    """
+    d = np.asarray(d, dtype=float)
+    c = np.asarray(c, dtype=float)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    sizes = np.diff(np.r_[starts, len(group)])
+    total = np.repeat(np.add.reduceat(d + c, starts), sizes)
+    cum = np.cumsum(d + c)
+    before_group = np.repeat(np.r_[0.0, cum[starts[1:] - 1]], sizes)
+    at_risk = total - (cum - (d + c) - before_group)  # at risk just before each step
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard = np.where(at_risk > 0, d / np.where(at_risk > 0, at_risk, 1), 0.0)
+        term = np.where(at_risk - d > 0, d / (at_risk * (at_risk - d)), 0.0)
+    g = pd.Series(group)
+    surv = pd.Series(1.0 - hazard).groupby(g, sort=False).cumprod().to_numpy()
+    var = surv**2 * pd.Series(term).groupby(g, sort=False).cumsum().to_numpy()
+    return surv, var
+
+
+def _quantiles_grouped(
+    f: np.ndarray, lower: np.ndarray, upper: np.ndarray, starts: np.ndarray, q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the first time the step CDF ``f`` reaches ``q[group]``.
+
+    Interpolated geometrically within the bin (linearly in the first bin, which
+    starts at 0). Returns the quantiles (NaN where never reached) and the row
+    index where each was reached (-1 if never).
+    """
+    n = len(f)
+    sizes = np.diff(np.r_[starts, n])
+    qq = np.repeat(q, sizes)
+    pos = np.where(f >= qq - 1e-12, np.arange(n), n)
+    first = np.minimum.reduceat(pos, starts)
+    ok = first < n
+    i = np.where(ok, first, 0)
+    f_prev = np.where(ok & (i > starts), f[np.maximum(i - 1, 0)], 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(f[i] <= f_prev, 0.0, (q - f_prev) / (f[i] - f_prev))
+        lo, hi = lower[i], upper[i]
+        value = np.where(lo <= 0, hi * frac, lo * (hi / np.where(lo > 0, lo, 1.0)) ** frac)
+    return np.where(ok, value, np.nan), np.where(ok, first, -1)
 
 
 def _ordered(g: pd.DataFrame, *, with_sla: bool) -> pd.DataFrame:

@@ -49,7 +49,7 @@ from scipy import stats as sps
 
 from qualitylab import metrics as m
 from qualitylab.errors import ParameterError, QualityLabError
-from qualitylab.localtime import period_bounds_utc
+from qualitylab.localtime import epoch_seconds, period_bounds_utc
 from qualitylab.sources import Dataset
 from qualitylab.stats import (
     ConfidenceInterval,
@@ -417,8 +417,8 @@ def _sla_outcome(
         else_=ibis.null("float64"),
     )
     decided = t.decided_at.notnull() & (t.decided_at < as_of)
-    secs = (t.decided_at.epoch_seconds() - t.created_at.epoch_seconds()).cast("float64")
-    age = (as_of.epoch_seconds() - t.created_at.epoch_seconds()).cast("float64")
+    secs = (epoch_seconds(t.decided_at) - epoch_seconds(t.created_at)).cast("float64")
+    age = (epoch_seconds(as_of) - epoch_seconds(t.created_at)).cast("float64")
     t = t.mutate(_sla=sla, _decided=decided, _secs=secs, _age=age)
     # Known outcome: decided by the period's end, or still pending but already late.
     t = t.filter(t._sla.notnull() & (t._decided | (t._age > t._sla)))

@@ -233,6 +233,95 @@ class Dataset:
             self._views[name] = typed
         return typed
 
+    @property
+    def market(self) -> str | None:
+        """The market this dataset was sliced to (:meth:`for_market`), else None."""
+        return getattr(self, "_market", None)
+
+    def market_tables(self, market: str) -> dict[str, ir.Table]:
+        """Typed, quarantined expressions for one market's rows of every table.
+
+        ``qa_audits`` keeps the audits of the market's decisions, ``events``
+        keeps the market's and the all-market (``*``) events, tables without a
+        market column are left out.
+        """
+        if not self.has("decisions"):
+            raise DataContractError(
+                f"table 'decisions' is not in {self.source}; a market slice needs it",
+                table="decisions",
+                check="missing_table",
+            )
+        dec = self.table("decisions")
+        dec = dec.filter(dec.market == market)
+        out: dict[str, ir.Table] = {"decisions": dec}
+        for name in self.tables:
+            if name == "decisions":
+                continue
+            t = self.table(name)
+            if name == "qa_audits":
+                out[name] = t.filter(t.decision_id.isin(dec.decision_id))
+            elif name == "events":
+                out[name] = t.filter(t.market.isin([market, "*"]))
+            elif "market" in t.columns:
+                out[name] = t.filter(t.market == market)
+        return out
+
+    def for_market(self, market: str) -> Dataset:
+        """One market's slice, computed once and kept in the engine.
+
+        On DuckDB the market's typed, quarantined rows are stored as temporary
+        tables, so the many queries of a per-market analysis (a detection
+        scan runs dozens) neither re-read the other markets nor re-apply the
+        contract checks. Other engines get the dataset back unchanged: their
+        own caching (Spark) or pruning applies.
+
+        Parameters
+        ----------
+        market : str
+            Market code.
+
+        Returns
+        -------
+        Dataset
+            A dataset holding only that market (``events`` keeps ``*`` rows).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from qualitylab.demo import generate
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = generate(folder, scale="small", seed=1, days=14, markets=["SG", "TH"])
+        >>> sg = open_dataset(folder).for_market("SG")
+        >>> sg.market, sg.table("decisions").market.nunique().to_pyarrow().as_py()
+        ('SG', 1)
+        """
+        if self.market == market:
+            return self
+        if self.market is not None:
+            raise ValueError(
+                f"dataset is already sliced to {self.market}; cannot slice to {market}"
+            )
+        if getattr(self.backend, "name", "") != "duckdb":
+            return self
+        exprs = self.market_tables(market)
+        tables: dict[str, ir.Table] = {}
+        for name, expr in exprs.items():
+            tmp = f"ql_{name}_{market}_{id(self):x}"
+            sql = self.backend.compile(expr)
+            self.backend.raw_sql(f'CREATE OR REPLACE TEMP TABLE "{tmp}" AS {sql}')
+            tables[name] = self.backend.table(tmp)
+        sliced = Dataset(
+            self.backend,
+            tables,
+            source=f"{self.source} [{market}]",
+            params=self.params,
+            assume_utc=self.assume_utc,
+            locations={n: self.location(n) for n in tables},
+        )
+        sliced._views = dict(tables)  # already typed and quarantined
+        sliced._market = market
+        return sliced
+
     def _as_view(self, name: str, expr: ir.Table) -> ir.Table:
         """Register the typed, quarantined table as a temporary view.
 
