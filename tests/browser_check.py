@@ -83,6 +83,7 @@ PAGE_JS = """(() => {
         "[data-mime-type='application/vnd.jupyter.stderr']").length,
     tocLinks: links.length,
     deadTocLinks: dead,
+    links: Array.from(document.querySelectorAll("a[href]")).map((a) => a.href),
   };
 })()"""
 
@@ -103,6 +104,7 @@ class PageReport:
     stderr_outputs: int = 0
     toc_links: int = 0
     dead_toc_links: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
     title: str = ""
     text: str = ""
     requests: list[str] = field(default_factory=list)
@@ -383,6 +385,7 @@ class Chromium:
             report.stderr_outputs = page["stderrOutputs"]
             report.toc_links = page["tocLinks"]
             report.dead_toc_links = page["deadTocLinks"]
+            report.links = page["links"]
             self.pump(0.3)  # late console messages
         finally:
             self._tabs.pop(session, None)

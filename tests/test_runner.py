@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from browser_check import CHROMIUM, Chromium
 
 from qualitylab import ParameterError
 from qualitylab.runner import NOTEBOOKS, PORTFOLIO, check_notebook_parameters, redact, run
@@ -158,3 +159,83 @@ def test_run_isolates_failures_and_keeps_last_good_report(small_data, fake_noteb
     assert not second.ok
     assert (sg / "scorecard.html").stat().st_mtime_ns == stamp
     assert len(pd.read_parquet(out / "history.parquet").run_id.unique()) == 2
+
+
+# --------------------------------------------------------------------------- #
+# The hub in a browser: ten markets, every link works, every status shows
+# --------------------------------------------------------------------------- #
+ALL_MARKETS = ["SG", "ID", "TH", "VN", "PH", "MY", "JP", "KR", "TW", "AU"]
+
+
+@pytest.fixture(scope="module")
+def ten_market_run(tmp_path_factory):
+    """A run over all ten markets (small data, fast stand-in notebooks, ID's ai fails)."""
+    from qualitylab.demo import generate
+
+    root = tmp_path_factory.mktemp("hub")
+    data = root / "data"
+    generate(data, scale="small", seed=11, days=42, markets=ALL_MARKETS)
+    nbs = root / "nbs"
+    nbs.mkdir()
+    body = (
+        "import qualitylab as ql\n"
+        "ds = ql.open_dataset(data, parameters=parameters)\n"
+        "print(market, ds.table('decisions').count().to_pyarrow().as_py())\n"
+        "if market == 'ID':\n    raise ValueError('boom for ' + market)"
+    )
+    for name in NOTEBOOKS.values():
+        _fake_notebook(nbs / name, body)
+    port_params = PARAMS_CELL.replace('market: str = "SG"  # market', 'markets: str = "all"  # m')
+    _fake_notebook(nbs / PORTFOLIO, "print(markets)", port_params + 'history: str = ""  # h\n')
+    summary = run(
+        str(data),
+        markets="all",
+        notebooks="scorecard,ai",
+        out=root / "reports",
+        jobs=2,
+        notebooks_dir=nbs,
+        progress=False,
+    )
+    return summary, root / "reports"
+
+
+def _local_path(url: str) -> Path:
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(url).path))
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed")
+def test_hub_in_browser_links_work_and_statuses_show(ten_market_run, tmp_path):
+    summary, out = ten_market_run
+    assert {r.market for r in summary.results} == {*ALL_MARKETS, "ALL"}
+    with Chromium(tmp_path / "profile") as browser:
+        root_page = browser.check_page(out / "index.html")
+        hub = browser.check_page(summary.out / "index.html")
+        for page in (root_page, hub):
+            assert page.loaded and not page.problems(), (page.url, page.problems())
+        assert (summary.out / "index.html").resolve() in {
+            _local_path(u).resolve() for u in root_page.links
+        }
+        # every market's row shows each notebook's status and its headline KPIs
+        for code in ALL_MARKETS:
+            line = next(ln for ln in hub.text.splitlines() if ln.strip() == code)
+            assert line
+        assert hub.text.count("ok ") >= 2 * (len(ALL_MARKETS) - 1)
+        assert hub.text.count("failed") >= 2 and "boom for ID" in hub.text
+        # every link resolves to a file on disk, and every linked page opens offline
+        targets = {_local_path(u) for u in hub.links if u.startswith("file:")}
+        assert not [u for u in hub.links if not u.startswith("file:")]
+        expected = {
+            summary.out / code / f"{k}{suffix}"
+            for code in ALL_MARKETS
+            if code != "ID"
+            for k in ("scorecard", "ai")
+            for suffix in (".html", ".stakeholder.html")
+        }
+        assert expected <= {t.resolve() for t in targets}
+        missing = [t for t in targets if not t.exists()]
+        assert not missing, missing
+        for target in sorted(t for t in targets if t.suffix == ".html"):
+            page = browser.check_page(target, settle_timeout=5)
+            assert page.loaded and not page.problems(), (target, page.problems())

@@ -16,11 +16,20 @@ import pandas as pd
 from qualitylab import __version__
 from qualitylab.errors import QualityLabError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["RCA_CSV_COLUMNS", "build_parser", "main", "rca_rows"]
 
 
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _date_range(text: str) -> tuple[str, str]:
+    start, sep, end = text.partition(":")
+    if not sep or not start or not end:
+        raise argparse.ArgumentTypeError(
+            f"expected START:END (YYYY-MM-DD:YYYY-MM-DD), got {text!r}"
+        )
+    return start.strip(), end.strip()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,10 +74,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="alerts CSV (prints when omitted)")
     p.add_argument("--assume-utc", action="store_true")
 
+    p = sub.add_parser("rca", help="explain a metric's change between two periods")
+    p.add_argument("--data", required=True)
+    p.add_argument("--market", required=True)
+    p.add_argument("--metric", default="accuracy", help="e.g. accuracy, sla_compliance")
+    p.add_argument("--current", required=True, type=_date_range, help="D1:D2 (market-local)")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        type=_date_range,
+        help="D3:D4 (default: the 28 days before --current)",
+    )
+    p.add_argument(
+        "--dimensions", type=_csv_list, default=None, help="e.g. vendor,site,queue (default: all)"
+    )
+    p.add_argument("--out", default=None, help="ranked rows as CSV (prints when omitted)")
+    p.add_argument("--assume-utc", action="store_true")
+
+    p = sub.add_parser("capacity", help="required vs staffed moderators per queue and hour")
+    p.add_argument("--data", required=True)
+    p.add_argument("--market", required=True)
+    p.add_argument("--horizon", type=int, default=28, help="days to forecast (default 28)")
+    p.add_argument("--history", type=int, default=56, help="days of history (default 56)")
+    p.add_argument("--out", required=True, help="capacity CSV")
+    p.add_argument("--assume-utc", action="store_true")
+
+    p = sub.add_parser("readiness", help="check a queue launch plan; exit 1 when a check fails")
+    p.add_argument("--data", required=True)
+    p.add_argument("--launch", required=True, help="launch plan YAML (parameters/launches/)")
+    p.add_argument("--out", default=None, help="checklist CSV (prints when omitted)")
+    p.add_argument("--assume-utc", action="store_true")
+
     p = sub.add_parser("run", help="run the notebooks for every market and build the hub")
     p.add_argument("--data", default="data/demo")
     p.add_argument("--markets", default="all", help="e.g. SG,ID or all")
-    p.add_argument("--notebooks", default="all", help="scorecard,trends,rca,ai or all")
+    p.add_argument(
+        "--notebooks", default="all", help="scorecard,trends,rca,ai,capacity,rollout,triage or all"
+    )
     p.add_argument("--as-of", default=None, help="last market-local date (YYYY-MM-DD)")
     p.add_argument("--out", default="reports")
     p.add_argument("--jobs", type=int, default=1)
@@ -171,6 +213,120 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Columns of ``qualitylab rca`` output, in order.
+RCA_CSV_COLUMNS = [
+    "dimension",
+    "segment",
+    "baseline_value",
+    "current_value",
+    "contribution",
+    "share_of_change",
+    "mix_effect",
+    "rate_effect",
+    "surprise",
+    "n_current",
+    "n_baseline",
+]
+
+
+def rca_rows(ranking: object) -> pd.DataFrame:
+    """Adtributor segments as ranked ``qualitylab rca`` rows (best dimension first)."""
+    seg = ranking.segments  # type: ignore[attr-defined]
+    out = pd.DataFrame(
+        {
+            "dimension": seg["dimension"],
+            "segment": seg["segment"],
+            "baseline_value": seg["rate_base"],
+            "current_value": seg["rate_cur"],
+            "contribution": seg["contribution"],
+            "share_of_change": seg["explanatory_power"],
+            "mix_effect": seg["mix_effect"],
+            "rate_effect": seg["rate_effect"],
+            "surprise": seg["surprise"],
+            "n_current": seg["n_cur"],
+            "n_baseline": seg["n_base"],
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+def _cmd_rca(args: argparse.Namespace) -> int:
+    from datetime import date, timedelta
+
+    from qualitylab.rca import DEFAULT_DIMENSIONS, adtributor, decompose
+    from qualitylab.sources import open_dataset
+
+    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
+    ds.validate(raise_on_fatal=True)
+    current = args.current
+    if args.baseline is None:
+        try:
+            first = date.fromisoformat(current[0])
+        except ValueError:
+            raise QualityLabError(f"--current: {current[0]!r} is not a YYYY-MM-DD date") from None
+        baseline = (str(first - timedelta(days=28)), str(first - timedelta(days=1)))
+    else:
+        baseline = args.baseline
+    result = decompose(
+        ds,
+        args.metric,
+        args.market,
+        current=current,
+        baseline=baseline,
+        dimensions=args.dimensions or DEFAULT_DIMENSIONS,
+    )
+    rows = rca_rows(adtributor(result))
+    print(
+        f"{args.metric} {args.market}: {result.rate_base:.4f} ({baseline[0]}..{baseline[1]}) "
+        f"-> {result.rate_cur:.4f} ({current[0]}..{current[1]})",
+        file=sys.stderr,
+    )
+    if args.out:
+        rows.to_csv(args.out, index=False)
+        print(f"wrote {len(rows)} rows to {args.out}")
+    else:
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            print(rows.to_string(index=False))
+    return 0
+
+
+def _cmd_capacity(args: argparse.Namespace) -> int:
+    from qualitylab.capacity import capacity_table
+    from qualitylab.sources import open_dataset
+
+    started = time.perf_counter()
+    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
+    ds.validate(raise_on_fatal=True)
+    table = capacity_table(ds, args.market, horizon_days=args.horizon, history_days=args.history)
+    table.to_csv(args.out, index=False)
+    gaps = table[table["gap"] > 0]
+    print(
+        f"wrote {len(table)} rows to {args.out} ({time.perf_counter() - started:.1f}s); "
+        f"{len(gaps)} queue-hours short of the moderators the SLA needs"
+    )
+    return 0
+
+
+def _cmd_readiness(args: argparse.Namespace) -> int:
+    from qualitylab.readiness import has_failures, load_launch_plan, readiness
+    from qualitylab.sources import open_dataset
+
+    plan = load_launch_plan(args.launch)
+    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
+    ds.validate(raise_on_fatal=True)
+    checklist = readiness(ds, plan)
+    if args.out:
+        checklist.to_csv(args.out, index=False)
+        print(f"wrote {len(checklist)} checks to {args.out}")
+    with pd.option_context("display.width", 200, "display.max_colwidth", 100):
+        print(checklist.to_string(index=False))
+    if has_failures(checklist):
+        failed = checklist.loc[checklist["status"] == "fail", "check"].tolist()
+        print(f"NOT READY: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from qualitylab.runner import run
 
@@ -210,7 +366,10 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
+    "capacity": _cmd_capacity,
     "detect": _cmd_detect,
+    "rca": _cmd_rca,
+    "readiness": _cmd_readiness,
     "run": _cmd_run,
     "schedule": _cmd_schedule,
     "scorecard": _cmd_scorecard,

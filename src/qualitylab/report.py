@@ -137,16 +137,25 @@ def say(template: str, **values: object):
     """A sentence for the reader, with every value escaped.
 
     ``template`` is trusted text (written in the notebook) using ``{name}``
-    placeholders; values are formatted and HTML-escaped.
+    placeholders; values are HTML-escaped. Numbers (which cannot carry markup)
+    are passed through, so placeholders may use format specs such as
+    ``{rate:.1%}``.
 
     Examples
     --------
     >>> say("Vendor {v} leads.", v="<b>X</b>").data
     '<p>Vendor &lt;b&gt;X&lt;/b&gt; leads.</p>'
+    >>> say("{x:+.1f} points", x=-2.345).data
+    '<p>-2.3 points</p>'
     """
+    import numbers
+
     from IPython.display import HTML
 
-    safe = {k: escape(v) for k, v in values.items()}
+    safe = {
+        k: v if isinstance(v, numbers.Real) and not isinstance(v, bool) else escape(v)
+        for k, v in values.items()
+    }
     return HTML(f"<p>{template.format(**safe)}</p>")
 
 
@@ -758,3 +767,64 @@ def nearest_event(ctx: ReportContext, focus: RcaFocus) -> Event | None:
         return None
     row = ev.sort_values("day").iloc[-1]
     return Event(row["day"], str(row["kind"]), str(row["description"]))
+
+
+def triage_window(ctx: ReportContext, start: str = "", end: str = "") -> tuple[date, date, str]:
+    """The days to triage: given dates, else the top high-impact alert's window.
+
+    Without dates, the window runs from two days before the start of the
+    period's highest-impact alert to its end (so the lead-up shows), capped to
+    the period; with no alert it is the last seven days of the period.
+
+    Returns
+    -------
+    (start, end, reason)
+    """
+    if start and end:
+        return m._as_date(start), m._as_date(end), "Window as given."
+    al = alerts(ctx)
+    if len(al):
+        top = al.iloc[0]
+        a = m._as_date(str(top["start_date"])[:10])
+        b = m._as_date(str(top["end_date"])[:10])
+        lo = max(ctx.start, a - timedelta(days=2))
+        hi = min(ctx.end, max(b, lo))
+        return (
+            lo,
+            hi,
+            f"The top alert's window ({top['metric']} on {top['dimension']} {top['segment']}, "
+            f"{a} to {b}), from two days before it.",
+        )
+    return ctx.end - timedelta(days=6), ctx.end, "No alert in the period: its last seven days."
+
+
+def alerts_in_window(alerts_frame: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
+    """Alerts whose dates overlap ``start``..``end`` (inclusive), in their order."""
+    if alerts_frame is None or not len(alerts_frame):
+        return alerts_frame
+    a = pd.to_datetime(alerts_frame["start_date"].astype(str).str[:10]).dt.date
+    b = pd.to_datetime(alerts_frame["end_date"].astype(str).str[:10]).dt.date
+    return alerts_frame[(a <= end) & (b >= start)]
+
+
+def launch_plans(ctx: ReportContext, launch: str = "") -> dict[str, Any]:
+    """Launch plans to check for the context's market: the given file, else all of them.
+
+    Plans come from ``<parameters>/launches/`` and are validated
+    (:func:`qualitylab.readiness.load_launch_plans`); a given file must be for
+    this market.
+    """
+    from qualitylab.readiness import load_launch_plan, load_launch_plans
+
+    if launch:
+        plan = load_launch_plan(launch, parameters=ctx.ds.params)
+        if plan.market != ctx.market:
+            from qualitylab.errors import ParameterError
+
+            raise ParameterError(
+                f"{launch}: the plan is for market {plan.market}, this report is for {ctx.market}",
+                key="market",
+            )
+        return {Path(launch).stem: plan}
+    plans = load_launch_plans(ctx.ds.params.root, parameters=ctx.ds.params)
+    return {name: p for name, p in plans.items() if p.market == ctx.market}

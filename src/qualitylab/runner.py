@@ -50,6 +50,9 @@ NOTEBOOKS: dict[str, str] = {
     "trends": "02-trend-detection.ipynb",
     "rca": "03-rca-deep-dive.ipynb",
     "ai": "04-ai-model-evaluation.ipynb",
+    "capacity": "05-capacity-and-readiness.ipynb",
+    "rollout": "06-policy-rollout.ipynb",
+    "triage": "07-incident-triage.ipynb",
 }
 PORTFOLIO = "00-portfolio.ipynb"
 TITLES = {
@@ -57,6 +60,9 @@ TITLES = {
     "trends": "Trends and alerts",
     "rca": "Root-cause deep dive",
     "ai": "AI model evaluation",
+    "capacity": "Capacity and readiness",
+    "rollout": "Policy rollout",
+    "triage": "Incident triage",
     "portfolio": "APAC portfolio",
 }
 HUB_METRICS = ("volume", "sla_compliance", "accuracy", "ai_precision", "ai_recall")
@@ -224,7 +230,6 @@ def build_market_cache(
     """
     import ibis
 
-    from qualitylab.contract import TABLES
     from qualitylab.report import context, scan_period
     from qualitylab.scorecard import scorecard
     from qualitylab.sources import open_dataset
@@ -235,19 +240,7 @@ def build_market_cache(
     if path.exists():
         path.unlink()
     rows: dict[str, int] = {}
-    dec = ds.table("decisions")
-    dec = dec.filter(dec.market == market)
-    exprs: dict[str, Any] = {"decisions": dec}
-    for name in TABLES:
-        if name == "decisions" or not ds.has(name):
-            continue
-        t = ds.table(name)
-        if name == "qa_audits":
-            exprs[name] = t.filter(t.decision_id.isin(dec.decision_id))
-        elif name == "events":
-            exprs[name] = t.filter(t.market.isin([market, "*"]))
-        elif "market" in t.columns:
-            exprs[name] = t.filter(t.market == market)
+    exprs: dict[str, Any] = ds.market_tables(market)
     src = ds.backend
     if getattr(src, "name", "") == "duckdb":
         src.raw_sql(f"ATTACH '{path}' AS ql_cache")
@@ -385,7 +378,8 @@ def run(
         reaches a notebook, HTML, manifest or log: notebooks read the local
         market cache.
     markets, notebooks : "all" or names
-        Markets (codes) and notebooks (``scorecard, trends, rca, ai``).
+        Markets (codes) and notebooks (``scorecard, trends, rca, ai, capacity,
+        rollout, triage``).
     as_of : str, optional
         Last market-local date to report; defaults to each market's last day
         with data. Names the output folder.
@@ -409,6 +403,9 @@ def run(
     """
     say = echo or (lambda _msg: None)
     params: Parameters = load_parameters(parameters)
+    from qualitylab.readiness import load_launch_plans
+
+    load_launch_plans(params.root, parameters=params)  # a broken launch plan stops the run here
     nb_dir = find_notebooks_dir(notebooks_dir)
     keys = _select(notebooks, list(NOTEBOOKS), "notebook")
     from qualitylab.sources import open_dataset
@@ -454,28 +451,8 @@ def run(
         say(
             f"validated data ({sum(report.rows.values()):,} rows); quarantined: {report.quarantined}"
         )
-        caches: dict[str, dict[str, Any]] = {}
         cache_dir = tmp / "cache"
-        for code in codes:
-            t0 = time.perf_counter()
-            try:
-                caches[code] = build_market_cache(
-                    data, code, cache_dir / f"{code}.duckdb", parameters=params.root
-                )
-                caches[code]["path"] = cache_dir / f"{code}.duckdb"
-                log.info(
-                    "%s: cache built in %.1fs %s",
-                    code,
-                    time.perf_counter() - t0,
-                    caches[code]["rows"],
-                )
-                say(
-                    f"{code}: data extracted, scorecard and alerts computed "
-                    f"({time.perf_counter() - t0:.1f}s)"
-                )
-            except QualityLabError as exc:
-                log.error("%s: cache failed: %s", code, redact(str(exc)))
-                caches[code] = {"error": redact(str(exc))}
+        caches = _build_caches(data, codes, cache_dir, str(params.root), jobs, say)
         job_specs = []
         for code in codes:
             cache = caches[code]
@@ -613,6 +590,57 @@ def _combine_caches(paths: Sequence[Path], dest: Path) -> None:
             con.execute("ALTER TABLE events_d RENAME TO events")
     finally:
         con.close()
+
+
+def _cache_job(args: tuple[str, str, str, str]) -> dict[str, Any]:
+    """Build one market's cache (in a worker); errors come back as data."""
+    data, code, path, parameters = args
+    t0 = time.perf_counter()
+    try:
+        out = build_market_cache(data, code, Path(path), parameters=parameters)
+    except QualityLabError as exc:
+        return {"error": redact(str(exc)), "seconds": time.perf_counter() - t0}
+    out["path"] = Path(path)
+    return out
+
+
+def _build_caches(
+    data: str,
+    codes: Sequence[str],
+    cache_dir: Path,
+    parameters: str,
+    jobs: int,
+    say: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
+    """Every market's cache (slice, scorecard, alerts), ``jobs`` markets at a time."""
+    args = [(data, code, str(cache_dir / f"{code}.duckdb"), parameters) for code in codes]
+    caches: dict[str, dict[str, Any]] = {}
+
+    def record(code: str, cache: dict[str, Any]) -> None:
+        caches[code] = cache
+        if "error" in cache:
+            log.error("%s: cache failed: %s", code, cache["error"])
+            say(f"{code}: data could not be prepared: {cache['error']}")
+        else:
+            log.info("%s: cache built in %.1fs %s", code, cache["seconds"], cache["rows"])
+            say(f"{code}: data extracted, scorecard and alerts computed ({cache['seconds']:.1f}s)")
+
+    if jobs <= 1 or len(codes) <= 1:
+        for code, a in zip(codes, args, strict=True):
+            record(code, _cache_job(a))
+    else:
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=min(jobs, len(codes)), mp_context=ctx) as pool:
+            futures = {
+                pool.submit(_cache_job, a): code for code, a in zip(codes, args, strict=True)
+            }
+            for fut in cf.as_completed(futures):
+                code = futures[fut]
+                try:
+                    record(code, fut.result())
+                except Exception as exc:  # the worker process itself died
+                    record(code, {"error": redact(f"{type(exc).__name__}: {exc}"), "seconds": 0.0})
+    return {code: caches[code] for code in codes}
 
 
 def _run_jobs(specs: list[dict[str, Any]], jobs: int, show: bool) -> list[JobResult]:
@@ -800,9 +828,16 @@ def _hub(label, run_id, codes, keys, results, caches, moved, history, out_root) 
             else:
                 err = r.error or {}
                 where = f"cell {err.get('cell_index')}" if err.get("cell_index") is not None else ""
+                previous = out_root / label / code / f"{k}.stakeholder.html"
+                kept = (
+                    f'<br><a href="{e(code)}/{e(k)}.stakeholder.html">last good report</a>'
+                    if previous.is_file()
+                    else ""
+                )
                 tds.append(
                     f'<td class="failed">{e(r.status)} {e(where)}<br>'
-                    f"<small>{e(str(err.get('ename', '')))}: {e(str(err.get('evalue', ''))[:160])}</small></td>"
+                    f"<small>{e(str(err.get('ename', '')))}: "
+                    f"{e(str(err.get('evalue', ''))[:160])}</small>{kept}</td>"
                 )
         kpis = []
         sc = cache.get("scorecard")
