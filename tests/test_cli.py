@@ -106,3 +106,69 @@ def test_demo_data_small(tmp_path, capsys):
     assert rc == 0
     assert (tmp_path / "d" / "decisions").is_dir()
     assert main(["validate", "--data", str(tmp_path / "d")]) == 0
+
+
+def test_rca_writes_ranked_rows_that_add_up(small_data, tmp_path, capsys):
+    from qualitylab.cli import RCA_CSV_COLUMNS
+
+    out = tmp_path / "rca.csv"
+    args = ["rca", "--data", str(small_data), "--market", "ID", "--metric", "accuracy"]
+    assert main([*args, "--current", "2026-11-02:2026-11-08", "--out", str(out)]) == 0
+    assert "accuracy ID" in capsys.readouterr().err
+    rows = pd.read_csv(out)
+    assert list(rows.columns) == RCA_CSV_COLUMNS and len(rows)
+    # within each dimension the contributions add up to the same total change,
+    # and shares of change are contributions over that total
+    totals = rows.groupby("dimension")["contribution"].sum()
+    assert totals.max() - totals.min() < 1e-9
+    first = rows[rows.dimension == rows.dimension.iloc[0]]
+    total = first.contribution.sum()
+    assert abs((first.contribution / total - first.share_of_change).abs().max()) < 1e-9
+
+
+def test_rca_bad_period_is_a_usage_error(small_data, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:
+        main(["rca", "--data", str(small_data), "--market", "ID", "--current", "2026-11-02"])
+    assert exc.value.code == 2
+    assert "expected START:END" in capsys.readouterr().err
+
+
+def test_readiness_fails_exactly_the_planted_check(small_data, tmp_path, capsys):
+    from tests.conftest import PARAMS
+
+    out = tmp_path / "ready.csv"
+    plan = PARAMS / "launches" / "sg-live-shopping.yaml"
+    code = main(["readiness", "--data", str(small_data), "--launch", str(plan), "--out", str(out)])
+    assert code == 1
+    assert "NOT READY: reporting" in capsys.readouterr().err
+    checks = pd.read_csv(out)
+    assert checks.loc[checks.status == "fail", "check"].tolist() == ["reporting"]
+    assert checks.evidence.notna().all() and checks.owner.notna().all()
+
+
+def test_capacity_writes_contract_columns(small_data, tmp_path, capsys):
+    from qualitylab.capacity import CAPACITY_COLUMNS
+
+    out = tmp_path / "capacity.csv"
+    assert (
+        main(
+            [
+                "capacity",
+                "--data",
+                str(small_data),
+                "--market",
+                "TH",
+                "--out",
+                str(out),
+                "--horizon",
+                "7",
+            ]
+        )
+        == 0
+    )
+    table = pd.read_csv(out)
+    assert list(table.columns) == CAPACITY_COLUMNS
+    assert table.is_forecast.any() and (~table.is_forecast).any()
+    assert "queue-hours short" in capsys.readouterr().out
