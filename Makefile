@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= data/demo
+JOBS   ?= 2
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
@@ -31,6 +32,8 @@ data: $(DATA)/decisions
 demo: $(STAMP) data
 	$(BIN)/qualitylab validate --data $(DATA)
 	$(BIN)/qualitylab headline --data $(DATA)
+	$(BIN)/qualitylab run --data $(DATA) --markets all --notebooks all --jobs $(JOBS) --out reports
+	@echo "open reports/index.html"
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check src tests
@@ -43,4 +46,4 @@ lab: $(STAMP) data
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf $(VENV) data/demo .pytest_cache
+	rm -rf $(VENV) data/demo reports .pytest_cache
