@@ -175,7 +175,62 @@ CHARTS: dict[str, Callable[[], Any]] = {
     "threshold_sweep_chart": lambda: qc.threshold_sweep_chart(
         sweep_frame().query("model == 'v7'"), recommended=0.5
     ),
+    "rollout_chart": lambda: qc.rollout_chart(
+        rollout_daily(), effective="2026-11-09", baseline=0.9, recovered_on="2026-11-12"
+    ),
+    "triage_timeline": lambda: qc.triage_timeline(*triage_frames()),
+    "capacity_heatmap": lambda: qc.capacity_heatmap(capacity_frame(), history_days=2),
 }
+
+
+def rollout_daily() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "date": pd.date_range("2026-11-09", periods=5),
+            "accuracy": [0.7, 0.75, 0.82, 0.88, 0.9],
+            "ci_low": [0.6, 0.66, 0.75, 0.82, 0.85],
+            "ci_high": [0.79, 0.83, 0.88, 0.93, 0.94],
+            "n": [40, 42, 45, 50, 48],
+        }
+    )
+
+
+def triage_frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    timeline = pd.DataFrame(
+        {
+            "date": pd.date_range("2026-11-10", periods=4),
+            "volume": [100.0, 250.0, 240.0, 110.0],
+            "sla_compliance": [0.95, 0.94, 0.70, 0.93],
+        }
+    )
+    bands = pd.DataFrame(
+        {
+            "series": ["volume", "sla_compliance", "escalations"],
+            "baseline": [100.0, 0.95, 1.0],
+            "band_low": [70.0, 0.88, 0.0],
+            "band_high": [130.0, 1.0, 3.0],
+        }
+    )
+    moves = pd.DataFrame(
+        {"series": ["volume", "sla_compliance"], "first_date": ["2026-11-11", "2026-11-12"]}
+    )
+    return timeline, bands, moves
+
+
+def capacity_frame() -> pd.DataFrame:
+    days = pd.to_datetime(["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"])
+    return pd.DataFrame(
+        {
+            "queue": "live_stream",
+            "date": days.repeat(2),
+            "hour": [20, 21] * 4,
+            "gap": [0.4, -0.3, 1.2, 0.1, -0.5, 0.2, 0.8, 0.9],
+            "required_agents": [2.0] * 8,
+            "staffed_agents": [1.6, 2.3, 0.8, 1.9, 2.5, 1.8, 1.2, 1.1],
+            "arrivals": [20.0] * 8,
+            "is_forecast": [False] * 6 + [True] * 2,
+        }
+    )
 
 
 @functools.cache
@@ -221,7 +276,9 @@ def test_every_chart_function_is_in_the_registry():
     chart_functions = {
         name
         for name in qc.__all__
-        if name.endswith(("_chart", "_curve", "_plot", "_multiples", "_heatmap", "_intervals"))
+        if name.endswith(
+            ("_chart", "_curve", "_plot", "_multiples", "_heatmap", "_intervals", "_timeline")
+        )
         or name == "waterfall"
     }
     assert chart_functions == set(CHARTS)
@@ -659,3 +716,41 @@ def test_offline_renderer_mimebundle():
     assert embedded_spec(fragment)["title"] == EVIL
     with pytest.raises(ParameterError, match="fallback"):
         qc.enable_offline_renderer(fallback="gif")
+
+
+# --------------------------------------------------------------------------- #
+# operations charts
+# --------------------------------------------------------------------------- #
+def test_rollout_chart_draws_interval_from_data_and_marks_change_and_recovery():
+    spec = registry_spec("rollout_chart")
+    kinds = [mark(layer) for layer in spec["layer"]]
+    assert kinds[:3] == ["rule", "line", "point"]
+    interval = spec["layer"][0]["encoding"]
+    assert interval["y"]["field"] == "ci_low" and interval["y2"]["field"] == "ci_high"
+    dated = [
+        layer["encoding"]["x"]["datum"]
+        for layer in spec["layer"]
+        if "datum" in layer["encoding"].get("x", {})
+    ]
+    assert [(d["year"], d["month"], d["date"]) for d in dated] == [(2026, 11, 9), (2026, 11, 12)]
+    assert spec["layer"][3]["encoding"]["y"]["datum"] == 0.9  # the baseline
+
+
+def test_triage_timeline_has_a_panel_per_present_series_and_flags_days_outside():
+    spec = registry_spec("triage_timeline")
+    assert len(spec["vconcat"]) == 2  # escalations is not in the timeline
+    volume = spec["vconcat"][0]
+    rows = spec["datasets"][volume["data"]["name"]]
+    assert [r["signal"] for r in rows] == ["normal", "outside band", "outside band", "normal"]
+    assert any("datum" in layer["encoding"].get("x", {}) for layer in volume["layer"])
+
+
+def test_capacity_heatmap_keeps_recent_history_and_forecast_on_a_centred_scale():
+    spec = registry_spec("capacity_heatmap")
+    rows = spec["datasets"][spec["data"]["name"]]
+    dates = sorted({r["date"][:10] for r in rows})
+    assert dates == ["2026-11-02", "2026-11-03", "2026-11-04"]  # 2 history days + forecast
+    color = spec["spec"]["encoding"]["color"]
+    assert color["scale"]["domainMid"] == 0 and color["scale"]["domain"] == [-1.2, 1.2]
+    with pytest.raises(DataContractError, match="gap"):
+        qc.capacity_heatmap(capacity_frame().drop(columns=["gap"]))

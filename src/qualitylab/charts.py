@@ -1467,31 +1467,38 @@ def pr_curve(
     ('line', 'recall')
     """
     df = _curve(sweep, "sweep", ("threshold", "precision", "recall"), color)
-    enc = {
-        "x": _unit_axis("recall", "recall", alt.X),
-        "y": _unit_axis("precision", "precision", alt.Y),
-        "order": alt.Order("point_order:Q"),
-        **_series_encoding(color),
-    }
-    tips = [
-        *([alt.Tooltip(f"{color}:N")] if color else []),
-        alt.Tooltip("threshold:Q", format=".3~f"),
-        alt.Tooltip("precision:Q", format=".1%"),
-        alt.Tooltip("recall:Q", format=".1%"),
-    ]
-    base = alt.Chart(df)
-    line = base.mark_line(strokeWidth=2, color=_BLUE if not color else alt.Undefined).encode(**enc)
-    points = base.mark_point(filled=True, size=24, color=_BLUE if not color else alt.Undefined)
-    points = points.encode(
-        x=enc["x"],
-        y=enc["y"],
-        order=enc["order"],
-        **_series_encoding(color, points=True),
-        tooltip=tips,
+    line, points = _curve_layers(
+        df,
+        _unit_axis("recall", "recall", alt.X),
+        _unit_axis("precision", "precision", alt.Y),
+        color,
+        [
+            alt.Tooltip("precision:Q", format=".1%"),
+            alt.Tooltip("recall:Q", format=".1%"),
+        ],
     )
     return _titled(
         (line + points).properties(width=340, height=320), title, "Precision-recall curve"
     )
+
+
+def _curve_layers(
+    df: pd.DataFrame, x: Any, y: Any, color: str | None, value_tips: list[Any]
+) -> tuple[alt.Chart, alt.Chart]:
+    """Line and threshold-tooltip points of a curve (one per ``color`` value)."""
+    enc = {"x": x, "y": y, "order": alt.Order("point_order:Q"), **_series_encoding(color)}
+    tips = [
+        *([alt.Tooltip(f"{color}:N")] if color else []),
+        alt.Tooltip("threshold:Q", format=".3~f"),
+        *value_tips,
+    ]
+    base = alt.Chart(df)
+    fixed = _BLUE if not color else alt.Undefined
+    line = base.mark_line(strokeWidth=2, color=fixed).encode(**enc)
+    points = base.mark_point(filled=True, size=24, color=fixed).encode(
+        x=x, y=y, order=enc["order"], **_series_encoding(color, points=True), tooltip=tips
+    )
+    return line, points
 
 
 def roc_curve(
@@ -1528,27 +1535,15 @@ def roc_curve(
     if isinstance(sweep, pd.DataFrame) and "recall" not in sweep.columns and "tpr" in sweep.columns:
         sweep = sweep.rename(columns={"tpr": "recall"})
     df = _curve(sweep, "sweep", ("threshold", "fpr", "recall"), color)
-    enc = {
-        "x": _unit_axis("fpr", "false positive rate", alt.X),
-        "y": _unit_axis("recall", "true positive rate (recall)", alt.Y),
-        "order": alt.Order("point_order:Q"),
-        **_series_encoding(color),
-    }
-    tips = [
-        *([alt.Tooltip(f"{color}:N")] if color else []),
-        alt.Tooltip("threshold:Q", format=".3~f"),
-        alt.Tooltip("fpr:Q", title="false positive rate", format=".1%"),
-        alt.Tooltip("recall:Q", format=".1%"),
-    ]
-    base = alt.Chart(df)
-    line = base.mark_line(strokeWidth=2, color=_BLUE if not color else alt.Undefined).encode(**enc)
-    points = base.mark_point(filled=True, size=24, color=_BLUE if not color else alt.Undefined)
-    points = points.encode(
-        x=enc["x"],
-        y=enc["y"],
-        order=enc["order"],
-        **_series_encoding(color, points=True),
-        tooltip=tips,
+    line, points = _curve_layers(
+        df,
+        _unit_axis("fpr", "false positive rate", alt.X),
+        _unit_axis("recall", "true positive rate (recall)", alt.Y),
+        color,
+        [
+            alt.Tooltip("fpr:Q", title="false positive rate", format=".1%"),
+            alt.Tooltip("recall:Q", format=".1%"),
+        ],
     )
     return _titled(
         (_diagonal() + line + points).properties(width=340, height=320), title, "ROC curve"
@@ -2276,9 +2271,14 @@ def capacity_heatmap(
             x=alt.X(
                 "yearmonthdate(date):O",
                 title=None,
-                axis=alt.Axis(format="%d %b", labelAngle=-90, labelOverlap=True),
+                # label Mondays only: a label per day does not fit
+                axis=alt.Axis(
+                    labelExpr="day(datum.value) == 1 ? timeFormat(datum.value, '%d %b') : ''",
+                    labelAngle=0,
+                    ticks=False,
+                ),
             ),
-            y=alt.Y("hour:O", title="hour (local)"),
+            y=alt.Y("hour:O", title="hour (local)", axis=alt.Axis(values=list(range(0, 24, 3)))),
             color=alt.Color(
                 "gap:Q",
                 title="gap (moderators)",
@@ -2298,7 +2298,7 @@ def capacity_heatmap(
                 alt.Tooltip("gap:Q", format="+,.2f"),
             ],
         )
-        .properties(width=_WIDTH, height=120)
+        .properties(width=_WIDTH, height=144)
         .facet(row=alt.Row("queue:N", title=None))
     )
     return _titled(chart, title, "Staffing gap: required minus staffed moderators")

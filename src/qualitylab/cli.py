@@ -131,6 +131,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _open(args: argparse.Namespace, *, validate: bool = True):  # noqa: ANN202
+    """The dataset named by ``--data`` (validated: fatal contract problems stop here)."""
+    from qualitylab.sources import open_dataset
+
+    ds = open_dataset(
+        args.data, parameters=args.parameters, assume_utc=getattr(args, "assume_utc", False)
+    )
+    if validate:
+        ds.validate(raise_on_fatal=True)
+    return ds
+
+
+def _show(frame: pd.DataFrame, empty: str = "(no rows)") -> None:
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 30, "display.max_colwidth", 100
+    ):
+        print(frame.to_string(index=False) if len(frame) else empty)
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from qualitylab.sources import open_dataset
 
@@ -163,22 +182,18 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 
 def _cmd_headline(args: argparse.Namespace) -> int:
     from qualitylab.headline import headline
-    from qualitylab.sources import open_dataset
 
-    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
-    ds.validate(raise_on_fatal=True)
+    ds = _open(args)
     table = headline(ds)
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        print(table.to_string(index=False))
+    _show(table)
     return 0
 
 
 def _cmd_scorecard(args: argparse.Namespace) -> int:
     from qualitylab.scorecard import scorecard
-    from qualitylab.sources import open_dataset
 
     started = time.perf_counter()
-    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
+    ds = _open(args, validate=False)
     table = scorecard(
         ds, args.market, by=args.by, start=args.start, end=args.end, threshold=args.threshold
     )
@@ -189,25 +204,21 @@ def _cmd_scorecard(args: argparse.Namespace) -> int:
             f"({time.perf_counter() - started:.1f}s, period {' to '.join(table.attrs['period'])})"
         )
     else:
-        with pd.option_context("display.width", 200, "display.max_columns", 30):
-            print(table.to_string(index=False))
+        _show(table)
     return 0
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from qualitylab.detect import scan, write_alerts
-    from qualitylab.sources import open_dataset
 
-    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
-    ds.validate(raise_on_fatal=True)
+    ds = _open(args)
     alerts = scan(ds, args.market, start=args.start, end=args.end)
     skipped = alerts.attrs.get("skipped")
     if args.out:
         write_alerts(alerts, args.out)
         print(f"wrote {len(alerts)} alerts to {args.out}")
     else:
-        with pd.option_context("display.width", 200, "display.max_columns", 30):
-            print(alerts.to_string(index=False) if len(alerts) else "no alerts")
+        _show(alerts, "no alerts")
     if skipped is not None and len(skipped):
         print(f"{len(skipped)} segments too small to judge were skipped", file=sys.stderr)
     return 0
@@ -254,10 +265,8 @@ def _cmd_rca(args: argparse.Namespace) -> int:
     from datetime import date, timedelta
 
     from qualitylab.rca import DEFAULT_DIMENSIONS, adtributor, decompose
-    from qualitylab.sources import open_dataset
 
-    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
-    ds.validate(raise_on_fatal=True)
+    ds = _open(args)
     current = args.current
     if args.baseline is None:
         try:
@@ -285,18 +294,15 @@ def _cmd_rca(args: argparse.Namespace) -> int:
         rows.to_csv(args.out, index=False)
         print(f"wrote {len(rows)} rows to {args.out}")
     else:
-        with pd.option_context("display.width", 200, "display.max_columns", 30):
-            print(rows.to_string(index=False))
+        _show(rows)
     return 0
 
 
 def _cmd_capacity(args: argparse.Namespace) -> int:
     from qualitylab.capacity import capacity_table
-    from qualitylab.sources import open_dataset
 
     started = time.perf_counter()
-    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
-    ds.validate(raise_on_fatal=True)
+    ds = _open(args)
     table = capacity_table(ds, args.market, horizon_days=args.horizon, history_days=args.history)
     table.to_csv(args.out, index=False)
     gaps = table[table["gap"] > 0]
@@ -309,17 +315,14 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
 
 def _cmd_readiness(args: argparse.Namespace) -> int:
     from qualitylab.readiness import has_failures, load_launch_plan, readiness
-    from qualitylab.sources import open_dataset
 
     plan = load_launch_plan(args.launch)
-    ds = open_dataset(args.data, parameters=args.parameters, assume_utc=args.assume_utc)
-    ds.validate(raise_on_fatal=True)
+    ds = _open(args)
     checklist = readiness(ds, plan)
     if args.out:
         checklist.to_csv(args.out, index=False)
         print(f"wrote {len(checklist)} checks to {args.out}")
-    with pd.option_context("display.width", 200, "display.max_colwidth", 100):
-        print(checklist.to_string(index=False))
+    _show(checklist)
     if has_failures(checklist):
         failed = checklist.loc[checklist["status"] == "fail", "check"].tolist()
         print(f"NOT READY: {', '.join(failed)}", file=sys.stderr)

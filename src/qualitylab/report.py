@@ -50,7 +50,10 @@ _RATE_WORDS = (
     "recall",
     "score",
     "ai_f",
+    "share",
 )
+#: Rates that are not proportions (per 1,000 decisions, per hour, ...).
+_NOT_PROPORTIONS = ("escalation_rate", "arrival_rate")
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,8 @@ def _fmt_value(metric: str, value: object) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "–"
     if isinstance(value, float | int):
-        if any(w in metric for w in _RATE_WORDS):
+        proportion = any(w in metric for w in _RATE_WORDS) or metric.endswith("_sla")
+        if proportion and not any(w in metric for w in _NOT_PROPORTIONS):
             return f"{100 * float(value):.1f}%"
         if metric.startswith("response_"):
             return f"{float(value):,.0f} s"

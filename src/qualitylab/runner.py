@@ -302,6 +302,9 @@ def _execute(job: dict[str, Any]) -> dict[str, Any]:
                 log_output=False,
                 execution_timeout=job["timeout"],
                 start_timeout=120,
+                # the kernel's own log (e.g. "running over TCP without encryption" on
+                # localhost) is noise in batch output; errors still show
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
             res.status = "ok"
             res.error = None
