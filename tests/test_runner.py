@@ -190,7 +190,7 @@ def ten_market_run(tmp_path_factory):
     summary = run(
         str(data),
         markets="all",
-        notebooks="scorecard,ai",
+        notebooks="scorecard",
         out=root / "reports",
         jobs=2,
         notebooks_dir=nbs,
@@ -221,8 +221,8 @@ def test_hub_in_browser_links_work_and_statuses_show(ten_market_run, tmp_path):
         for code in ALL_MARKETS:
             line = next(ln for ln in hub.text.splitlines() if ln.strip() == code)
             assert line
-        assert hub.text.count("ok ") >= 2 * (len(ALL_MARKETS) - 1)
-        assert hub.text.count("failed") >= 2 and "boom for ID" in hub.text
+        assert hub.text.count("ok ") >= len(ALL_MARKETS) - 1
+        assert hub.text.count("failed") >= 1 and "boom for ID" in hub.text
         # every link resolves to a file on disk, and every linked page opens offline
         targets = {_local_path(u) for u in hub.links if u.startswith("file:")}
         assert not [u for u in hub.links if not u.startswith("file:")]
@@ -230,7 +230,7 @@ def test_hub_in_browser_links_work_and_statuses_show(ten_market_run, tmp_path):
             summary.out / code / f"{k}{suffix}"
             for code in ALL_MARKETS
             if code != "ID"
-            for k in ("scorecard", "ai")
+            for k in ("scorecard",)
             for suffix in (".html", ".stakeholder.html")
         }
         assert expected <= {t.resolve() for t in targets}

@@ -216,6 +216,8 @@ def scorecard(
     """
     cols = list([by] if isinstance(by, str) else by)
     mp = ds.params.market(market)
+    if hasattr(ds, "for_market"):
+        ds = ds.for_market(market)  # a dozen queries follow: slice the market once
     if start is None or end is None:
         full = m.resolve_period(ds, market=market, start=None, end=end)
         e = full.end
