@@ -38,6 +38,7 @@ from qualitylab.metrics import (
     _check_by,
     _confidence,
     _finish,
+    _km_grouped,
     _local_date,
     _min_n,
     _timezones,
@@ -215,15 +216,11 @@ def _km_steps(times: np.ndarray, d: np.ndarray, c: np.ndarray) -> pd.DataFrame:
     time (censored at t are at risk at t). Matches statsmodels ``SurvfuncRight``:
     the standard error is NaN from the time the survival reaches 0.
     """
-    total = d.sum() + c.sum()
-    at_risk = total - np.concatenate([[0], np.cumsum(d + c)[:-1]])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hazard = np.where(at_risk > 0, d / at_risk, 0.0)
-        surv = np.cumprod(1.0 - hazard)
-        term = np.where(
-            (at_risk - d) > 0, d / (at_risk * (at_risk - d)), np.where(d > 0, np.nan, 0.0)
-        )
-        se = surv * np.sqrt(np.cumsum(term))
+    d = np.asarray(d, dtype=float)
+    c = np.asarray(c, dtype=float)
+    at_risk = d.sum() + c.sum() - np.concatenate([[0], np.cumsum(d + c)[:-1]])
+    surv, var = _km_grouped(np.zeros(len(d), dtype=np.int64), d, c, nan_when_exhausted=True)
+    se = np.sqrt(var)
     return pd.DataFrame(
         {"time": times, "at_risk": at_risk, "events": d, "censored": c, "surv": surv, "se": se}
     )

@@ -139,8 +139,9 @@ def resolve_period(
         if rng.empty or pd.isna(rng.loc[0, "lo"]):
             raise QualityLabError(f"no decisions for market {market!r}; cannot infer the period")
         tz = ds.params.market(market).tz if market else UTC
-        lo = pd.Timestamp(rng.loc[0, "lo"]).tz_convert(tz).date()
-        hi = pd.Timestamp(rng.loc[0, "hi"]).tz_convert(tz).date()
+        # utc=True: some engines (Spark) hand back UTC instants without a time zone
+        lo = pd.to_datetime(rng.loc[0, "lo"], utc=True).tz_convert(tz).date()
+        hi = pd.to_datetime(rng.loc[0, "hi"], utc=True).tz_convert(tz).date()
         s = s or lo
         e = e or hi
     if e < s:
@@ -212,8 +213,11 @@ def decisions_in_period(
     else:
         dec = dec.filter(dec.market.isin(list(tzs)))
     padded = Period(period.start - timedelta(days=pad_days), period.end + timedelta(days=pad_days))
-    if market is not None:
-        lo, hi = period_bounds_utc(padded.start, padded.end, tzs[market])
+    # UTC bounds first (one market's, or the widest over all markets), so the
+    # engine prunes by created_at before computing local dates row by row
+    bounds = [period_bounds_utc(padded.start, padded.end, tz) for tz in tzs.values()]
+    if bounds:
+        lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)
         dec = dec.filter((dec.created_at >= lo) & (dec.created_at < hi))
     d = _local_date(dec, "created_at", tzs, padded)
     dec = dec.mutate(date=d)
@@ -511,11 +515,16 @@ def _km_metrics(
     return out.drop(columns=["gid", "order"])
 
 
-def _km_grouped(group: np.ndarray, d: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _km_grouped(
+    group: np.ndarray, d: np.ndarray, c: np.ndarray, *, nan_when_exhausted: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Kaplan–Meier survival and Greenwood variance over ordered steps, per group.
 
     Rows are ordered within each group (groups contiguous); ``d`` events and
-    ``c`` censorings at each step.
+    ``c`` censorings at each step (censored at a step are at risk at it).
+    ``nan_when_exhausted`` makes the variance NaN from the step where
+    everyone at risk has the event (statsmodels ``SurvfuncRight``'s
+    convention) instead of carrying the sum.
     """
     d = np.asarray(d, dtype=float)
     c = np.asarray(c, dtype=float)
@@ -527,10 +536,16 @@ def _km_grouped(group: np.ndarray, d: np.ndarray, c: np.ndarray) -> tuple[np.nda
     at_risk = total - (cum - (d + c) - before_group)  # at risk just before each step
     with np.errstate(divide="ignore", invalid="ignore"):
         hazard = np.where(at_risk > 0, d / np.where(at_risk > 0, at_risk, 1), 0.0)
-        term = np.where(at_risk - d > 0, d / (at_risk * (at_risk - d)), 0.0)
+        exhausted = np.nan if nan_when_exhausted else 0.0
+        term = np.where(
+            at_risk - d > 0, d / (at_risk * (at_risk - d)), np.where(d > 0, exhausted, 0.0)
+        )
     g = pd.Series(group)
     surv = pd.Series(1.0 - hazard).groupby(g, sort=False).cumprod().to_numpy()
     var = surv**2 * pd.Series(term).groupby(g, sort=False).cumsum().to_numpy()
+    if nan_when_exhausted:  # NaN from the exhausting step on (pandas cumsum skips NaN)
+        after = pd.Series(np.isnan(term)).groupby(g, sort=False).cummax().to_numpy()
+        var = np.where(after, np.nan, var)
     return surv, var
 
 
