@@ -405,6 +405,22 @@ def _location_scale(
     return mu, sd
 
 
+def _standardise(
+    x: np.ndarray,
+    idx: pd.Index,
+    baseline: int | None,
+    mask: Any,
+    target: float | None,
+    sigma: float | None,
+    name: str,
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Finite points, monitored points, and the reference location and scale."""
+    ok = np.isfinite(x)
+    in_ref, monitored = _phases(len(x), baseline)
+    mu, sd = _location_scale(x, ok & in_ref & ~_mask(mask, idx), target, sigma, name)
+    return ok, monitored, mu, sd
+
+
 def cusum_chart(
     values: pd.Series | npt.ArrayLike,
     *,
@@ -468,10 +484,7 @@ def cusum_chart(
     h = _check_positive(h, "h")
     if not k >= 0:
         raise ParameterError(MSG_RANGE.format(name="k", interval="[0, inf)", value=k), key="k")
-    ok = np.isfinite(x)
-    in_ref, monitored = _phases(len(x), baseline)
-    ref = ok & in_ref & ~_mask(mask, idx)
-    mu, sd = _location_scale(x, ref, target, sigma, "cusum_chart")
+    ok, monitored, mu, sd = _standardise(x, idx, baseline, mask, target, sigma, "cusum_chart")
     z = (x - mu) / sd
     n = len(x)
     stat = np.zeros(n)
@@ -578,10 +591,7 @@ def ewma_chart(
     if not 0 < lam <= 1:
         raise ParameterError(MSG_RANGE.format(name="lam", interval="(0, 1]", value=lam), key="lam")
     limit = _check_positive(limit, "limit")
-    ok = np.isfinite(x)
-    in_ref, monitored = _phases(len(x), baseline)
-    ref = ok & in_ref & ~_mask(mask, idx)
-    mu, sd = _location_scale(x, ref, target, sigma, "ewma_chart")
+    ok, monitored, mu, sd = _standardise(x, idx, baseline, mask, target, sigma, "ewma_chart")
     n = len(x)
     stat = np.full(n, np.nan)
     width = np.full(n, np.nan)
