@@ -425,6 +425,21 @@ def _sla_outcome(
     return t, t._decided & (t._secs <= t._sla)
 
 
+def _weighted_sums(t: ir.Table, keys: Sequence[str]) -> pd.DataFrame:
+    """Per key: count, events and design-weight sums ``n, k, sw, sw2, swy``, as floats."""
+    sums = {
+        "n": t.count(),
+        "k": t._y.sum(),
+        "sw": t._w.sum(),
+        "sw2": (t._w * t._w).sum(),
+        "swy": (t._w * t._y).sum(),
+    }
+    df = t.group_by(list(keys)).aggregate(**sums).to_pandas()
+    for c in sums:
+        df[c] = df[c].astype("float64")
+    return df
+
+
 def _aggregate(t: ir.Table, groupings: Sequence[Sequence[str]]) -> pd.DataFrame:
     """Sums per (segment, period) for every grouping, in one engine query.
 
@@ -1775,19 +1790,7 @@ def outlier_units(
     period = m.resolve_period(ds, market=market, start=start, end=end)
     t = _metric_table(ds, spec, market, (period,), qa_source)
     t = t.filter(t[unit].notnull())
-    agg = (
-        t.group_by(unit)
-        .aggregate(
-            n=t.count(),
-            k=t._y.sum(),
-            sw=t._w.sum(),
-            sw2=(t._w * t._w).sum(),
-            swy=(t._w * t._y).sum(),
-        )
-        .to_pandas()
-    )
-    for c in ("n", "k", "sw", "sw2", "swy"):
-        agg[c] = agg[c].astype(float)
+    agg = _weighted_sums(t, [unit])
     agg = agg[agg["n"] >= min_n]
     if agg.empty:
         raise QualityLabError(
@@ -2310,19 +2313,7 @@ def event_impact(
     )
     t = t.mutate(_grp=grp)
     t = t.filter(t._grp.notnull())
-    agg = (
-        t.group_by(["_grp", "_period"])
-        .aggregate(
-            n=t.count(),
-            k=t._y.sum(),
-            sw=t._w.sum(),
-            sw2=(t._w * t._w).sum(),
-            swy=(t._w * t._y).sum(),
-        )
-        .to_pandas()
-    )
-    for c in ("n", "k", "sw", "sw2", "swy"):
-        agg[c] = agg[c].astype(float)
+    agg = _weighted_sums(t, ["_grp", "_period"])
     use_w = _use_weights(agg, weighted)
 
     def cell(g: str, p: int) -> tuple[float, float, int]:
