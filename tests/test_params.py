@@ -105,6 +105,37 @@ def test_missing_parameters_folder(tmp_path):
         load_parameters(tmp_path)
 
 
+def test_planning_handle_times(params_copy):
+    th = load_parameters().market("TH")
+    assert th.aht_seconds == {
+        "live_stream": 60,
+        "live_comment": 15,
+        "live_report": 120,
+        "appeal": 300,
+    }
+    _write(params_copy, "TH", "name: T\ntimezone: Asia/Bangkok\naht_seconds: {live_report: 150}\n")
+    th = load_parameters(params_copy).market("TH")
+    assert th.aht_seconds["live_report"] == 150  # market override
+    assert th.aht_seconds["live_comment"] == 15  # inherited default
+
+
+@pytest.mark.parametrize("value", ["0", "-5", ".nan"])
+def test_bad_handle_time_names_file_and_key(params_copy, value):
+    _write(
+        params_copy, "TH", f"name: T\ntimezone: Asia/Bangkok\naht_seconds: {{appeal: {value}}}\n"
+    )
+    with pytest.raises(ParameterError, match=r"TH\.yaml: key 'aht_seconds'.*'appeal'.*> 0") as err:
+        load_parameters(params_copy)
+    assert err.value.key == "aht_seconds"
+    text = (
+        (params_copy / "defaults.yaml").read_text().replace("live_comment: 15", "live_comment: 0")
+    )
+    (params_copy / "markets" / "TH.yaml").unlink()
+    (params_copy / "defaults.yaml").write_text(text)
+    with pytest.raises(ParameterError, match=r"defaults\.yaml: key 'aht_seconds'.*'live_comment'"):
+        load_parameters(params_copy)
+
+
 def test_market_local_date():
     import pandas as pd
 

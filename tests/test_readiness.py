@@ -118,6 +118,16 @@ def test_each_check_fails_for_its_own_reason(ds, plan):
         assert text in _evidence(status, check), (check, _evidence(status, check))
 
 
+def test_staffing_uses_planning_handle_times(ds, plan):
+    # by default the similar queues' planning aht_seconds (15-120 s in defaults.yaml)
+    default = _evidence(readiness(ds, plan), "staffing")
+    assert "planning aht_seconds of live_comment, live_report, live_stream" in default
+    # a plan's own handle time wins: 20 minutes per item needs far more than the roster
+    slow = readiness(ds, plan.model_copy(update={"aht_seconds": 1200.0}))
+    assert _status(slow)["staffing"] == "fail"
+    assert "handle time 1200 s (the launch plan's aht_seconds)" in _evidence(slow, "staffing")
+
+
 def test_staffing_without_a_roster_fails(ds, plan):
     out = readiness(ds, plan.model_copy(update={"queue": "live_auction"}))
     assert _status(out)["staffing"] == "fail"

@@ -13,7 +13,8 @@ Queueing formulas (vectorised NumPy, no data needed):
 On a dataset:
 
 * :func:`capacity_table` — per market x queue x date x hour, history and
-  forecast: arrivals, handle time, required and staffed moderators, the gap
+  forecast: arrivals, handle time (the planning ``aht_seconds`` parameter,
+  else estimated from the data), required and staffed moderators, the gap
   (``capacity_gap`` = required - staffed), the SLA the staffing predicts and
   the SLA measured.
 * :func:`assumption_checks` — where the Erlang C assumptions (Poisson
@@ -57,7 +58,9 @@ from qualitylab.sources import Dataset
 __all__ = [
     "CAPACITY_COLUMNS",
     "CHECK_COLUMNS",
+    "SUMMARY_COLUMNS",
     "assumption_checks",
+    "capacity_summary",
     "capacity_table",
     "erlang_c",
     "required_agents",
@@ -93,6 +96,12 @@ MSG_SHAPES = "Found input variables with inconsistent shapes: {shapes}"
 MSG_SERVICE_TIMES = (
     "service_times_seconds must be a sample of positive numbers, a scipy.stats "
     "distribution or a callable (rng, size) -> array; got {value!r}"
+)
+MSG_AHT_ESTIMATED = (
+    "no planning handle time (aht_seconds) for queue(s) {queues} in market {market}; "
+    "using productive hours x 3600 / human decisions from the data, which counts idle "
+    "time as handling and so overstates handle time and required_agents wherever "
+    "moderators are not fully occupied (set aht_seconds in parameters)"
 )
 MSG_NO_STAFFING = (
     "capacity_table needs the staffing table (scheduled and productive hours) for "
@@ -551,8 +560,8 @@ def _staffing(ds: Dataset, market: str, start: date, end: date) -> pd.DataFrame:
     return out
 
 
-def _handle_times(
-    work: pd.DataFrame, staff: pd.DataFrame, period: Period, override: Mapping[str, float] | None
+def _estimated_handle_times(
+    work: pd.DataFrame, staff: pd.DataFrame, period: Period
 ) -> dict[str, float]:
     """Seconds of productive time per human decision, per queue, over ``period``."""
     lo, hi = pd.Timestamp(period.start), pd.Timestamp(period.end)
@@ -563,8 +572,69 @@ def _handle_times(
     for q in sorted(set(prod.index) | set(done.index)):
         p, d = float(prod.get(q, 0.0)), float(done.get(q, 0.0))
         out[q] = p * 3600.0 / d if p > 0 and d > 0 else float("nan")
-    out.update({q: float(v) for q, v in (override or {}).items()})
     return out
+
+
+def _handle_times(
+    ds: Dataset,
+    market: str,
+    queues: Sequence[str],
+    work: pd.DataFrame,
+    staff: pd.DataFrame,
+    period: Period,
+    override: Mapping[str, float] | None,
+) -> dict[str, float]:
+    """Handle time per queue: ``override``, else the planning value, else the data estimate.
+
+    Warns (:data:`MSG_AHT_ESTIMATED`) naming the queues that fall back to the
+    estimate from the data.
+    """
+    planned = dict(ds.params.market(market).aht_seconds)
+    if override:
+        planned.update(
+            {q: float(_array(v, f"aht_seconds[{q!r}]", positive=True)) for q, v in override.items()}
+        )
+    estimated = [q for q in queues if q not in planned]
+    est = _estimated_handle_times(work, staff, period) if estimated else {}
+    if estimated:
+        warnings.warn(
+            MSG_AHT_ESTIMATED.format(queues=estimated, market=market),
+            stacklevel=3,
+        )
+    return {q: float(planned[q]) if q in planned else est.get(q, float("nan")) for q in queues}
+
+
+def _intraday(hist: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Intraday profile (24 shares) and typical daily arrivals per weekday (7, Monday first).
+
+    From the history rows of :func:`~qualitylab.forecast.forecast_arrivals`:
+    the profile from the mean arrivals per hour of day over the unmasked
+    hours, the weekday levels as the median daily total over the days without
+    a masked hour (robust to a surge day; the overall median for a weekday
+    without such days).
+    """
+    masked = hist["masked"].astype(bool)
+    use = hist[~masked] if (~masked).any() else hist
+    mean = use.groupby("hour")["arrivals"].mean().reindex(range(24), fill_value=0.0)
+    profile = _share(mean.fillna(0.0).to_numpy(dtype=float))
+    days = (
+        hist.assign(masked=masked)
+        .groupby("date")
+        .agg(total=("arrivals", "sum"), masked=("masked", "any"))
+    )
+    if (~days["masked"]).any():
+        days = days[~days["masked"]]
+    weekday = pd.DatetimeIndex(days.index).day_of_week
+    level = days["total"].groupby(weekday).median().reindex(range(7))
+    level = level.fillna(float(days["total"].median()) if len(days) else 0.0)
+    return profile, level.to_numpy(dtype=float)
+
+
+def _share(weights: np.ndarray) -> np.ndarray:
+    """``weights`` normalised to sum to 1 (uniform when they sum to 0)."""
+    w = np.asarray(weights, dtype=float)
+    total = float(w.sum())
+    return w / total if total > 0 else np.full(w.shape, 1.0 / w.size)
 
 
 def _plan(
@@ -626,7 +696,8 @@ def capacity_table(
     sla_seconds : mapping, optional
         SLA per queue, overriding the parameters.
     aht_seconds : mapping, optional
-        Handle time per queue in seconds, overriding the estimate from the data.
+        Handle time per queue in seconds, overriding the market's planning
+        ``aht_seconds`` parameters (see Notes).
     max_occupancy : float, default 1
         Occupancy cap passed to :func:`required_agents`.
     mask_kinds : sequence of str, default ("outage",)
@@ -648,11 +719,13 @@ def capacity_table(
           arrived in the hour, or the forecast mean;
         - ``aht_seconds`` — the queue's handle time (see Notes);
         - ``required_agents`` — ``required_agents`` metric: Erlang C
-          moderators for ``service_level_target`` within the queue's SLA,
-          divided by ``1 - shrinkage`` to scheduled moderators (not rounded,
-          so it is on the scale of ``staffed_agents``);
+          moderators for ``service_level_target`` within the queue's SLA at
+          the hour's arrival rate (see Notes), divided by ``1 - shrinkage`` to
+          scheduled moderators (not rounded, so it is on the scale of
+          ``staffed_agents``);
         - ``staffed_agents`` — scheduled hours of the day spread over its hours
-          in proportion to the queue's intraday arrivals profile;
+          in proportion to the weekday's Erlang C requirement curve (see
+          Notes);
         - ``gap`` — ``capacity_gap`` metric, ``required_agents -
           staffed_agents`` (positive: understaffed);
         - ``predicted_sla`` — Erlang C service level of the productive
@@ -670,25 +743,38 @@ def capacity_table(
 
     Notes
     -----
-    *Handle time.* Per-item handle time is not in the data contract, so it
+    *Handle time.* Per-item handle time is not in the data contract. The
+    planning handle time of the queue (``aht_seconds`` in the market's
+    parameters, e.g. from the vendor contract) is used when set. Otherwise it
     is estimated per queue as productive hours x 3600 / human decisions over
-    the history window. Productive time includes idle time between items, so
-    this is handle time divided by the moderators' occupancy: an upper bound,
-    which makes ``required_agents`` conservative. It is pooled over the window
-    so that a short-staffed day (fewer productive hours for the same items)
-    does not read as faster handling.
+    the history window, with a warning: productive time includes idle time
+    between items, so this is handle time divided by the moderators'
+    occupancy, an upper bound. It is circular where occupancy is low (a queue
+    staffed above its workload reads as slow handling and so as needing that
+    staff) and can overstate ``required_agents`` many times over on small
+    queues. It is pooled over the window so that a short-staffed day (fewer
+    productive hours for the same items) does not read as faster handling.
 
     *Shrinkage* is ``1 - productive/scheduled`` over the window, per queue.
 
-    *Arrival rate.* A history row uses the hour's actual count as its rate
-    (what the hour needed, in hindsight); a forecast row the forecast mean.
+    *Arrival rate.* Erlang C takes a rate, not a count. A history row uses the
+    day's human-handled arrivals x the window's intraday profile (mean
+    arrivals per hour of day over the unmasked hours, normalised): this keeps
+    a surge day's volume but not the Poisson noise of single hours, which
+    would otherwise read as requirement (a quiet hour with no arrivals
+    needing nobody, a noisy one an extra moderator). The ``arrivals`` column
+    still holds the hour's count. A forecast row uses the forecast mean.
 
-    *Staffed moderators.* ``staffing`` has hours per day, not shifts; they
-    are spread over the hours in proportion to the queue's average human
-    arrivals by hour of day over the window, as a rota built on the intraday
-    profile would be. Erlang C needs relatively more moderators in quiet hours
-    than this spread gives them, so nights tend to show positive gaps.
-    Fractional moderators use the continuous Erlang C (:func:`erlang_c`).
+    *Staffed moderators.* ``staffing`` has hours per day, not shifts. A rota
+    follows the requirement curve, not the arrivals curve: Erlang C needs at
+    least one moderator in every hour with arrivals, so relatively more
+    people at night than the arrivals share. The day's hours are therefore
+    spread in proportion to the Erlang C moderators its weekday needs hour by
+    hour, at the weekday's median daily arrivals (days without masked hours)
+    x the intraday profile. A day whose volume differs from its weekday's
+    typical one can show small gaps in the hours where the two curves step
+    differently. Fractional moderators use the continuous Erlang C
+    (:func:`erlang_c`), which is optimistic below one moderator.
 
     *Forecast rows* use :func:`qualitylab.forecast.forecast_arrivals` on the
     human-handled arrivals; staffing comes from ``staffing`` rows for those
@@ -743,7 +829,7 @@ def capacity_table(
     fc = fc[fc["queue"].isin(list(slas))]
     work = _human_work(ds, market, period, slas)
     staff = _staffing(ds, market, period.start, period.end + timedelta(days=horizon_days))
-    ahts = _handle_times(work, staff, period, aht_seconds)
+    ahts = _handle_times(ds, market, list(slas), work, staff, period, aht_seconds)
     s_hist = (
         staff[staff["date"] <= pd.Timestamp(period.end)].groupby("queue").sum(numeric_only=True)
     )
@@ -753,9 +839,30 @@ def capacity_table(
     for queue, g in fc.groupby("queue", sort=True):
         g = g.reset_index(drop=True)
         past = ~g["is_forecast"].to_numpy()
-        hourly = g[past].groupby("hour")["arrivals"].sum().reindex(range(24), fill_value=0.0)
-        total = float(hourly.sum())
-        profile = (hourly / total).to_numpy() if total > 0 else np.full(24, 1 / 24)
+        hour = g["hour"].to_numpy(dtype=np.int64)
+        aht = ahts.get(queue, float("nan"))
+        sla = slas[queue]
+        known = bool(np.isfinite(aht) and aht > 0)
+        profile, level = _intraday(g[past])
+        # the rota of a weekday follows its requirement curve: Erlang C moderators for
+        # the weekday's typical arrivals x the intraday profile, hour by hour
+        expected = level[:, None] * profile[None, :]  # (weekday, hour)
+        need = (
+            _required(
+                _load(expected, aht),
+                np.asarray(sla / aht),
+                np.asarray(target),
+                np.asarray(max_occupancy),
+            )
+            if known
+            else expected
+        )
+        rota = np.stack([_share(row) for row in need])
+        # history: the day's arrivals x the window's intraday profile; forecast: the mean
+        day_total = g["arrivals"].where(past, 0.0).groupby(g["date"]).transform("sum")
+        arrivals = g["arrivals"].to_numpy(dtype=float)
+        lam = np.where(past, day_total.to_numpy(dtype=float) * profile[hour], arrivals)
+        weekday = pd.DatetimeIndex(g["date"]).day_of_week.to_numpy()
         shrink = 0.0
         if queue in s_hist.index and s_hist.at[queue, "scheduled"] > 0:
             shrink = 1.0 - s_hist.at[queue, "productive"] / s_hist.at[queue, "scheduled"]
@@ -764,17 +871,13 @@ def capacity_table(
         sched_d, prod_d = _plan(staff, queue, days, last, carry_forward_staffing)
         day_pos = pd.Series(np.arange(len(days)), index=pd.DatetimeIndex(days))
         pos = day_pos.reindex(pd.DatetimeIndex(g["date"])).to_numpy()
-        hour = g["hour"].to_numpy(dtype=np.int64)
-        staffed = sched_d[pos] * profile[hour]
-        productive = prod_d[pos] * profile[hour]
+        staffed = sched_d[pos] * rota[weekday, hour]
+        productive = prod_d[pos] * rota[weekday, hour]
         # a future rota may carry no productive hours yet: plan them net of shrinkage
         productive = np.where(
             g["is_forecast"].to_numpy() & ~(prod_d[pos] > 0), staffed * (1 - shrink), productive
         )
-        lam = g["arrivals"].to_numpy(dtype=float)
-        aht = ahts.get(queue, float("nan"))
-        sla = slas[queue]
-        if np.isfinite(aht) and aht > 0:
+        if known:
             c = _required(
                 _load(lam, aht),
                 np.asarray(sla / aht),
@@ -804,7 +907,7 @@ def capacity_table(
                     "queue": queue,
                     "date": g["date"].to_numpy(),
                     "hour": hour,
-                    "arrivals": lam,
+                    "arrivals": arrivals,
                     "aht_seconds": aht,
                     "required_agents": required,
                     "staffed_agents": staffed,
@@ -943,10 +1046,13 @@ def assumption_checks(
         return pd.DataFrame(columns=CHECK_COLUMNS)
     gaps = _handle_gap_moments(ds, market, period, cap).set_index("queue")
     aband = _abandonment(ds, market, period, slas).set_index("queue")
-    ahts: dict[str, float] = {}
-    if ds.has("staffing"):
+    planned = ds.params.market(market).aht_seconds
+    ahts = {q: float(planned[q]) for q in slas if q in planned}
+    missing = [q for q in slas if q not in planned]
+    if missing and ds.has("staffing"):
         work = _human_work(ds, market, period, slas)
-        ahts = _handle_times(work, _staffing(ds, market, period.start, period.end), period, None)
+        staff = _staffing(ds, market, period.start, period.end)
+        ahts.update(_handle_times(ds, market, missing, work, staff, period, None))
     rows: list[dict[str, Any]] = []
 
     def add(queue: str, check: str, value: float, threshold: float, ok: bool, n: int, note: str):
@@ -1029,3 +1135,86 @@ def assumption_checks(
             "needed in every hour with arrivals dominates: pool queues",
         )
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+
+
+#: Columns of :func:`capacity_summary`, in order.
+SUMMARY_COLUMNS = [
+    "queue",
+    "kind",
+    "queue_hours",
+    "hours_short",
+    "share_short",
+    "largest_gap",
+    "moderator_hours_short",
+    "predicted_sla",
+    "measured_sla",
+]
+
+
+def capacity_summary(table: pd.DataFrame, *, tolerance: float = 0.5) -> pd.DataFrame:
+    """Per queue, history and forecast: how many hours are short of moderators.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`capacity_table` output.
+    tolerance : float, default 0.5
+        An hour is *short* when its gap exceeds this many moderators (half a
+        person: staffing is planned in people, the requirement is continuous).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`SUMMARY_COLUMNS`: ``kind`` is ``history`` or ``forecast``;
+        ``moderator_hours_short`` sums the positive gaps; ``predicted_sla``
+        and ``measured_sla`` are arrival-weighted means over the hours (the
+        measured one only for history).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"queue": ["q"] * 3, "gap": [1.0, -0.5, 0.2], "arrivals": [10.0, 5.0, 5.0],
+    ...                   "predicted_sla": [0.7, 0.99, 0.9], "measured_sla": [0.6, 1.0, 0.9],
+    ...                   "is_forecast": [False] * 3})
+    >>> capacity_summary(t)[["queue", "hours_short", "largest_gap", "moderator_hours_short"]]
+      queue  hours_short  largest_gap  moderator_hours_short
+    0     q            1          1.0                    1.2
+    """
+    need = ["queue", "gap", "arrivals", "predicted_sla", "measured_sla", "is_forecast"]
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise DataContractError(
+            f"capacity_summary needs capacity_table output; missing column(s) {missing}",
+            table="capacity",
+            column=missing[0],
+            check="missing_column",
+        )
+    df = table[need].copy()
+    df["kind"] = np.where(df["is_forecast"].astype(bool), "forecast", "history")
+    rows = []
+    for (queue, kind), g in df.groupby(["queue", "kind"], sort=True):
+        gap = g["gap"].to_numpy(dtype=float)
+        w = g["arrivals"].to_numpy(dtype=float)
+
+        def wmean(col: str, g: pd.DataFrame = g, w: np.ndarray = w) -> float:
+            v = g[col].to_numpy(dtype=float)
+            ok = np.isfinite(v) & (w > 0)
+            return float(np.average(v[ok], weights=w[ok])) if ok.any() else float("nan")
+
+        rows.append(
+            {
+                "queue": queue,
+                "kind": kind,
+                "queue_hours": int(len(g)),
+                "hours_short": int(np.sum(gap > tolerance)),
+                "share_short": float(np.mean(gap > tolerance)) if len(g) else float("nan"),
+                "largest_gap": float(np.nanmax(gap)) if np.isfinite(gap).any() else float("nan"),
+                "moderator_hours_short": float(np.nansum(np.clip(gap, 0, None))),
+                "predicted_sla": wmean("predicted_sla"),
+                "measured_sla": wmean("measured_sla") if kind == "history" else float("nan"),
+            }
+        )
+    out = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    order = {"history": 0, "forecast": 1}
+    return out.sort_values(
+        ["queue", "kind"], key=lambda s: s.map(order) if s.name == "kind" else s
+    ).reset_index(drop=True)

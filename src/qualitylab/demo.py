@@ -10,7 +10,10 @@ The data follows the market parameters (time zone, languages, vendors, SLA per
 queue, AI threshold): volumes peak in the market-local evening, weekends are
 busier for live streams, response times are lognormal around each queue's SLA,
 new hires are less accurate, the AI model separates violating from clean items
-imperfectly and acts alone only when confident.
+imperfectly and acts alone only when confident. Staffing is rostered as a
+workforce planner would: Erlang C moderator-hours for the expected volume at
+the SLA target, plus shrinkage and a small buffer, with overtime when the day
+runs short (see ``_staffing``).
 
 Layout of ``out``::
 
@@ -481,6 +484,11 @@ _PREFERRED = {
 }
 # Rota cut of the capacity-gap incident (share of the planned live_comment hours kept).
 _ROTA_CUT = 0.45
+# Workforce planning of the demo staffing: planned shrinkage (the mean of the drawn
+# 10-20%) and the buffer on top of the Erlang C requirement (covers day-to-day noise
+# in volume and shrinkage; overtime covers the rest).
+_PLAN_SHRINKAGE = 0.15
+_PLAN_BUFFER = 1.05
 # Share of hard (missed) items among the planted attack's violating red-team items.
 _RED_TEAM_DROP_HARD = 0.9
 
@@ -559,8 +567,8 @@ def _plan_incidents(
         effects[m].capacity_gap = (last - 27, last - 21)
         text = (
             f"live_comment rota cut to {_ROTA_CUT:.0%} of plan for a week (evening shifts "
-            "unfilled, no overtime): productive hours fall below the workload, so required "
-            "agents exceed staffed"
+            "unfilled, no overtime): productive hours fall below the Erlang C requirement, "
+            "so required agents exceed staffed"
         )
         add(m, "capacity_gap", "queue", "live_comment", (27, 21), True, text)
     if (m := pick("red_team_recall")) and last >= 27:
@@ -1207,22 +1215,54 @@ def _standalone_escalations(m: _Market, seed: int, n_decisions: int) -> pa.Table
 # ---------------------------------------------------------------------------
 # Other tables
 # ---------------------------------------------------------------------------
+def _erlang_hours(m: _Market, daily: np.ndarray) -> np.ndarray:
+    """Productive moderator-hours per day x queue that Erlang C needs for ``daily`` items.
+
+    ``daily`` (days x queues) human-handled items spread over the hours by
+    :data:`HOURLY`; per hour the smallest number of moderators meeting the
+    market's ``sla_compliance`` target within the queue SLA at the handle
+    times :data:`HANDLE_SECONDS` (:func:`qualitylab.capacity.required_agents`),
+    summed over the day.
+    """
+    from qualitylab.capacity import required_agents  # lazy: keeps `import demo` light
+
+    target = float(m.params.targets.get("sla_compliance", 0.9))
+    rate = daily[:, :, None] * HOURLY[None, :, :]
+    agents = required_agents(rate, HANDLE_SECONDS[None, :, None], m.sla[None, :, None], target)
+    return agents.sum(axis=2).astype(float)
+
+
 def _staffing(m: _Market, seed: int) -> pa.Table:
-    """Scheduled hours planned from expected volume; productive hours 80-90% of them."""
+    """Scheduled and productive hours per day x site x queue, as a workforce planner sets them.
+
+    *Plan.* Per market x queue and day, the Erlang C moderator-hours for the
+    expected human-handled volume (:func:`_erlang_hours` of ``lam_day x
+    NON_AUTO``: holidays are known ahead, incidents are not), grossed up for
+    the planned shrinkage and a planning buffer, with noise, split across the
+    sites by their share of the queue; the planted rota cut scales it down.
+    *Day of operation.* Productive hours are 80-90% of scheduled. When they
+    fall short of the Erlang C hours for the volume that actually arrived, the
+    site leads call overtime up to that requirement plus the buffer, except on
+    the days an incident flags as understaffed (``m.understaffed``: no
+    overtime, and moderators skip breaks, so 97% of scheduled is productive).
+    """
     rng = _rng(seed, "staffing", m.code)
     nd, nu, nq = m.human_items.shape
-    aht_h = HANDLE_SECONDS / 3600.0
-    expected = (m.lam_day * NON_AUTO)[:, None, :] * m.unit_share.T[None, :, :] * aht_h
-    scheduled = expected / (0.85 * 0.85) * np.exp(rng.normal(0.0, 0.04, (nd, nu, nq)))
+    planned = _erlang_hours(m, m.lam_day * NON_AUTO)  # (days, queues)
+    noise = np.exp(rng.normal(0.0, 0.04, (nd, nu, nq)))
+    gross = _PLAN_BUFFER / (1.0 - _PLAN_SHRINKAGE)
+    scheduled = (planned * gross)[:, None, :] * m.unit_share.T[None, :, :] * noise
     scheduled = scheduled * m.rota[:, None, :]
     productive = scheduled * rng.uniform(0.80, 0.90, (nd, nu, nq))
-    workload = m.human_items * aht_h
-    short = workload / 0.92 > productive
-    maxed = short & m.understaffed[:, None, :]
-    overtime = short & ~maxed
-    productive = np.where(maxed, scheduled * 0.97, productive)
-    scheduled = np.where(overtime, workload / (0.92 * 0.86), scheduled)
-    productive = np.where(overtime, scheduled * 0.86, productive)
+    needed = _erlang_hours(m, m.human_items.sum(axis=1))  # realised volume
+    have = productive.sum(axis=1)
+    short = needed > have
+    maxed = short & m.understaffed
+    overtime = short & ~m.understaffed
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lift = np.where(overtime & (have > 0), needed * _PLAN_BUFFER / have, 1.0)
+    scheduled = scheduled * lift[:, None, :]
+    productive = np.where(maxed[:, None, :], scheduled * 0.97, productive * lift[:, None, :])
     d, u, qq = (a.ravel() for a in np.indices((nd, nu, nq)))
     date_days = (m.start - _EPOCH).days + d
     return pa.table(

@@ -44,6 +44,13 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+def _check_seconds(what: str, v: dict[str, float]) -> dict[str, float]:
+    for k, s in v.items():
+        if not s > 0:  # also refuses NaN
+            raise ValueError(f"{what} for {k!r} must be > 0 seconds, got {s!r}")
+    return v
+
+
 def _check_unit_interval(name: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
@@ -56,6 +63,7 @@ class Defaults(_Frozen):
     confidence_level: float = 0.95
     min_n: int = Field(30, ge=1)
     sla_seconds: dict[str, float] = Field(default_factory=dict)
+    aht_seconds: dict[str, float] = Field(default_factory=dict)
     targets: dict[str, float] = Field(default_factory=dict)
     ai_threshold: float = 0.5
     alert_sensitivity: Sensitivity = "medium"
@@ -76,10 +84,12 @@ class Defaults(_Frozen):
     @field_validator("sla_seconds", "escalation_sla_seconds")
     @classmethod
     def _positive(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, s in v.items():
-            if s <= 0:
-                raise ValueError(f"SLA for {k!r} must be > 0 seconds, got {s!r}")
-        return v
+        return _check_seconds("SLA", v)
+
+    @field_validator("aht_seconds")
+    @classmethod
+    def _aht(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_seconds("handle time", v)
 
 
 class _MarketFile(_Frozen):
@@ -92,10 +102,21 @@ class _MarketFile(_Frozen):
     accuracy_target: float | None = None
     alert_sensitivity: Sensitivity | None = None
     sla_seconds: dict[str, float] = Field(default_factory=dict)
+    aht_seconds: dict[str, float] = Field(default_factory=dict)
     targets: dict[str, float] = Field(default_factory=dict)
     min_n: int | None = Field(None, ge=1)
     ai_threshold: float | None = None
     confidence_level: float | None = None
+
+    @field_validator("sla_seconds")
+    @classmethod
+    def _sla(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_seconds("SLA", v)
+
+    @field_validator("aht_seconds")
+    @classmethod
+    def _aht(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_seconds("handle time", v)
 
     @field_validator("timezone")
     @classmethod
@@ -126,6 +147,7 @@ class MarketParams(_Frozen):
     confidence_level: float
     min_n: int
     sla_seconds: dict[str, float]
+    aht_seconds: dict[str, float]
     targets: dict[str, float]
     ai_threshold: float
     alert_sensitivity: Sensitivity
@@ -322,6 +344,7 @@ def load_parameters(root: str | os.PathLike[str] | None = None) -> Parameters:
                 confidence_level=mf.confidence_level or defaults.confidence_level,
                 min_n=mf.min_n or defaults.min_n,
                 sla_seconds=_merge(defaults.sla_seconds, mf.sla_seconds),
+                aht_seconds=_merge(defaults.aht_seconds, mf.aht_seconds),
                 targets=targets,
                 ai_threshold=mf.ai_threshold
                 if mf.ai_threshold is not None

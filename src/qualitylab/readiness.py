@@ -13,8 +13,11 @@ The checks (:data:`CHECKS`):
     Forecast peak load is covered by the launch roster at the SLA. Peak-hour
     arrivals = ``expected_volume`` x the market's busiest local-hour share of
     decisions (last 28 days) x the share of items people handle in similar
-    queues; handle time = productive hours / human decisions in similar queues
-    (the vendor's, else the market's); agents required by Erlang C for
+    queues (the vendor's, else the market's); handle time = the plan's
+    ``aht_seconds``, else the planning ``aht_seconds`` parameters of the
+    similar queues weighted by their human decisions, else productive hours /
+    human decisions in them (an upper bound: productive time includes idle
+    time between items); agents required by Erlang C for
     ``service_level`` of items within ``sla_seconds``. Staffed = productive
     hours per day the ``staffing`` table rosters for the plan's site and queue
     in the go-live week x the same busiest-hour share (a rota that follows the
@@ -135,6 +138,10 @@ class LaunchPlan(_Frozen):
         Policies moderators apply in the queue (at least one).
     sla_seconds : float
         Response SLA of the queue (> 0).
+    aht_seconds : float, optional
+        Planning handle time of the queue in seconds (> 0), e.g. from the
+        vendor contract; by default the planning ``aht_seconds`` parameters of
+        the similar queues, weighted by their human decisions.
     kpis : tuple of str
         KPIs the vendor must report, from :data:`KPI_NAMES`.
     service_level : float, optional
@@ -173,6 +180,7 @@ class LaunchPlan(_Frozen):
     languages: tuple[str, ...] = Field(min_length=1)
     policies: tuple[str, ...] = Field(min_length=1)
     sla_seconds: float = Field(gt=0)
+    aht_seconds: float | None = Field(None, gt=0)
     kpis: tuple[str, ...] = ()
     service_level: float | None = Field(None, gt=0, lt=1)
     similar_queues: tuple[str, ...] = ()
@@ -418,14 +426,19 @@ def _similar_queues(ctx: _Context) -> list[str]:
 
 
 def _handle_profile(ctx: _Context, queues: list[str]) -> dict[str, float | str]:
-    """Handle time (productive s per human decision) and human share, vendor first."""
+    """Handle time and human share of the new queue, from similar queues, vendor first.
+
+    Handle time: the plan's ``aht_seconds``; else the planning handle times
+    (``aht_seconds`` parameters) of the similar queues weighted by their human
+    decisions; else productive seconds per human decision in the data.
+    """
     plan = ctx.plan
     dec = decisions_in_period(ctx.ds, market=plan.market, period=ctx.window)
     dec = dec.filter(dec.queue.isin(queues))
     human = (dec.routing != "ai_auto").cast("int64")
     done = (dec.decided_at.notnull() & (dec.routing != "ai_auto")).cast("int64")
     d = (
-        dec.group_by(is_vendor=dec.vendor == plan.vendor)
+        dec.group_by(is_vendor=dec.vendor == plan.vendor, queue=dec.queue)
         .aggregate(items=dec.count(), human=human.sum(), decided=done.sum())
         .to_pandas()
     )
@@ -436,22 +449,40 @@ def _handle_profile(ctx: _Context, queues: list[str]) -> dict[str, float | str]:
         & st.date.between(ctx.window.start, ctx.window.end)
     )
     h = (
-        st.group_by(is_vendor=st.vendor == plan.vendor)
+        st.group_by(is_vendor=st.vendor == plan.vendor, queue=st.queue)
         .aggregate(productive=st.productive_hours.sum())
         .to_pandas()
     )
-    m = d.merge(h, on="is_vendor", how="outer").fillna(0.0)
+    m = d.merge(h, on=["is_vendor", "queue"], how="outer").fillna(0.0)
     vendor = m[m["is_vendor"].astype(bool)]
     if len(vendor) and vendor["decided"].sum() > 0 and vendor["productive"].sum() > 0:
         scope, part = f"{plan.vendor}", vendor
     else:
         scope, part = f"all vendors in {plan.market}", m
     decided = float(part["decided"].sum())
-    productive = float(part["productive"].sum())
     items = float(part["items"].sum())
-    aht = productive * 3600.0 / decided if decided > 0 and productive > 0 else float("nan")
     share = float(part["human"].sum()) / items if items > 0 else float("nan")
-    return {"aht": aht, "human_share": share, "scope": scope, "decided": decided}
+    per_queue = part.groupby("queue")["decided"].sum()
+    per_queue = per_queue[per_queue > 0]
+    planned = ctx.ds.params.market(plan.market).aht_seconds
+    recent = f"{', '.join(queues)}, last {LOOKBACK_DAYS} days"
+    if plan.aht_seconds is not None:
+        aht, source = float(plan.aht_seconds), "the launch plan's aht_seconds"
+    elif len(per_queue) and all(q in planned for q in per_queue.index):
+        weights = per_queue.to_numpy(dtype=float)
+        aht = float(np.average([planned[q] for q in per_queue.index], weights=weights))
+        source = (
+            f"planning aht_seconds of {', '.join(per_queue.index)} weighted by their human "
+            f"decisions ({scope}, last {LOOKBACK_DAYS} days)"
+        )
+    else:
+        productive = float(part["productive"].sum())
+        aht = productive * 3600.0 / decided if decided > 0 and productive > 0 else float("nan")
+        source = (
+            f"productive s per human decision, {scope}, {recent}; no planning aht_seconds, and "
+            "this counts idle time as handling, so it overstates the need"
+        )
+    return {"aht": aht, "human_share": share, "scope": scope, "source": source}
 
 
 def _roster(ctx: _Context) -> pd.DataFrame:
@@ -522,9 +553,8 @@ def _check_staffing(ctx: _Context) -> dict[str, str]:
     load = (
         f"peak hour {hour:02d}:00 carries {share:.1%} of {plan.market} decisions, so "
         f"{plan.expected_volume:,.0f}/day x {share:.1%} x {human_share:.0%} handled by people "
-        f"= {rate:.1f} items/h; handle time {aht:.0f} s ({prof['scope']}, "
-        f"{', '.join(queues)}, last {LOOKBACK_DAYS} days); {method}: {required} agents for "
-        f"{level:.0%} within {plan.sla_seconds:.0f} s"
+        f"= {rate:.1f} items/h; handle time {aht:.0f} s ({prof['source']}); "
+        f"{method}: {required} agents for {level:.0%} within {plan.sla_seconds:.0f} s"
     )
     if roster["scheduled"].sum() == 0:
         return _row(
