@@ -1073,20 +1073,23 @@ class _Window:
 
 
 def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -> pd.DataFrame:
-    """Per (segment, day): volume, SLA counts and response percentiles, in one engine query.
+    """Per (segment, day): volume, SLA, response percentiles and AI workflow rates, one query.
 
     Same definitions as :func:`qualitylab.metrics.operational_metrics` on
     days that are fully observed: items created that day; SLA met when decided
     within the queue's SLA, breached when decided later or still pending past
     it; items still pending and younger than their SLA at the end of the
     period are censored (left out of ``sla_compliance``'s n). Percentiles are
-    NaN on days with items still pending (not final yet). (The metrics module's Kaplan-Meier estimator agrees on complete days
-    and costs a Python loop per segment-day, too slow for a scan.)
+    exact (the metrics module's Kaplan-Meier estimate works on 5% bins) and
+    NaN on days with items still pending (not final yet).
+    ``auto_action_rate`` and ``override_rate`` are those of
+    :func:`qualitylab.metrics.ai_workflow_metrics` (decided items; overrides
+    among ``ai_assisted`` ones).
     """
     import ibis
 
     from qualitylab.localtime import epoch_seconds, period_bounds_utc
-    from qualitylab.metrics import Period, decisions_in_period
+    from qualitylab.metrics import Period, _override_expr, decisions_in_period
 
     mp = ds.params.market(market)
     period = Period(start, end)
@@ -1105,6 +1108,9 @@ def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -
     within = decided & (secs <= sla)
     breach = sla.notnull() & ~within & (decided | (secs > sla))
     resp = ibis.ifelse(decided, secs, ibis.null("float64"))
+    # the AI workflow rates of metrics.ai_workflow_metrics, in the same pass
+    acted = dec.action.notnull()
+    assisted = acted & (dec.routing == "ai_assisted")
     agg = (
         dec.group_by([dim, "date"])
         .aggregate(
@@ -1115,6 +1121,10 @@ def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -
             response_p50=resp.quantile(0.5),
             response_p90=resp.quantile(0.9),
             response_p99=resp.quantile(0.99),
+            wf_decided=acted.cast("int64").sum(),
+            wf_auto=(acted & (dec.routing == "ai_auto")).cast("int64").sum(),
+            wf_assisted=assisted.cast("int64").sum(),
+            wf_overrides=(assisted & _override_expr(dec)).cast("int64").sum(),
         )
         .to_pandas()
     )
@@ -1132,6 +1142,12 @@ def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -
         ),
     ]
     rows += [agg.assign(metric=c, value=agg[c], n=agg["volume"]) for c in _TIMES]
+    for metric, k, n in (
+        ("auto_action_rate", "wf_auto", "wf_decided"),
+        ("override_rate", "wf_overrides", "wf_assisted"),
+    ):
+        nn = agg[n].astype(float)
+        rows.append(agg.assign(metric=metric, value=agg[k] / nn.where(nn > 0), n=nn))
     out = pd.concat(rows, ignore_index=True)
     out["volume_day"] = out["volume"].astype(float)
     # log-scale spread of response times per segment, (log p90 - log p50) / z_0.9
@@ -1208,8 +1224,6 @@ def _load_dimension(
             parts.append(_tidy(qm.qa_metrics(ds, **kw), dim))
         else:
             notes.append("qa_audits is not in the dataset")
-    if wanted & set(_RATE_WORKFLOW):
-        parts.append(_tidy(qm.ai_workflow_metrics(ds, **kw), dim))
     if wanted & set(_RATE_AI) and dim in _CONTENT_DIMENSIONS:
         fn = _ai_metrics_fn()
         if fn is None:
