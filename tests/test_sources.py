@@ -396,3 +396,19 @@ def test_report_text_is_readable(tmp_path):
 
     text = _report(_mutated(tmp_path, "decisions", bad)).to_text()
     assert "QUARANTINED" in text and "decisions.ai_score: 1 of 8 rows" in text
+
+
+def test_for_market_slices_every_table_once(small_data):
+    ds = open_dataset(small_data)
+    sg = ds.for_market("SG")
+    assert sg.market == "SG" and ds.for_market("SG") is sg  # made once per dataset
+    assert sg.table("decisions").market.nunique().to_pyarrow().as_py() == 1
+    n_sg = ds.table("decisions").filter(lambda t: t.market == "SG").count().to_pyarrow().as_py()
+    assert sg.table("decisions").count().to_pyarrow().as_py() == n_sg
+    # audits follow their decisions; events keep the all-market ones
+    audits = sg.table("qa_audits").to_pandas()
+    dec_ids = set(sg.table("decisions").decision_id.to_pandas())
+    assert len(audits) and set(audits.decision_id) <= dec_ids
+    assert set(sg.table("events").market.to_pandas()) <= {"SG", "*"}
+    with pytest.raises(ValueError, match="already sliced to SG"):
+        sg.for_market("ID")
