@@ -552,8 +552,16 @@ def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
     Reuses the alerts the scheduled run stored with the market's data
     (``ql_alerts``) when present, and scans otherwise (baseline = the 28 days
     before the period). ``current_only`` keeps alerts that reach into the period.
+    A scan is made once per dataset, market and period; later calls (e.g. the
+    triage window after the alerts table) get a copy.
     """
-    frame = None
+    memo = ctx.ds.__dict__.setdefault("_ql_alerts_memo", {})
+    key = (ctx.market, ctx.period.start, ctx.period.end, ctx.baseline.start)
+    frame = memo.get(key)
+    if frame is not None:
+        frame = frame.copy()
+        frame.attrs = dict(memo[key].attrs)
+        return _current(frame, ctx) if current_only else frame.reset_index(drop=True)
     try:
         if "ql_alerts" in ctx.ds.backend.list_tables():
             frame = ctx.ds.backend.table("ql_alerts").to_pandas()
@@ -569,7 +577,12 @@ def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
         with warnings.catch_warnings():  # undefined daily rates and skipped series are
             warnings.simplefilter("ignore")  # reported in the alerts' attrs, not as noise
             frame = scan_period(ctx.ds, ctx)
-    if current_only and len(frame):
+    memo[key] = frame.copy()
+    return _current(frame, ctx) if current_only else frame.reset_index(drop=True)
+
+
+def _current(frame: pd.DataFrame, ctx: ReportContext) -> pd.DataFrame:
+    if len(frame):
         frame = frame[frame["end_date"].astype(str) >= str(ctx.start)]
     return frame.reset_index(drop=True)
 
