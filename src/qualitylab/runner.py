@@ -302,9 +302,10 @@ def _execute(job: dict[str, Any]) -> dict[str, Any]:
                 log_output=False,
                 execution_timeout=job["timeout"],
                 start_timeout=120,
-                # the kernel's own log (e.g. "running over TCP without encryption" on
-                # localhost) is noise in batch output; errors still show
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                # the kernel's own log ("running over TCP without encryption" on
+                # localhost, "KeyboardInterrupt caught" at shutdown) is noise in batch
+                # output; cell errors reach the notebook and the manifest
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
             res.status = "ok"
             res.error = None
