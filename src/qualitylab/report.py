@@ -491,13 +491,26 @@ def portfolio(
         codes = tuple(c.strip() for c in items if c.strip())
     by_market, by_vendor, counts = [], [], []
     last = None
+    stored = _stored_scorecards(ds)
     for code in codes:
         ctx = context(ds, code, as_of=as_of, weeks=weeks)
         last = max(last, ctx.as_of) if last else ctx.as_of
+        mine = None
+        if stored is not None:
+            mine = stored[
+                (stored["market"] == code)
+                & (stored["period_start"] == str(ctx.start))
+                & (stored["period_end"] == str(ctx.end))
+            ]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            by_market.append(scorecard(ds, code, start=ctx.start, end=ctx.end))
-            by_vendor.append(scorecard(ds, code, by=["vendor"], start=ctx.start, end=ctx.end))
+            if mine is not None and (mine["grain"] == "market").any():
+                # computed for this period by the scheduled run's market cache
+                by_market.append(_restore(mine[mine["grain"] == "market"], []))
+                by_vendor.append(_restore(mine[mine["grain"] == "vendor"], ["vendor"]))
+            else:
+                by_market.append(scorecard(ds, code, start=ctx.start, end=ctx.end))
+                by_vendor.append(scorecard(ds, code, by=["vendor"], start=ctx.start, end=ctx.end))
             al = (
                 alerts_by_market[code]
                 if alerts_by_market is not None and code in alerts_by_market
@@ -523,6 +536,24 @@ def portfolio(
     return Portfolio(
         codes, last, bm, bv, movers.reset_index(drop=True), pd.DataFrame(counts), history
     )
+
+
+def _stored_scorecards(ds: Dataset) -> pd.DataFrame | None:
+    """Scorecards a scheduled run stored with the data (``ql_scorecard``), if any."""
+    try:
+        if "ql_scorecard" not in ds.backend.list_tables():
+            return None
+        return ds.backend.table("ql_scorecard").to_pandas()
+    except Exception:  # a backend that cannot list tables: compute instead
+        return None
+
+
+def _restore(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    from qualitylab.scorecard import SCORECARD_COLUMNS
+
+    out = rows[["market", *by, *SCORECARD_COLUMNS]].reset_index(drop=True)
+    out["small_n"] = out["small_n"].astype(bool)
+    return out
 
 
 def scan_period(ds: Dataset, ctx: ReportContext) -> pd.DataFrame:

@@ -220,13 +220,20 @@ def data_fingerprint(source: str) -> str:
 # per-market cache: the market's slice, its scorecard and its alerts
 # --------------------------------------------------------------------------- #
 def build_market_cache(
-    source: str, market: str, path: Path, *, parameters: str | None
+    source: str,
+    market: str,
+    path: Path,
+    *,
+    parameters: str | None,
+    as_of: str | None = None,
+    weeks: int = 4,
 ) -> dict[str, Any]:
     """Extract one market's typed, quarantined tables into a DuckDB file.
 
-    Also stores the market's alerts
-    (``ql_alerts``), so the market's notebooks reuse them instead of scanning
-    again. Returns counts and timings.
+    Also stores the market's alerts (``ql_alerts``) and its scorecards for the
+    market and per vendor (``ql_scorecard``), computed for the report period
+    (``as_of``, ``weeks``), so the market's notebooks and the portfolio reuse
+    them instead of scanning again. Returns counts and timings.
     """
     import ibis
 
@@ -257,15 +264,22 @@ def build_market_cache(
     for name in exprs:
         rows[name] = int(con.table(name).count().to_pyarrow().as_py())
     cached = open_dataset(con, parameters=ds.params)
-    ctx = context(cached, market)
+    ctx = context(cached, market, as_of=as_of or None, weeks=weeks)
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:  # undefined daily rates etc.
         warnings.simplefilter("always")
         sc = scorecard(cached, market, start=ctx.start, end=ctx.end)
+        sc_vendor = scorecard(cached, market, by=["vendor"], start=ctx.start, end=ctx.end)
         alerts = scan_period(cached, ctx)
     log.info("%s: %d warnings while computing scorecard and alerts", market, len(caught))
     con.create_table("ql_alerts", ibis.memtable(_as_text(alerts)))
+    stored = pd.concat(
+        [sc.assign(vendor=None, grain="market"), sc_vendor.assign(grain="vendor")],
+        ignore_index=True,
+    ).assign(period_start=str(ctx.start), period_end=str(ctx.end))
+    stored["vendor"] = stored["vendor"].astype("string")
+    con.create_table("ql_scorecard", ibis.memtable(stored))
     con.disconnect()
     return {
         "rows": rows,
@@ -456,7 +470,7 @@ def run(
             f"validated data ({sum(report.rows.values()):,} rows); quarantined: {report.quarantined}"
         )
         cache_dir = tmp / "cache"
-        caches = _build_caches(data, codes, cache_dir, str(params.root), jobs, say)
+        caches = _build_caches(data, codes, cache_dir, str(params.root), jobs, say, as_of)
         job_specs = []
         for code in codes:
             cache = caches[code]
@@ -565,6 +579,10 @@ def _moderators(path: Path | None) -> tuple[str, ...]:
     return tuple(r[0] for r in rows)
 
 
+#: Results stored in each market cache that the portfolio reads from the combined one.
+_SHARED_RESULTS = ("ql_alerts", "ql_scorecard")
+
+
 def _combine_caches(paths: Sequence[Path], dest: Path) -> None:
     import duckdb
 
@@ -578,7 +596,7 @@ def _combine_caches(paths: Sequence[Path], dest: Path) -> None:
                 for r in con.execute(
                     f"SELECT table_name FROM information_schema.tables WHERE table_catalog = 'c{i}'"
                 ).fetchall()
-                if not r[0].startswith("ql_")
+                if not r[0].startswith("ql_") or r[0] in _SHARED_RESULTS
             ]
             for t in tables:
                 if t in created:
@@ -596,12 +614,12 @@ def _combine_caches(paths: Sequence[Path], dest: Path) -> None:
         con.close()
 
 
-def _cache_job(args: tuple[str, str, str, str]) -> dict[str, Any]:
+def _cache_job(args: tuple[str, str, str, str, str | None]) -> dict[str, Any]:
     """Build one market's cache (in a worker); errors come back as data."""
-    data, code, path, parameters = args
+    data, code, path, parameters, as_of = args
     t0 = time.perf_counter()
     try:
-        out = build_market_cache(data, code, Path(path), parameters=parameters)
+        out = build_market_cache(data, code, Path(path), parameters=parameters, as_of=as_of)
     except QualityLabError as exc:
         return {"error": redact(str(exc)), "seconds": time.perf_counter() - t0}
     out["path"] = Path(path)
@@ -615,9 +633,10 @@ def _build_caches(
     parameters: str,
     jobs: int,
     say: Callable[[str], None],
+    as_of: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every market's cache (slice, scorecard, alerts), ``jobs`` markets at a time."""
-    args = [(data, code, str(cache_dir / f"{code}.duckdb"), parameters) for code in codes]
+    args = [(data, code, str(cache_dir / f"{code}.duckdb"), parameters, as_of) for code in codes]
     caches: dict[str, dict[str, Any]] = {}
 
     def record(code: str, cache: dict[str, Any]) -> None:
