@@ -43,7 +43,6 @@ import html
 import json
 import math
 import re
-import sys
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -53,30 +52,12 @@ import numpy as np
 import pandas as pd
 import vl_convert as vlc
 
+from qualitylab._imports import import_jsonschema_quietly
 from qualitylab.errors import DataContractError, ParameterError
 
+import_jsonschema_quietly()  # before altair: saves ~2.5 s of import time
 
-def _import_altair():  # noqa: ANN202
-    """Import altair without jsonschema's optional ``rfc3987_syntax``.
-
-    jsonschema (which altair imports) loads ``rfc3987_syntax`` when installed
-    (Jupyter pulls it in), and that compiles a Lark grammar at import: 2.5 s
-    of every kernel start. Altair never validates IRIs, so the module is
-    hidden while jsonschema loads and restored afterwards; nothing changes
-    when jsonschema was already imported.
-    """
-    hide = "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules
-    if hide:
-        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]
-    try:
-        import altair
-    finally:
-        if hide:
-            del sys.modules["rfc3987_syntax"]
-    return altair
-
-
-alt = _import_altair()
+import altair as alt  # noqa: E402
 
 __all__ = [
     "DIVERGING_SCHEME",

@@ -21,12 +21,16 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pandas as pd
 
 from qualitylab import metrics as m
+from qualitylab._imports import import_jsonschema_quietly
 from qualitylab.params import MarketParams
 from qualitylab.sources import Dataset, open_dataset
+
+import_jsonschema_quietly()  # before nbformat: saves ~2.5 s of import time
+
+import nbformat  # noqa: E402
 
 __all__ = [
     "ReportContext",
