@@ -115,42 +115,60 @@ def score(s: pd.Series, flags: np.ndarray, windows: list[list[str]], start: int)
     return sc
 
 
+#: Detectors scored: name -> (scorer, thresholds); the first threshold is the default.
+DETECTORS = {
+    "stl_mad": (stl_scores, (3.5, 5.0, 7.0)),
+    "rolling": (rolling_scores, (3.0, 4.0, 5.0)),
+}
+
+
+def label(det: str, threshold: float) -> str:
+    """Row label of a detector at a threshold, e.g. ``stl_mad |z|>3.5``."""
+    return f"{det} |z|>{threshold:g}"
+
+
+def evaluate(
+    nab: Path = DEFAULT_NAB, *, per_file: bool = False
+) -> tuple[dict[str, Score], dict[tuple[str, str], Score], int]:
+    """Score every detector at every threshold on the NAB files.
+
+    Returns the totals per label (:func:`label`), the totals per (label,
+    category) at the default thresholds, and the number of files scored.
+    """
+    windows = json.loads((nab / "combined_windows.json").read_text())
+    files = sorted(f for f in windows if (nab / f).exists())
+    totals: dict[str, Score] = {}
+    by_group: dict[tuple[str, str], Score] = {}
+    for name in files:
+        s = load(nab, name)
+        start = int(len(s) * PROBATION)
+        for det, (fn, thresholds) in DETECTORS.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                z = fn(s, start)
+            for i, thr in enumerate(thresholds):
+                sc = score(s, z > thr, windows[name], start)
+                totals.setdefault(label(det, thr), Score()).add(sc)
+                if i == 0:
+                    by_group.setdefault((label(det, thr), name.split("/")[0]), Score()).add(sc)
+                    if per_file:
+                        print(sc.row(f"  {det[:8]} {Path(name).stem[:24]}"))
+    return totals, by_group, len(files)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nab", type=Path, default=DEFAULT_NAB, help="NAB reference folder")
     parser.add_argument("--per-file", action="store_true", help="print a line per file")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    windows = json.loads((args.nab / "combined_windows.json").read_text())
-    files = sorted(f for f in windows if (args.nab / f).exists())
-    # (name, scorer, thresholds): the first threshold is the detector's default
-    detectors = {
-        "stl_mad": (stl_scores, (3.5, 5.0, 7.0)),
-        "rolling": (rolling_scores, (3.0, 4.0, 5.0)),
-    }
-    totals: dict[str, Score] = {}
-    by_group: dict[tuple[str, str], Score] = {}
-    for name in files:
-        s = load(args.nab, name)
-        start = int(len(s) * PROBATION)
-        for det, (fn, thresholds) in detectors.items():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                z = fn(s, start)
-            for i, thr in enumerate(thresholds):
-                label = f"{det} |z|>{thr:g}"
-                sc = score(s, z > thr, windows[name], start)
-                totals.setdefault(label, Score()).add(sc)
-                if i == 0:
-                    by_group.setdefault((label, name.split("/")[0]), Score()).add(sc)
-                    if args.per_file:
-                        print(sc.row(f"  {det[:8]} {Path(name).stem[:24]}"))
-    print(f"NAB: {len(files)} files, hourly means, period {PERIOD}, probation {PROBATION:.0%}")
-    for label, sc in totals.items():
-        print(sc.row(label))
+    totals, by_group, n_files = evaluate(args.nab, per_file=args.per_file)
+    print(f"NAB: {n_files} files, hourly means, period {PERIOD}, probation {PROBATION:.0%}")
+    for name, sc in totals.items():
+        print(sc.row(name))
     print("by category (default thresholds):")
-    for (label, group), sc in sorted(by_group.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        print(sc.row(f"  {group[4:14]} {label[:7]}"))
+    for (name, group), sc in sorted(by_group.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        print(sc.row(f"  {group[4:14]} {name[:7]}"))
     print(f"runtime {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -8,6 +8,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 from scipy.spatial.distance import jensenshannon
 
@@ -99,6 +101,50 @@ def test_shift_share_is_exact_on_random_inputs(mix):
         out = rca.shift_share(w0, y0, w1, y1, mix=mix)
         change = y1.sum() / w1.sum() - y0.sum() / w0.sum()
         assert abs(out["contribution"].sum() - change) < TOL
+
+
+@st.composite
+def _two_periods(draw):
+    """Per segment, weights and outcome sums in a baseline and a current period.
+
+    Each segment is in both periods, or in one only (weight 0 in the other),
+    as in every decomposition of data.
+    """
+    k = draw(st.integers(1, 12))
+    weight = st.floats(1e-3, 1e6, allow_nan=False, allow_infinity=False)
+    rate = st.floats(0.0, 1.0, allow_nan=False)
+    present = np.array(
+        draw(st.lists(st.sampled_from(["both", "base", "cur"]), min_size=k, max_size=k))
+    )
+    w0, w1 = (np.array(draw(st.lists(weight, min_size=k, max_size=k))) for _ in range(2))
+    w0[present == "cur"] = 0.0
+    w1[present == "base"] = 0.0
+    assume(w0.sum() > 0 and w1.sum() > 0)
+    r0, r1 = (np.array(draw(st.lists(rate, min_size=k, max_size=k))) for _ in range(2))
+    return w0, w0 * r0, w1, w1 * r1
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=_two_periods())
+def test_contributions_sum_to_the_total_change(data):
+    # Property: for any shares and rates, each segment's mix + rate effect is its
+    # contribution, and the contributions add up to the change of the overall
+    # rate, whichever way the mix effect is split; the split moves mix effect
+    # between segments but leaves the rate effects and the totals alone.
+    w0, y0, w1, y1 = data
+    change = y1.sum() / w1.sum() - y0.sum() / w0.sum()
+    outs = {mix: rca.shift_share(w0, y0, w1, y1, mix=mix) for mix in rca.MIX_METHODS}
+    for out in outs.values():
+        assert np.isfinite(out["contribution"]).all()
+        np.testing.assert_allclose(
+            out["mix_effect"] + out["rate_effect"], out["contribution"], rtol=0, atol=1e-12
+        )
+        assert out["contribution"].sum() == pytest.approx(change, abs=1e-9)
+        # a segment present in one period only has no rate change: pure mix
+        assert (out.loc[(w0 == 0) | (w1 == 0), "rate_effect"] == 0).all()
+    centred, kitagawa = outs["centered"], outs["kitagawa"]
+    np.testing.assert_allclose(centred["rate_effect"], kitagawa["rate_effect"], atol=1e-12)
+    assert centred["mix_effect"].sum() == pytest.approx(kitagawa["mix_effect"].sum(), abs=1e-9)
 
 
 def test_shift_share_rejects_bad_input():

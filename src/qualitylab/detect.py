@@ -1684,6 +1684,13 @@ def _effect(alert: dict[str, Any]) -> tuple[float, float]:
     return diff, diff / max(abs(exp_), 1e-9)
 
 
+def _window_large_enough(w: _Window) -> bool:
+    """Whether one window's own deviation could make a reportable alert."""
+    return _large_enough(
+        {"metric": w.series.metric, "observed": w.observed, "expected": w.expected}
+    )
+
+
 def _large_enough(alert: dict[str, Any]) -> bool:
     diff, rel = _effect(alert)
     kind = "rate" if alert["metric"] in _RATES or alert["metric"] == "reporting_gap" else "level"
@@ -2195,9 +2202,11 @@ def scan(
             notes.add("reporting_gap needs the vendor_reported table and the vendor dimension")
     # One hypothesis per event (overlapping windows of a series proposed by several
     # detectors); each window's p-value already pays for the search over windows.
-    # Windows that cannot pass on their own (p > fdr) are still counted as tests
-    # but do not join events, so they cannot bridge two separate ones.
-    events = _cluster([w for w in windows if w.p_value <= q])
+    # Windows that cannot pass on their own (p > fdr), or whose own deviation is
+    # below MIN_EFFECT (too small to report), are still counted as tests but do
+    # not join events: a small level shift next to a spike would otherwise
+    # dilute the spike's summary below MIN_EFFECT and lose it.
+    events = _cluster([w for w in windows if w.p_value <= q and _window_large_enough(w)])
     untested = max(len(_cluster(windows)) - len(events), 0)
     significant = []
     if events:
