@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(DEVSTAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark]"
 	touch $(STAMP) $@
 
 venv: $(STAMP)
@@ -41,6 +41,11 @@ lint: $(DEVSTAMP)
 
 test: $(DEVSTAMP) lint
 	$(BIN)/python -m pytest -q
+
+# Benchmarks (issue #8): all workloads, or one with BENCH=W1 (W1,W2,W3,W4,growth).
+# Generates data/large (~10M decisions) on first use; writes benchmarks/results/<date>.md.
+bench: $(DEVSTAMP)
+	$(BIN)/python benchmarks/bench.py $(if $(BENCH),--workloads $(BENCH))
 
 lab: $(STAMP) data
 	$(BIN)/jupyter lab notebooks/

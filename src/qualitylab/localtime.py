@@ -96,11 +96,22 @@ def _duckdb_add_days(d: dt.date, days: dt.int32) -> dt.date:  # type: ignore[emp
     """DuckDB ``date + integer``: a date, not a timestamp."""
 
 
-def _on_duckdb(expr: ir.Value) -> bool:
+# Spark's UNIX_TIMESTAMP (what ibis compiles epoch_seconds() to) drops the
+# microseconds; UNIX_MICROS keeps them, as DuckDB's epoch_us does.
+@ibis.udf.scalar.builtin(name="unix_micros")
+def _spark_unix_micros(ts: dt.Timestamp(timezone="UTC")) -> dt.int64:  # type: ignore[empty-body]
+    """Spark ``unix_micros``: microseconds since 1970 of an instant."""
+
+
+def _backend_name(expr: ir.Value) -> str:
     try:
-        return expr._find_backend(use_default=False).name == "duckdb"
+        return expr._find_backend(use_default=False).name
     except Exception:  # unbound or literal-only expression
-        return False
+        return ""
+
+
+def _on_duckdb(expr: ir.Value) -> bool:
+    return _backend_name(expr) == "duckdb"
 
 
 def epoch_seconds(ts: ir.TimestampValue) -> ir.FloatingValue:
@@ -117,8 +128,11 @@ def epoch_seconds(ts: ir.TimestampValue) -> ir.FloatingValue:
     >>> t.select(s=epoch_seconds(t.ts)).to_pandas().s.tolist()
     [1.5]
     """
-    if _on_duckdb(ts):
+    engine = _backend_name(ts)
+    if engine == "duckdb":
         return _duckdb_epoch_us(ts).cast("float64") / 1e6
+    if engine == "pyspark":
+        return _spark_unix_micros(ts).cast("float64") / 1e6
     return ts.epoch_seconds().cast("float64")
 
 

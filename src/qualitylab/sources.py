@@ -220,12 +220,17 @@ class Dataset:
         staged = conformed.staged
         assert staged is not None
         if quarantine:
-            bad = [c.predicate(staged) for c in self._error_checks(name)]
+            own = [c for c in self._conform(name).checks if c.severity == "error"]
+            bad = [c.predicate(staged) for c in own]
             if bad:
                 any_bad = bad[0].fill_null(False)
                 for b in bad[1:]:
                     any_bad = any_bad | b.fill_null(False)
                 staged = staged.filter(~any_bad)
+            if any(c.severity == "error" for c in self._cross_checks(name)):
+                # audits of unknown decisions: a top-level IN filter, which engines
+                # plan as a semi-join (under OR, Spark evaluates it row by row)
+                staged = staged.filter(staged.decision_id.isin(self._decision_ids()))
         hidden = [c for c in staged.columns if c.startswith("__raw_")]
         typed = staged.drop(*hidden) if hidden else staged
         if quarantine:
@@ -272,8 +277,10 @@ class Dataset:
         On DuckDB the market's typed, quarantined rows are stored as temporary
         tables, so the many queries of a per-market analysis (a detection
         scan runs dozens) neither re-read the other markets nor re-apply the
-        contract checks. Other engines get the dataset back unchanged: their
-        own caching (Spark) or pruning applies.
+        contract checks. On Spark they are cached DataFrames (ibis
+        ``Table.cache()``). The slice is made once per dataset and market (a
+        snapshot: reopen the dataset to see new data). Other engines get the
+        dataset back unchanged: their own pruning applies.
 
         Parameters
         ----------
@@ -301,11 +308,18 @@ class Dataset:
             raise ValueError(
                 f"dataset is already sliced to {self.market}; cannot slice to {market}"
             )
-        if getattr(self.backend, "name", "") != "duckdb":
+        engine = getattr(self.backend, "name", "")
+        if engine not in ("duckdb", "pyspark"):
             return self
+        cached = self.__dict__.setdefault("_slices", {})
+        if market in cached:
+            return cached[market]
         exprs = self.market_tables(market)
         tables: dict[str, ir.Table] = {}
         for name, expr in exprs.items():
+            if engine == "pyspark":  # a cached DataFrame, kept in memory after first use
+                tables[name] = expr.cache()
+                continue
             tmp = f"ql_{name}_{market}_{id(self):x}"
             sql = self.backend.compile(expr)
             self.backend.raw_sql(f'CREATE OR REPLACE TEMP TABLE "{tmp}" AS {sql}')
@@ -320,6 +334,7 @@ class Dataset:
         )
         sliced._views = dict(tables)  # already typed and quarantined
         sliced._market = market
+        cached[market] = sliced
         return sliced
 
     def _as_view(self, name: str, expr: ir.Table) -> ir.Table:
@@ -345,6 +360,11 @@ class Dataset:
         checks.extend(c for c in self._cross_checks(name) if c.severity == "error")
         return checks
 
+    def _decision_ids(self) -> ir.Column:
+        """The typed decisions' non-null ids (the reference of audits)."""
+        typed = self._conform("decisions").typed
+        return typed.filter(typed.decision_id.notnull()).decision_id
+
     def _cross_checks(self, name: str) -> list[Check]:
         """Checks that look at another table (audits of unknown decisions)."""
         if name != "qa_audits" or not self.has("decisions"):
@@ -352,7 +372,7 @@ class Dataset:
         dec = self._conform("decisions")
         if dec.schema_fatal:
             return []
-        ids = dec.typed.decision_id
+        ids = self._decision_ids()
         return [
             Check(
                 "qa_audits",
@@ -728,8 +748,35 @@ def _from_backend(
         raise DataContractError(
             f"cannot list tables of {label}: {_first_line(exc)}", check="connect"
         ) from None
-    tables = {n: con.table(n) for n in names if n in present}
+    tables = {n: _instants_as_utc(con, con.table(n), n) for n in names if n in present}
     locations = {n: f"{label}:{n}" for n in tables}
     return Dataset(
         con, tables, source=label, params=params, assume_utc=assume_utc, locations=locations
     )
+
+
+def _instants_as_utc(con: BaseBackend, table: ir.Table, name: str) -> ir.Table:
+    """Type Spark's instant timestamps as UTC-aware.
+
+    Spark's ``TimestampType`` is an instant (stored as UTC, shown in the session
+    time zone, which ibis sets to UTC), but ibis reports it without a time zone,
+    like the naive ``TimestampNTZType``. The contract refuses naive timestamps,
+    so instants are cast to ``timestamp('UTC')`` (a no-op in Spark SQL) and
+    ``TimestampNTZType`` columns stay naive (refused unless ``assume_utc``).
+    Other backends report the time zone themselves and are left unchanged.
+    """
+    if getattr(con, "name", "") != "pyspark":
+        return table
+    try:
+        from pyspark.sql.types import TimestampType
+
+        fields = con._session.table(name).schema.fields  # type: ignore[attr-defined]
+    except Exception:  # not a catalog table, or pyspark internals moved: leave it
+        return table
+    instants = [
+        f.name for f in fields if type(f.dataType) is TimestampType and f.name in table.columns
+    ]
+    if not instants:
+        return table
+    utc = ibis.expr.datatypes.Timestamp(timezone="UTC")
+    return table.mutate(**{c: table[c].cast(utc) for c in instants})
