@@ -10,11 +10,15 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from qualitylab import __version__
 from qualitylab.errors import QualityLabError
+
+if TYPE_CHECKING:
+    from qualitylab.rca import AdtributorResult
 
 __all__ = ["RCA_CSV_COLUMNS", "build_parser", "main", "rca_rows"]
 
@@ -240,9 +244,9 @@ RCA_CSV_COLUMNS = [
 ]
 
 
-def rca_rows(ranking: object) -> pd.DataFrame:
+def rca_rows(ranking: AdtributorResult) -> pd.DataFrame:
     """Adtributor segments as ranked ``qualitylab rca`` rows (best dimension first)."""
-    seg = ranking.segments  # type: ignore[attr-defined]
+    seg = ranking.segments
     out = pd.DataFrame(
         {
             "dimension": seg["dimension"],

@@ -15,6 +15,7 @@ import hashlib
 import html
 import json
 import re
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -581,6 +582,12 @@ def scan_period(ds: Dataset, ctx: ReportContext) -> pd.DataFrame:
         return empty
 
 
+#: Alerts already scanned, per dataset (dropped with it) and market/period.
+_ALERTS_MEMO: weakref.WeakKeyDictionary[Dataset, dict[tuple, pd.DataFrame]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
     """The market's alerts for the report period.
 
@@ -590,7 +597,7 @@ def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
     A scan is made once per dataset, market and period; later calls (e.g. the
     triage window after the alerts table) get a copy.
     """
-    memo = ctx.ds.__dict__.setdefault("_ql_alerts_memo", {})
+    memo = _ALERTS_MEMO.setdefault(ctx.ds, {})
     key = (ctx.market, ctx.period.start, ctx.period.end, ctx.baseline.start)
     frame = memo.get(key)
     if frame is not None:

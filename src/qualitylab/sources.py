@@ -140,6 +140,8 @@ class Dataset:
         self._locations = dict(locations or {})
         self._conformed: dict[str, Conformed] = {}
         self._views: dict[str, ir.Table] = {}
+        self._market: str | None = None  # set on a slice made by for_market
+        self._slices: dict[str, Dataset] = {}
 
     def __repr__(self) -> str:
         return f"Dataset({self.source!r}, tables={list(self.tables)})"
@@ -241,7 +243,7 @@ class Dataset:
     @property
     def market(self) -> str | None:
         """The market this dataset was sliced to (:meth:`for_market`), else None."""
-        return getattr(self, "_market", None)
+        return self._market
 
     def market_tables(self, market: str) -> dict[str, ir.Table]:
         """Typed, quarantined expressions for one market's rows of every table.
@@ -311,9 +313,8 @@ class Dataset:
         engine = getattr(self.backend, "name", "")
         if engine not in ("duckdb", "pyspark"):
             return self
-        cached = self.__dict__.setdefault("_slices", {})
-        if market in cached:
-            return cached[market]
+        if market in self._slices:
+            return self._slices[market]
         exprs = self.market_tables(market)
         tables: dict[str, ir.Table] = {}
         for name, expr in exprs.items():
@@ -334,7 +335,7 @@ class Dataset:
         )
         sliced._views = dict(tables)  # already typed and quarantined
         sliced._market = market
-        cached[market] = sliced
+        self._slices[market] = sliced
         return sliced
 
     def _as_view(self, name: str, expr: ir.Table) -> ir.Table:
