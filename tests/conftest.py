@@ -118,6 +118,20 @@ def write_tables(folder: Path, tables: dict[str, pd.DataFrame], fmt: str = "parq
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _check_memo_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the datasets' check memo (sources.check_memo_dir) out of the home folder."""
+    import os
+
+    saved = os.environ.get("QUALITYLAB_CACHE_DIR")
+    os.environ["QUALITYLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("qlcache"))
+    yield
+    if saved is None:
+        os.environ.pop("QUALITYLAB_CACHE_DIR", None)
+    else:
+        os.environ["QUALITYLAB_CACHE_DIR"] = saved
+
+
 @pytest.fixture
 def tiny(tmp_path: Path) -> Path:
     """A folder holding the tiny valid dataset as Parquet."""

@@ -6,6 +6,8 @@ example, or a visible quarantine.
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pandas as pd
 import pytest
@@ -283,6 +285,60 @@ def test_ai_score_out_of_range_is_quarantined(tmp_path):
     ids = open_dataset(folder).table("decisions").decision_id.to_pandas()
     assert "d2" not in set(ids) and len(ids) == 7
     assert len(open_dataset(folder).table("decisions", quarantine=False).to_pandas()) == 8
+
+
+def test_quarantine_filters_only_the_checks_that_fail(tmp_path, tiny):
+    """Checks no row fails are left out of the filter; failing ones still quarantine."""
+
+    def bad(d):
+        d.loc[1, "routing"] = "robot"
+        d.loc[2, "ai_score"] = 1.7
+        return d
+
+    folder = _mutated(tmp_path, "decisions", bad)
+    for validate_first in (False, True):
+        ds = open_dataset(folder)
+        if validate_first:
+            ds.validate()
+        ids = set(ds.table("decisions").decision_id.to_pandas())
+        assert ids == {f"d{i}" for i in range(8)} - {"d1", "d2"}
+        sql = ds.backend.raw_sql(
+            "select sql from duckdb_views() where view_name like 'ql_decisions%'"
+        ).fetchall()[-1][0]
+        assert "ai_score" in sql.split("WHERE", 1)[1]
+        assert "'ai_auto'" in sql.split("WHERE", 1)[1]  # routing vocabulary kept
+        assert "regexp_matches" not in sql  # market format: no row fails it
+    clean = open_dataset(tiny)
+    for name in ("decisions", "qa_audits"):  # audits: no unknown decision, no IN filter
+        clean.table(name)
+        sql = clean.backend.raw_sql(
+            f"select sql from duckdb_views() where view_name like 'ql_{name}%'"
+        ).fetchall()[-1][0]
+        assert "WHERE" not in sql, name
+
+
+def test_check_memo_follows_the_files(tmp_path, monkeypatch):
+    """Which checks fail is remembered per file fingerprint; changed files are re-checked."""
+    from qualitylab.sources import check_memo_dir
+
+    monkeypatch.setenv("QUALITYLAB_CACHE_DIR", str(tmp_path / "cache"))
+    folder = write_tables(tmp_path / "data", tiny_tables())
+    assert len(open_dataset(folder).table("decisions").to_pandas()) == 8
+    memos = sorted(check_memo_dir().glob("decisions-*.json"))
+    assert len(memos) == 1 and not any(json.loads(memos[0].read_text()).values())
+    # a second process-equivalent open reads the memo and gives the same table
+    assert len(open_dataset(folder).table("decisions").to_pandas()) == 8
+    assert len(list(check_memo_dir().glob("decisions-*.json"))) == 1
+    # the file changes (a bad score): new fingerprint, new pass, the row is quarantined
+    d = tiny_tables()["decisions"]
+    d.loc[2, "ai_score"] = 1.7
+    d.to_parquet(folder / "decisions.parquet", index=False)
+    ids = set(open_dataset(folder).table("decisions").decision_id.to_pandas())
+    assert "d2" not in ids and len(ids) == 7
+    assert len(list(check_memo_dir().glob("decisions-*.json"))) == 2
+    monkeypatch.setenv("QUALITYLAB_CACHE_DIR", "off")
+    assert check_memo_dir() is None
+    assert len(open_dataset(folder).table("decisions").to_pandas()) == 7
 
 
 def test_unknown_routing(tmp_path):

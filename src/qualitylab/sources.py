@@ -8,6 +8,8 @@ pulled into pandas here; every check and metric is an engine query.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ REPORT_COLUMNS = [
 ]
 _SEVERITY_ORDER = {"fatal": 0, "error": 1, "warning": 2, "info": 3}
 _DB_SUFFIXES = (".duckdb", ".ddb", ".db")
+_CHECK_MEMO_VERSION = 1  # bump when the meaning of a check changes
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,10 @@ class Dataset:
         self._views: dict[str, ir.Table] = {}
         self._market: str | None = None  # set on a slice made by for_market
         self._slices: dict[str, Dataset] = {}
+        # per table: rows failing each (check, column), from validate(); and which
+        # error checks fail at all (see _failing)
+        self._check_counts: dict[str, dict[tuple[str, str, str], int]] = {}
+        self._failing_checks: dict[str, dict[tuple[str, str, str], bool]] = {}
 
     def __repr__(self) -> str:
         return f"Dataset({self.source!r}, tables={list(self.tables)})"
@@ -223,13 +230,15 @@ class Dataset:
         assert staged is not None
         if quarantine:
             own = [c for c in self._conform(name).checks if c.severity == "error"]
-            bad = [c.predicate(staged) for c in own]
+            cross = [c for c in self._cross_checks(name) if c.severity == "error"]
+            failing = self._failing(name, staged, [*own, *cross])
+            bad = [c.predicate(staged) for c in own if failing[_check_key(c)]]
             if bad:
                 any_bad = bad[0].fill_null(False)
                 for b in bad[1:]:
                     any_bad = any_bad | b.fill_null(False)
                 staged = staged.filter(~any_bad)
-            if any(c.severity == "error" for c in self._cross_checks(name)):
+            if any(failing[_check_key(c)] for c in cross):
                 # audits of unknown decisions: a top-level IN filter, which engines
                 # plan as a semi-join (under OR, Spark evaluates it row by row)
                 staged = staged.filter(staged.decision_id.isin(self._decision_ids()))
@@ -337,6 +346,71 @@ class Dataset:
         sliced._market = market
         self._slices[market] = sliced
         return sliced
+
+    def _failing(
+        self, name: str, staged: ir.Table, checks: list[Check]
+    ) -> dict[tuple[str, str, str], bool]:
+        """Which error checks some row of the table fails (one counting pass, cached).
+
+        A check no row fails cannot change the quarantined table, so its
+        predicate is left out of the filter every later query runs: on clean
+        data the typed table is then read at the cost of its casts alone
+        (re-evaluating ~15 row checks cost each query ~0.4 s per million rows).
+        The counts come from :meth:`validate` when it ran first. If the counting
+        query fails, every check is kept. A dataset assumes its source does not
+        change while it is open.
+
+        For tables read from files the answer is also kept on disk (see
+        :func:`check_memo_dir`), keyed by each file's path, size and
+        modification time, the contract's checks and the known markets, so
+        other processes opening the same unchanged files (notebooks, the
+        runner's workers) skip the pass.
+        """
+        if name not in self._failing_checks:
+            keys = [_check_key(c) for c in checks]
+            memo = _check_memo_path(self, name, keys)
+            stored = _read_check_memo(memo)
+            try:
+                if not checks:
+                    counts = []
+                elif stored is not None:
+                    counts = [int(stored.get(repr(k), True)) for k in keys]
+                elif name in self._check_counts:
+                    known = self._check_counts[name]
+                    counts = [known.get(k, 1) for k in keys]
+                else:
+                    # clean data is the common case: one pass for "any check fails"
+                    # (cheaper than a count per check), then counts only if needed. A
+                    # check against another table is its own filter: under OR, Spark
+                    # evaluates the IN row by row.
+                    preds = [c.predicate(staged).fill_null(False) for c in checks]
+                    other = {_check_key(c) for c in self._cross_checks(name)}
+                    is_cross = [_check_key(c) in other for c in checks]
+                    own = [p for x, p in zip(is_cross, preds, strict=True) if not x]
+                    cross = [p for x, p in zip(is_cross, preds, strict=True) if x]
+                    groups = [[p] for p in cross]
+                    if own:
+                        groups.insert(0, own)
+
+                    def any_fails(group: list[ir.BooleanValue]) -> bool:
+                        any_bad = group[0]
+                        for p in group[1:]:
+                            any_bad = any_bad | p
+                        return bool(staged.filter(any_bad).limit(1).count().to_pandas())
+
+                    if not any(any_fails(g) for g in groups):
+                        counts = [0] * len(checks)
+                    else:
+                        aggs = {f"c{i}": p.cast("int64").sum() for i, p in enumerate(preds)}
+                        row = staged.aggregate(**aggs).to_pandas().iloc[0]
+                        counts = [int(row[f"c{i}"] or 0) for i in range(len(checks))]
+            except Exception:  # counting failed: keep every check
+                counts, memo = [1] * len(checks), None
+            self._failing_checks[name] = {k: n > 0 for k, n in zip(keys, counts, strict=True)}
+            if stored is None and memo is not None:
+                _write_check_memo(memo, {repr(k): n > 0 for k, n in zip(keys, counts, strict=True)})
+        failing = self._failing_checks[name]
+        return {_check_key(c): failing.get(_check_key(c), True) for c in checks}
 
     def _as_view(self, name: str, expr: ir.Table) -> ir.Table:
         """Register the typed, quarantined table as a temporary view.
@@ -448,6 +522,9 @@ class Dataset:
         counts = _engine(lambda: staged.aggregate(**aggs).to_pandas().iloc[0], name, where)
         n = int(counts["__n"])
         rows[name] = n
+        self._check_counts[name] = {
+            _check_key(c): int(counts[f"c{i}"] or 0) for i, c in enumerate(checks)
+        }
         quarantined[name] = int(counts.get("__q", 0) or 0)
         if n == 0:
             sev = "fatal" if TABLES[name].required else "warning"
@@ -501,6 +578,108 @@ class Dataset:
             f"e.g. {key}={res['ex']}"
         )
         return [_record(name, key, "duplicate_key", bad, f"{key}={res['ex']}", "fatal", msg)]
+
+
+def _check_key(check: Check) -> tuple[str, str, str]:
+    return (check.check, check.column, check.describe)
+
+
+def check_memo_dir() -> Path | None:
+    """Where datasets remember which contract checks their files fail.
+
+    ``$QUALITYLAB_CACHE_DIR`` (``off`` disables the memo), else
+    ``$XDG_CACHE_HOME/qualitylab`` or ``~/.cache/qualitylab``. The memo holds
+    no data: one small JSON file of check names and true/false per table
+    and file fingerprint.
+
+    Examples
+    --------
+    >>> import os
+    >>> saved = os.environ.get("QUALITYLAB_CACHE_DIR")
+    >>> os.environ["QUALITYLAB_CACHE_DIR"] = "off"
+    >>> check_memo_dir() is None
+    True
+    >>> os.environ["QUALITYLAB_CACHE_DIR"] = "/tmp/qlcache"
+    >>> check_memo_dir().as_posix()
+    '/tmp/qlcache/checks'
+    >>> if saved is None:
+    ...     del os.environ["QUALITYLAB_CACHE_DIR"]
+    ... else:
+    ...     os.environ["QUALITYLAB_CACHE_DIR"] = saved
+    """
+    env = os.environ.get("QUALITYLAB_CACHE_DIR", "").strip()
+    if env.lower() in ("off", "0", "none", "false"):
+        return None
+    if env:
+        return Path(env).expanduser() / "checks"
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base) / "qualitylab" / "checks"
+
+
+def _files_fingerprint(location: str | None) -> list[str] | None:
+    """Path, size and mtime of every file behind a location (None: not files)."""
+    if not location:
+        return None
+    path = Path(location)
+    try:
+        if path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.is_file())
+        elif path.is_file():
+            files = [path]
+        else:
+            return None
+        out = []
+        for f in files:
+            st = f.stat()
+            out.append(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}")
+        return out
+    except OSError:
+        return None
+
+
+def _check_memo_path(ds: Dataset, name: str, keys: list[tuple[str, str, str]]) -> Path | None:
+    folder = check_memo_dir()
+    if folder is None or not keys:
+        return None
+    tables = [name, "decisions"] if name == "qa_audits" else [name]  # audits check decisions
+    prints = []
+    for t in tables:
+        fp = _files_fingerprint(ds._locations.get(t))
+        if fp is None:
+            return None
+        prints.append(fp)
+    payload = json.dumps(
+        {
+            "version": _CHECK_MEMO_VERSION,
+            "table": name,
+            "files": prints,
+            "checks": [repr(k) for k in keys],
+            "markets": sorted(ds.params.codes),
+            "assume_utc": ds.assume_utc,
+        },
+        sort_keys=True,
+    )
+    return folder / f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:32]}.json"
+
+
+def _read_check_memo(path: Path | None) -> dict[str, bool] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_check_memo(path: Path, failing: dict[str, bool]) -> None:
+    try:  # best effort: a read-only home just means the pass runs again
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(failing, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def _record(
