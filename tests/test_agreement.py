@@ -21,6 +21,7 @@ from qualitylab.agreement import (
     ReliabilityData,
     agreement_from_long,
     cohen_kappa,
+    cohen_kappa_from_counts,
     cohen_kappa_from_table,
     fleiss_kappa,
     gwet_ac1,
@@ -244,6 +245,98 @@ def test_cohen_kappa_one_rater_one_class():
     res = cohen_kappa([0, 1, 0, 1], [0, 0, 0, 0])
     assert res.statistic == pytest.approx(cohen_kappa_score([0, 1, 0, 1], [0, 0, 0, 0]))
     assert res.statistic == pytest.approx(0.0)
+
+
+# --------------------------------------------------------------------------- #
+# Cohen's kappa for many segments from long counts
+# --------------------------------------------------------------------------- #
+KAPPA_FIELDS = ("statistic", "se", "ci_low", "ci_high", "observed_agreement", "expected_agreement")
+
+
+def _random_pairs(seed: int, segments: int = 300) -> pd.DataFrame:
+    """Label pairs in many segments: 1-12 categories, perfect agreement, missing labels."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for s in range(segments):
+        cats = np.array([f"c{i:02d}" for i in rng.choice(20, rng.integers(1, 13), replace=False)])
+        n = int(rng.integers(1, 60))
+        r1 = rng.choice(cats, n).astype(object)
+        r2 = r1.copy() if rng.random() < 0.3 else rng.choice(cats, n).astype(object)
+        parts.append(pd.DataFrame({"team": s % 4, "queue": f"q{s}", "r1": r1, "r2": r2}))
+    pairs = pd.concat(parts, ignore_index=True)
+    pairs.loc[rng.random(len(pairs)) < 0.01, "r2"] = None
+    pairs.loc[pairs["queue"] == "q7", "r1"] = None  # a segment without a usable pair
+    return pairs
+
+
+def _counts(pairs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    counts = pairs.groupby([*by, "r1", "r2"], dropna=False).size().rename("count").reset_index()
+    return counts.sample(frac=1.0, random_state=0)  # row order must not matter
+
+
+def test_cohen_kappa_from_counts_equals_cohen_kappa_per_segment():
+    pairs = _random_pairs(1)
+    by = ["team", "queue"]
+    res = cohen_kappa_from_counts(
+        _counts(pairs, by), by=by, rater1="r1", rater2="r2", confidence_level=0.9
+    )
+    groups = pairs.groupby(by, sort=True)
+    assert len(res) == groups.ngroups
+    undefined = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for (team, queue), g in groups:
+            row = res[(res["team"] == team) & (res["queue"] == queue)]
+            assert len(row) == 1
+            ref = cohen_kappa(g["r1"].to_numpy(), g["r2"].to_numpy(), confidence_level=0.9)
+            got = row.iloc[0]
+            assert got["n_items"] == ref.n_items
+            for f in KAPPA_FIELDS:  # the same arithmetic, so the same floats
+                want = getattr(ref, f)
+                assert got[f] == want or (math.isnan(got[f]) and math.isnan(want)), (queue, f)
+            undefined += math.isnan(ref.statistic)
+    assert 0 < undefined < len(res)  # one-category segments and the empty one are covered
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_cohen_kappa_from_counts_matches_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    parts = []
+    for s in range(5):
+        k, n = int(rng.integers(2, 6)), int(rng.integers(20, 200))
+        r1 = rng.integers(0, k, n)
+        r2 = np.where(rng.random(n) < rng.random(), r1, rng.integers(0, k, n))
+        parts.append(pd.DataFrame({"seg": s, "r1": r1, "r2": r2}))
+    pairs = pd.concat(parts, ignore_index=True)
+    res = cohen_kappa_from_counts(_counts(pairs, ["seg"]), by=["seg"], rater1="r1", rater2="r2")
+    for s, g in pairs.groupby("seg"):
+        expected = cohen_kappa_score(g["r1"], g["r2"])
+        assert res.loc[res["seg"] == s, "statistic"].item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_cohen_kappa_from_counts_null_keys_no_by_and_errors():
+    counts = pd.DataFrame(
+        {
+            "vendor": ["A", "A", None, None],
+            "rater1": ["x", "y", "x", "x"],
+            "rater2": ["x", "y", "x", "y"],
+            "count": [3, 2, 4, 1],
+        }
+    )
+    res = cohen_kappa_from_counts(counts, by=["vendor"])
+    assert res["vendor"].iloc[0] == "A" and pd.isna(res["vendor"].iloc[1])  # nulls last
+    assert res["statistic"].iloc[0] == 1.0
+    assert res["statistic"].iloc[1] == pytest.approx(
+        cohen_kappa_score(list("xxxxx"), list("xxxxy"))
+    )
+    pooled = cohen_kappa_from_counts(counts)
+    assert len(pooled) == 1 and pooled["n_items"].item() == 10
+    empty = cohen_kappa_from_counts(counts.iloc[:0])
+    assert empty["n_items"].item() == 0 and math.isnan(empty["statistic"].item())
+    with pytest.raises(ParameterError, match="'label'"):
+        cohen_kappa_from_counts(counts, rater1="label")
+    with pytest.raises(ParameterError, match="-1"):
+        cohen_kappa_from_counts(counts.assign(count=[3, 2, 4, -1]))
 
 
 def test_agreement_result_object():

@@ -417,6 +417,18 @@ def test_f1_bootstrap_interval_reproducible_and_plausible(df3):
     assert 0.3 < (a["ci_high"] - a["ci_low"]) / (4 * math.sqrt(0.25 / a["n"])) < 3
 
 
+def test_f1_bootstrap_interval_is_per_segment_whatever_the_other_segments(df3):
+    """Each segment's interval restarts from the seed: the same alone or among others."""
+    small = df3.iloc[:300]
+    alone = confusion_at(ibis.memtable(small), 0.55, seed=1).set_index("metric").loc["ai_f1"]
+    parts = [df3.iloc[300:1000].assign(g="a"), small.assign(g="b"), small.assign(g="c")]
+    many = confusion_at(ibis.memtable(pd.concat(parts)), 0.55, by=["g"], seed=1)
+    f1 = many[many["metric"] == "ai_f1"].set_index("g")
+    for g in ("b", "c"):  # equal tables: equal intervals, equal to the one-segment call
+        assert (f1.loc[g, "ci_low"], f1.loc[g, "ci_high"]) == (alone["ci_low"], alone["ci_high"])
+    assert f1.loc["a", "ci_low"] != alone["ci_low"]
+
+
 def _messages(record: pytest.WarningsRecorder) -> list[str]:
     """Our RuntimeWarnings only (ibis/pandas may add deprecation warnings)."""
     return [str(w.message) for w in record if w.category is RuntimeWarning]
@@ -470,6 +482,33 @@ def test_only_negatives_in_a_segment_warns_with_segment_name():
     assert _messages(rec)[0].startswith("ai_recall is undefined for market='ID'")
     sg = res[res["market"] == "SG"].set_index("metric")["value"]
     assert sg["ai_recall"] == 1.0
+
+
+def test_undefined_segments_give_one_summary_warning_per_metric():
+    df = pd.DataFrame(
+        {
+            "ai_score": [0.1, 0.2, 0.3, 0.4, 0.9, 0.8],
+            "truth": [0, 0, 0, 0, 1, 0],
+            "market": ["AU", "ID", "KR", "MY", "SG", "SG"],
+        }
+    )
+    with pytest.warns(RuntimeWarning) as rec:
+        res = confusion_at(ibis.memtable(df), 0.5, by=["market"])
+    messages = _messages(rec)
+    assert [m.split(" ")[0] for m in messages] == [
+        "ai_precision",
+        "ai_recall",
+        "ai_fnr",
+        "ai_f1",
+    ]  # one each, not one per segment
+    assert messages[1] == (
+        "ai_recall is undefined for 4 segments (no actual positives); returning NaN, "
+        "e.g. market='AU'; market='ID'; market='KR'; ..."
+    )
+    assert messages[0].startswith("ai_precision is undefined for 4 segments (no predicted")
+    assert {w.filename for w in rec if w.category is RuntimeWarning} == {__file__}
+    recall = res[res["metric"] == "ai_recall"].set_index("market")["value"]
+    assert recall.drop("SG").isna().all() and recall["SG"] == 1.0
 
 
 def test_empty_input_does_not_crash():

@@ -11,6 +11,7 @@ from statsmodels.duration.survfunc import SurvfuncRight
 from statsmodels.stats.proportion import proportion_confint
 
 from qualitylab import QualityLabError
+from qualitylab.agreement import cohen_kappa
 from qualitylab.metrics import (
     ai_workflow_metrics,
     operational_metrics,
@@ -19,6 +20,7 @@ from qualitylab.metrics import (
 )
 from qualitylab.params import load_parameters
 from qualitylab.sources import open_dataset
+from qualitylab.stats import mcnemar, proportion_ci
 from tests.conftest import tiny_tables, write_tables
 
 MARKET = "SG"
@@ -210,6 +212,122 @@ def test_qa_alignment_against_pandas(ds, frames):
 
     kappa = _get(out, "qa_alignment_kappa")
     assert kappa.value == pytest.approx(cohen_kappa_score(pairs.label_v, pairs.label_i))
+
+
+def _qa_pairs(frames, by):
+    """Double-audited decisions in pandas: latest audit per source, labels and verdicts."""
+    latest = []
+    for src in ("vendor", "internal"):
+        j = _audited(frames, src).sort_values("audited_at").groupby("decision_id").tail(1)
+        j["label"] = np.where(j.qa_action != "no_action", j.qa_policy, "none")
+        enf, qenf = j.action != "no_action", j.qa_action != "no_action"
+        j["correct"] = (enf == qenf) & (~enf | (j.policy.fillna("none") == j.qa_policy))
+        latest.append(j.set_index("decision_id")[[*by, "label", "correct"]])
+    return latest[0].join(latest[1].drop(columns=by), suffixes=("_v", "_i"), how="inner")
+
+
+def _qa_alignment_per_segment(pairs, by, confidence_level):
+    """Reference: one call of the scalar functions per segment."""
+    rows = []
+    for key, g in pairs.groupby(by, sort=True, dropna=False):
+        seg = dict(zip(by, key, strict=True))
+        n = len(g)
+        agree = int((g.label_v == g.label_i).sum())
+        lo, hi = proportion_ci(agree, n, confidence_level=confidence_level)
+        rows.append({**seg, "metric": "qa_alignment", "value": agree / n, "n": n})
+        rows[-1].update(ci_low=lo, ci_high=hi, p_value=np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            k = cohen_kappa(g.label_v, g.label_i, confidence_level=confidence_level)
+        rows.append({**seg, "metric": "qa_alignment_kappa", "value": k.statistic, "n": n})
+        rows[-1].update(ci_low=k.ci_low, ci_high=k.ci_high, p_value=np.nan)
+        b = int((g.correct_v & ~g.correct_i).sum())
+        c = int((~g.correct_v & g.correct_i).sum())
+        if b + c:
+            lo, hi = proportion_ci(b, b + c, confidence_level=confidence_level)
+            rows.append({**seg, "metric": "qa_leniency", "value": b / (b + c), "n": b + c})
+            rows[-1].update(ci_low=lo, ci_high=hi, p_value=mcnemar(b, c).pvalue)
+    return pd.DataFrame(rows)
+
+
+def _assert_same_qa_alignment(out, ref, by):
+    assert list(out.columns) == [*by, "metric", "value", "n", "ci_low", "ci_high", "small_n"] + [
+        "p_value"
+    ]
+    got = out.set_index([*by, "metric"]).sort_index()
+    want = ref.set_index([*by, "metric"]).sort_index()
+    assert got.index.equals(want.index)  # same segments, same metrics (leniency iff b + c > 0)
+    for col in ("value", "n", "ci_low", "ci_high", "p_value"):
+        np.testing.assert_allclose(got[col], want[col].astype(float), rtol=0, atol=1e-12)
+
+
+def test_qa_alignment_equals_per_segment_reference(ds, frames):
+    by = ["vendor", "queue"]
+    out = qa_alignment(ds, market=MARKET, by=by, start=START, end=END)
+    cl = ds.params.market(MARKET).confidence_level
+    ref = _qa_alignment_per_segment(_qa_pairs(frames, by), by, cl)
+    _assert_same_qa_alignment(out, ref, by)
+    assert (out["metric"] == "qa_leniency").sum() >= 3
+
+
+def test_qa_alignment_edge_segments_equal_reference(tmp_path):
+    """Chi-square and exact McNemar, one-label kappa, no discordance, a null segment key."""
+    t0 = pd.Timestamp("2026-03-02 02:00", tz="UTC")
+    # (vendor, moderator, decision, vendor QA, internal QA, repeats); decisions are
+    # no_action, so a QA "ban" is a failed verdict
+    plan = [
+        ("VendorA", "m1", "no_action", "no_action", "ban", 20),  # b: vendor passed
+        ("VendorA", "m1", "no_action", "ban", "no_action", 9),  # c
+        ("VendorA", "m1", "no_action", "no_action", "no_action", 11),
+        ("VendorA", "m1", "no_action", "ban", "ban", 3),
+        ("VendorB", "m2", "no_action", "no_action", "ban", 3),
+        ("VendorB", "m2", "no_action", "ban", "no_action", 1),
+        ("VendorB", "m2", "no_action", "no_action", "no_action", 2),
+        ("VendorC", None, "no_action", "no_action", "no_action", 3),  # one label only
+    ]
+    dec, aud = [], []
+    for vendor, mod, action, qv, qi, reps in plan:
+        for _ in range(reps):
+            i = len(dec)
+            dec.append({"decision_id": f"d{i}", "vendor": vendor, "moderator_id": mod})
+            dec[-1].update(action=action, created_at=t0 + pd.Timedelta(seconds=i))
+            for src, qa in (("vendor", qv), ("internal", qi)):
+                policy = "none" if qa == "no_action" else "spam"
+                aud.append({"decision_id": f"d{i}", "qa_source": src, "qa_action": qa})
+                aud[-1].update(qa_policy=policy, audit_id=f"a{len(aud)}")
+    tables = tiny_tables()
+    base = tables["decisions"].iloc[0]
+    d = pd.DataFrame(dec)
+    for col in tables["decisions"].columns:
+        if col not in d:
+            d[col] = base[col]
+    d["decided_at"] = d["created_at"] + pd.Timedelta(minutes=1)
+    a = pd.DataFrame(aud)
+    a["audited_at"] = t0 + pd.Timedelta(days=1)
+    a["auditor_id"], a["sample_weight"] = "q1", 1.0
+    tables["decisions"] = d[tables["decisions"].columns]
+    tables["qa_audits"] = a[tables["qa_audits"].columns]
+    ds = open_dataset(write_tables(tmp_path / "d", tables))
+    by = ["vendor", "moderator_id"]
+    out = qa_alignment(ds, market="SG", by=by, start="2026-03-02", end="2026-03-02")
+    labels = {"no_action": "none", "ban": "spam"}
+    pairs = pd.DataFrame(
+        [
+            {"vendor": v, "moderator_id": m, "label_v": labels[qv], "label_i": labels[qi]}
+            | {"correct_v": qv == "no_action", "correct_i": qi == "no_action"}
+            for v, m, _, qv, qi, reps in plan
+            for _ in range(reps)
+        ]
+    )
+    ref = _qa_alignment_per_segment(pairs, by, ds.params.market("SG").confidence_level)
+    _assert_same_qa_alignment(out, ref, by)
+    lenient = out[out["metric"] == "qa_leniency"].set_index("vendor")
+    assert list(lenient.index) == ["VendorA", "VendorB"]  # none for VendorC: b + c == 0
+    assert lenient.loc["VendorA", "p_value"] == mcnemar(20, 9, exact=False).pvalue
+    assert lenient.loc["VendorB", "p_value"] == mcnemar(3, 1, exact=True).pvalue
+    kappa = out[out["metric"] == "qa_alignment_kappa"].set_index("vendor")["value"]
+    assert np.isnan(kappa["VendorC"]) and not np.isnan(kappa["VendorA"])
+    assert out.loc[out["vendor"] == "VendorC", "moderator_id"].isna().all()
 
 
 def test_workflow_rates_against_pandas(ds, frames):

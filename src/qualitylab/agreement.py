@@ -15,6 +15,7 @@ that matrix.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "ReliabilityData",
     "agreement_from_long",
     "cohen_kappa",
+    "cohen_kappa_from_counts",
     "cohen_kappa_from_table",
     "fleiss_kappa",
     "gwet_ac1",
@@ -45,6 +47,7 @@ MSG_CONFIDENCE = "confidence_level must be strictly between 0 and 1; got {value!
 MSG_LENGTHS = "Found input variables with inconsistent numbers of samples: {lengths}"
 MSG_UNKNOWN_LABEL = "{name} contains a label not in labels: {value!r}"
 MSG_TABLE = "{name} must be a {shape} table of non-negative finite counts; got {detail}"
+MSG_COLUMN = "{name} has no column {column!r}"
 MSG_UNDEFINED = "{what} is undefined ({why}); returning NaN"
 MSG_NOT_NUMERIC = (
     "level={level!r} needs numeric ratings; got non-numeric labels such as {value!r}. "
@@ -399,6 +402,167 @@ def cohen_kappa(
         )
     table = np.bincount(codes[0] * k + codes[1], minlength=k * k).reshape(k, k).astype(float)
     return _kappa_table(table, weights, confidence_level)
+
+
+def cohen_kappa_from_counts(
+    counts: pd.DataFrame,
+    *,
+    by: Sequence[str] = (),
+    rater1: str = "rater1",
+    rater2: str = "rater2",
+    count: str = "count",
+    confidence_level: float = 0.95,
+) -> pd.DataFrame:
+    """Unweighted Cohen's kappa for many segments at once, from long pair counts.
+
+    Parameters
+    ----------
+    counts : pandas.DataFrame
+        One row per segment x (rater-1 label, rater-2 label) with the number of
+        items in column `count` — the long form of one contingency table per
+        segment, as an engine's ``GROUP BY by, rater1, rater2`` returns it. Label
+        pairs may repeat (their counts add up); absent pairs count 0.
+    by : sequence of str, default ()
+        Segment columns. Null keys form their own segment (``dropna=False``).
+    rater1, rater2, count : str
+        Column names of the two labels and of the count.
+    confidence_level : float, default 0.95
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per segment, ordered as ``counts.groupby(by, sort=True,
+        dropna=False)``: ``[*by, statistic, se, ci_low, ci_high, n_items,
+        observed_agreement, expected_agreement]``, each as the field of the
+        same name of :func:`cohen_kappa_from_table` on that segment's table.
+        Rows where either label is missing are not counted (as
+        :func:`cohen_kappa`); a segment with no counted pair, or where both
+        raters used one common category, gets NaN. No warning is issued.
+
+    Notes
+    -----
+    Per segment, with :math:`p_{ij}` the share of pairs labelled (i, j) and
+    marginals :math:`p_{i\\cdot}`, :math:`p_{\\cdot j}`:
+    :math:`p_o = \\sum_i p_{ii}`, :math:`p_e = \\sum_i p_{i\\cdot} p_{\\cdot i}`,
+    :math:`\\kappa = (p_o - p_e)/(1 - p_e)` and the Fleiss, Cohen & Everitt (1969)
+    variance of :func:`cohen_kappa_from_table` with identity weights,
+
+    .. math:: \\widehat{var}(\\kappa) = \\frac{\\sum_{ij} p_{ij}\\,[1_{i=j} -
+              (p_{\\cdot i} + p_{j\\cdot})(1-\\kappa)]^2
+              - [\\kappa - p_e(1-\\kappa)]^2}{n (1-p_e)^2},
+
+    summed over observed cells only (the others have :math:`p_{ij} = 0`).
+    Tested against :func:`cohen_kappa` per segment and
+    ``sklearn.metrics.cohen_kappa_score``.
+
+    Examples
+    --------
+    >>> counts = pd.DataFrame({
+    ...     "queue": ["a", "a", "a", "a", "b"],
+    ...     "rater1": ["spam", "spam", "ok", "ok", "ok"],
+    ...     "rater2": ["spam", "ok", "spam", "ok", "ok"],
+    ...     "count": [20, 5, 10, 15, 4],
+    ... })
+    >>> res = cohen_kappa_from_counts(counts, by=["queue"])
+    >>> res[["queue", "statistic", "n_items"]].round(3)
+      queue  statistic  n_items
+    0     a        0.4       50
+    1     b        NaN        4
+    """
+    confidence_level = _check_confidence(confidence_level)
+    cols = list(by)
+    absent = [c for c in (*cols, rater1, rater2, count) if c not in counts.columns]
+    if absent:
+        raise ParameterError(MSG_COLUMN.format(name="counts", column=absent[0]), key="counts")
+    w = pd.to_numeric(counts[count], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        bad = w[~(np.isfinite(w) & (w >= 0))][0]
+        raise ParameterError(
+            MSG_TABLE.format(name="counts", shape="long", detail=f"count {bad!r}"), key="counts"
+        )
+    m = len(counts)
+    if cols:
+        seg = counts.groupby(cols, sort=True, dropna=False).ngroup().to_numpy(dtype=np.int64)
+        first = np.unique(seg, return_index=True)[1]  # first row of each segment, in order
+        keys = counts[cols].iloc[first].reset_index(drop=True)
+    else:
+        seg = np.zeros(m, dtype=np.int64)
+        keys = pd.DataFrame(index=pd.RangeIndex(1))
+    n_seg = len(keys)
+    # category codes shared by both raters, in sorted label order (-1: missing)
+    codes, uniques = pd.factorize(
+        pd.concat([counts[rater1], counts[rater2]], ignore_index=True).astype(object)
+    )
+    rank = np.empty(len(uniques), dtype=np.int64)
+    rank[[uniques.get_loc(u) for u in _sorted_unique(np.asarray(uniques, dtype=object))]] = (
+        np.arange(len(uniques))
+    )
+    a, b = codes[:m], codes[m:]
+    valid = (a >= 0) & (b >= 0)
+    seg, a, b, w = seg[valid], rank[a[valid]], rank[b[valid]], w[valid]
+    # each segment's table has the categories it used, sorted, as cohen_kappa builds it
+    n_cat = max(len(uniques), 1)
+    used = np.unique(np.concatenate([seg * n_cat + a, seg * n_cat + b]))
+    k_seg = np.bincount(used // n_cat, minlength=n_seg)
+    starts = np.concatenate([[0], np.cumsum(k_seg)[:-1]])
+    pos_a = np.searchsorted(used, seg * n_cat + a) - starts[seg]
+    pos_b = np.searchsorted(used, seg * n_cat + b) - starts[seg]
+    stat = {f: np.full(n_seg, np.nan) for f in ("statistic", "se", "po", "pe")}
+    n = np.bincount(seg, weights=w, minlength=n_seg)
+    for k in np.unique(k_seg[k_seg > 0]):
+        segs = np.flatnonzero(k_seg == k)
+        local = np.full(n_seg, -1, dtype=np.int64)
+        local[segs] = np.arange(segs.size)
+        rows = local[seg] >= 0
+        tables = np.zeros((segs.size, k, k))
+        np.add.at(tables, (local[seg[rows]], pos_a[rows], pos_b[rows]), w[rows])
+        for f, v in zip(("statistic", "se", "po", "pe"), _kappa_tables(tables), strict=True):
+            stat[f][segs] = v
+    z = float(stats.norm.isf((1.0 - confidence_level) / 2.0))
+    kappa, se = stat["statistic"], stat["se"]
+    out = keys.copy()
+    out["statistic"] = kappa
+    out["se"] = se
+    out["ci_low"] = kappa - z * se
+    out["ci_high"] = np.minimum(kappa + z * se, 1.0)
+    out["n_items"] = n.astype(np.int64)
+    out["observed_agreement"] = stat["po"]
+    out["expected_agreement"] = stat["pe"]
+    return out
+
+
+def _kappa_tables(tables: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unweighted :func:`_kappa_table` on a stack of k x k tables, operation for operation.
+
+    Returns ``(kappa, se, po, pe)`` arrays; reductions run along contiguous rows
+    of the same length and in the same order as on one table, so each segment
+    gets the floating-point result of ``cohen_kappa`` (rounding noise included:
+    ``se`` of a perfect agreement is the square root of a residual).
+    """
+    g, k = tables.shape[0], tables.shape[1]
+    n = tables.reshape(g, k * k).sum(axis=1)
+    eye = np.eye(k)
+    kappa = np.full(g, np.nan)
+    se = np.full(g, np.nan)
+    po = np.full(g, np.nan)
+    pe = np.full(g, np.nan)
+    ok = n > 0
+    p = tables[ok] / n[ok, None, None]
+    row, col = p.sum(axis=2), p.sum(axis=1)
+    po[ok] = (eye * p).reshape(-1, k * k).sum(axis=1)
+    pe[ok] = (eye * (row[:, :, None] * col[:, None, :])).reshape(-1, k * k).sum(axis=1)
+    defined = ok & ~np.isclose(pe, 1.0, rtol=0, atol=1e-12)
+    sub = defined[ok]
+    p, row, col = p[sub], row[sub], col[sub]
+    po_d, pe_d, n_d = po[defined], pe[defined], n[defined]
+    kap = (po_d - pe_d) / (1.0 - pe_d)
+    # identity weights: w @ col is col and row @ w is row, exactly
+    dev = eye - (col[:, :, None] + row[:, None, :]) * (1.0 - kap)[:, None, None]
+    term = (p * dev**2).reshape(-1, k * k).sum(axis=1)
+    var = (term - (kap - pe_d * (1.0 - kap)) ** 2) / ((1.0 - pe_d) ** 2 * n_d)
+    kappa[defined] = kap
+    se[defined] = np.sqrt(np.maximum(var, 0.0))
+    return kappa, se, po, pe
 
 
 # --------------------------------------------------------------------------- #

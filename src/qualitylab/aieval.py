@@ -101,6 +101,9 @@ MSG_NOT_EDGE = (
 )
 MSG_TARGET = "exactly one of target_precision and target_fpr is required; got {got}"
 MSG_UNDEFINED = "{metric} is undefined{where} ({why}); returning NaN"
+MSG_UNDEFINED_SEGMENTS = (
+    "{metric} is undefined for {count} segments ({why}); returning NaN, e.g. {examples}"
+)
 MSG_NO_THRESHOLD = "no threshold meets {criterion}; returning a NaN threshold"
 
 _GROUP_HINT = "pass them in by=, or filter/aggregate hist to one histogram first"
@@ -125,6 +128,7 @@ _UNDEFINED_WHY = {
     "ai_fnr": "no actual positives",
     "ai_f1": "precision or recall is undefined",
 }
+_UNDEFINED_EXAMPLES = 3  # segments named in the summary warning
 
 
 # --------------------------------------------------------------------------- #
@@ -970,18 +974,26 @@ def _counts_from_keyed(keyed: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def _f1_interval(
-    row: pd.Series, confidence_level: float, n_resamples: int, seed: int | None
+    cells: Sequence[float],
+    w2: float,
+    confidence_level: float,
+    n_resamples: int,
+    seed: int | None,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of F1 from multinomial resamples of the 2x2 table."""
-    cells = np.array([row["tp"], row["fp"], row["fn"], row["tn"]], dtype=float)
-    w2 = row["tp_w2"] + row["fp_w2"] + row["fn_w2"] + row["tn_w2"]
-    total = cells.sum()
+    """Percentile bootstrap interval of F1 from multinomial resamples of the 2x2 table.
+
+    `cells` is ``(tp, fp, fn, tn)`` and `w2` the sum of their squared weights.
+    Every call starts a fresh generator from `seed`, so equal tables get equal
+    intervals.
+    """
+    arr = np.array(cells, dtype=float)
+    total = arr.sum()
     if not total > 0:
         return math.nan, math.nan
     n = int(round(total if w2 == total else total * total / w2))
     if n < 1:
         return math.nan, math.nan
-    draws = np.random.default_rng(seed).multinomial(n, cells / total, size=n_resamples)
+    draws = np.random.default_rng(seed).multinomial(n, arr / total, size=n_resamples)
     tp, fp, fn = draws[:, 0], draws[:, 1], draws[:, 2]
     defined = (tp + fp > 0) & (tp + fn > 0)
     if not defined.any():
@@ -990,6 +1002,26 @@ def _f1_interval(
     a = (1.0 - confidence_level) / 2.0
     low, high = np.quantile(f1, [a, 1.0 - a])
     return float(low), float(high)
+
+
+def _warn_undefined_segments(
+    metric: str, by: list[str], rates: pd.DataFrame, undefined: np.ndarray
+) -> None:
+    """One warning for all segments where `metric` is undefined, naming the first few."""
+    if not undefined.size:
+        return
+    why = _UNDEFINED_WHY[metric]
+    if not by or undefined.size == 1:
+        _warn_undefined(metric, why, _group_label(by, rates.iloc[undefined[0]]))
+        return
+    first = rates.iloc[undefined[:_UNDEFINED_EXAMPLES]]
+    examples = "; ".join(_group_label(by, row) or "" for _, row in first.iterrows())
+    more = "; ..." if undefined.size > _UNDEFINED_EXAMPLES else ""
+    _warn(
+        MSG_UNDEFINED_SEGMENTS.format(
+            metric=metric, count=undefined.size, why=why, examples=examples + more
+        )
+    )
 
 
 def _long_metrics(
@@ -1003,8 +1035,17 @@ def _long_metrics(
     f1_low = np.full(len(rates), np.nan)
     f1_high = np.full(len(rates), np.nan)
     if n_resamples:
+        # one bootstrap per distinct table: each restarts the generator from `seed`,
+        # so segments with equal counts share the interval (a shared stream across
+        # segments would change every interval)
+        cells = rates[["tp", "fp", "fn", "tn"]].to_numpy(dtype=float)
+        w2 = (rates["tp_w2"] + rates["fp_w2"] + rates["fn_w2"] + rates["tn_w2"]).to_numpy(float)
+        done: dict[tuple[float, ...], tuple[float, float]] = {}
         for i in np.flatnonzero(rates["f1"].notna().to_numpy()):
-            f1_low[i], f1_high[i] = _f1_interval(rates.iloc[i], confidence_level, n_resamples, seed)
+            table, sq = tuple(cells[i].tolist()), float(w2[i])
+            if (*table, sq) not in done:
+                done[(*table, sq)] = _f1_interval(table, sq, confidence_level, n_resamples, seed)
+            f1_low[i], f1_high[i] = done[(*table, sq)]
     pred_pos = rates["n_tp"] + rates["n_fp"]
     actual_pos = rates["n_tp"] + rates["n_fn"]
     actual_neg = rates["n_fp"] + rates["n_tn"]
@@ -1027,9 +1068,7 @@ def _long_metrics(
     }
     parts = []
     for order, (metric, (value, n, low, high)) in enumerate(spec.items()):
-        undefined = np.flatnonzero(pd.isna(value).to_numpy())
-        for i in undefined:  # one warning per undefined segment, naming it
-            _warn_undefined(metric, _UNDEFINED_WHY[metric], _group_label(by, rates.iloc[i]))
+        _warn_undefined_segments(metric, by, rates, np.flatnonzero(pd.isna(value).to_numpy()))
         part = rates[by].copy()
         part["metric"] = metric
         part["value"] = np.asarray(value, dtype=float)

@@ -828,11 +828,15 @@ def qa_alignment(
     Notes
     -----
     When a decision has several audits from one source, the latest counts.
-    The pairs are small (double audits are a sample), so they are pulled into
-    pandas after the engine has joined and reduced them.
+    The engine joins the two sources and reduces the pairs to one row per
+    segment x (vendor label, internal label) with the pair count and the
+    discordant-verdict counts b (vendor passed, internal failed) and c; every
+    segment's statistics are then computed at once from those counts, as
+    :func:`~qualitylab.agreement.cohen_kappa_from_counts` for kappa and
+    :func:`~qualitylab.stats.mcnemar` (exact below 25 discordant pairs,
+    continuity-corrected chi-square from 25) for leniency.
     """
-    from qualitylab.agreement import cohen_kappa
-    from qualitylab.stats import mcnemar
+    from qualitylab.agreement import cohen_kappa_from_counts
 
     cols = _check_by(by)
     period = resolve_period(ds, market=market, start=start, end=end)
@@ -856,62 +860,73 @@ def qa_alignment(
         correct_v=pairs.correct_v,
         correct_i=pairs.correct_i,
     )
-    df = pairs.to_pandas()
-    groups = df.groupby(cols, sort=True, dropna=False) if cols else [((), df)]
-    rows = []
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        base = dict(zip(cols, key, strict=True))
-        n = len(g)
-        if n == 0:
-            continue
-        agree = int((g["label_v"] == g["label_i"]).sum())
-        lo, hi = proportion_ci(agree, n, confidence_level=cl)
-        rows.append(
-            {
-                **base,
-                "metric": "qa_alignment",
-                "value": agree / n,
-                "n": n,
-                "ci_low": lo,
-                "ci_high": hi,
-                "p_value": np.nan,
-            }
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            k = cohen_kappa(g["label_v"].to_numpy(), g["label_i"].to_numpy(), confidence_level=cl)
-        rows.append(
-            {
-                **base,
-                "metric": "qa_alignment_kappa",
-                "value": k.statistic,
-                "n": n,
-                "ci_low": k.ci_low,
-                "ci_high": k.ci_high,
-                "p_value": np.nan,
-            }
-        )
-        b = int((g["correct_v"] & ~g["correct_i"]).sum())  # vendor passed, internal failed
-        c = int((~g["correct_v"] & g["correct_i"]).sum())
-        if b + c > 0:
-            res = mcnemar(b, c)
-            lo, hi = proportion_ci(b, b + c, confidence_level=cl)
-            rows.append(
-                {
-                    **base,
-                    "metric": "qa_leniency",
-                    "value": b / (b + c),
-                    "n": b + c,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "p_value": res.pvalue,
-                }
-            )
-    out = pd.DataFrame(rows)
-    if out.empty:
+    cells = pairs.group_by([*cols, "label_v", "label_i"]).aggregate(
+        count=pairs.count(),
+        # vendor passed, internal failed (b) and the reverse (c)
+        b=(pairs.correct_v & ~pairs.correct_i).cast("int64").sum(),
+        c=(~pairs.correct_v & pairs.correct_i).cast("int64").sum(),
+    )
+    df = cells.to_pandas()
+    if df.empty:
         warnings.warn("no decision was audited by both vendor and internal QA", stacklevel=2)
         return pd.DataFrame(columns=[*cols, *METRIC_COLUMNS, "p_value"])
+    for name in ("count", "b", "c"):
+        df[name] = df[name].fillna(0).astype("int64")
+    if cols:
+        seg = df.groupby(cols, sort=True, dropna=False).ngroup().to_numpy(dtype=np.int64)
+        keys = df[cols].iloc[np.unique(seg, return_index=True)[1]].reset_index(drop=True)
+    else:
+        seg = np.zeros(len(df), dtype=np.int64)
+        keys = pd.DataFrame(index=pd.RangeIndex(1))
+    n_seg = len(keys)
+    count = df["count"].to_numpy(dtype=np.int64)
+    same = (df["label_v"] == df["label_i"]).to_numpy(dtype=bool, na_value=False)
+    n = np.bincount(seg, weights=count, minlength=n_seg)
+    agree = np.bincount(seg, weights=np.where(same, count, 0), minlength=n_seg)
+    b = np.bincount(seg, weights=df["b"].to_numpy(dtype=np.int64), minlength=n_seg)
+    c = np.bincount(seg, weights=df["c"].to_numpy(dtype=np.int64), minlength=n_seg)
+    # rows in the same segment order: both group df by cols with sort=True, dropna=False
+    kappa = cohen_kappa_from_counts(
+        df, by=cols, rater1="label_v", rater2="label_i", count="count", confidence_level=cl
+    )
+
+    def part(metric: str, rows: np.ndarray, **values: np.ndarray) -> pd.DataFrame:
+        out = keys.iloc[rows].reset_index(drop=True)
+        out["metric"] = metric
+        for name, value in values.items():
+            out[name] = value
+        return out
+
+    everything = np.arange(n_seg)
+    lo, hi = proportion_ci(agree, n, confidence_level=cl)
+    nan = np.full(n_seg, np.nan)
+    parts = [
+        part("qa_alignment", everything, value=agree / n, n=n, ci_low=lo, ci_high=hi, p_value=nan),
+        part(
+            "qa_alignment_kappa",
+            everything,
+            value=kappa["statistic"].to_numpy(float),
+            n=n,
+            ci_low=kappa["ci_low"].to_numpy(float),
+            ci_high=kappa["ci_high"].to_numpy(float),
+            p_value=nan,
+        ),
+    ]
+    discordant = np.flatnonzero(b + c > 0)
+    if discordant.size:
+        # stats.mcnemar(b, c) for every segment: exact below 25, else corrected chi-square
+        bb, cc = b[discordant], c[discordant]
+        m = bb + cc
+        exact = sps.binom.cdf(np.minimum(bb, cc), m, 0.5)
+        chi2 = sps.chi2.sf(np.maximum(np.abs(bb - cc) - 1.0, 0.0) ** 2 / m, 1)
+        p_value = np.where(m < 25, np.minimum(1.0, 2.0 * exact), chi2)
+        lo, hi = proportion_ci(bb, m, confidence_level=cl)
+        parts.append(
+            part(
+                "qa_leniency", discordant, value=bb / m, n=m, ci_low=lo, ci_high=hi, p_value=p_value
+            )
+        )
+    out = pd.concat(parts, ignore_index=True)
     res = _finish(out, cols, _min_n(ds, market))
     return res.merge(out[[*cols, "metric", "p_value"]], on=[*cols, "metric"], how="left")
 
