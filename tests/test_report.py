@@ -322,3 +322,47 @@ def test_browser_check_sees_a_bad_page(chromium, tmp_path: Path):
     assert seen.dialogs == ["alert: hi"]
     assert any("thrown" in e for e in seen.exceptions)
     assert set(seen.problems()) >= {"blocked requests", "console errors", "exceptions", "dialogs"}
+
+
+# --- alerts prefetched in a helper process ----------------------------------------
+
+
+def _wait_ready(job, seconds: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while job.process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert job.ready(), f"helper exited with {job.process.returncode}"
+
+
+def test_prefetched_alerts_equal_an_in_process_scan(small_data, monkeypatch):
+    monkeypatch.setenv("QUALITYLAB_PREFETCH", "1")
+    ctx = report.context(str(small_data), "ID", prefetch_alerts=True)
+    job = report._PREFETCH[ctx.ds][report._alerts_key(ctx)]
+    _wait_ready(job)
+    got = report.alerts(ctx, current_only=False)
+    assert not job.out.exists()  # consumed and cleaned up
+    assert report._alerts_key(ctx) not in report._PREFETCH[ctx.ds]
+    want = report.scan_period(open_dataset(small_data), report.context(str(small_data), "ID"))
+    assert len(want) > 0
+    pd.testing.assert_frame_equal(got, want)
+    assert got.attrs["period"] == want.attrs["period"]
+    assert got.attrs["skipped"] == want.attrs["skipped"]
+
+
+def test_failed_prefetch_falls_back_to_an_in_process_scan(small_data, monkeypatch):
+    monkeypatch.setenv("QUALITYLAB_PREFETCH", "1")
+    ctx = report.context(str(small_data), "SG", prefetch_alerts=True)
+    job = report._PREFETCH[ctx.ds][report._alerts_key(ctx)]
+    job.process.kill()  # the helper dies before writing its result
+    got = report.alerts(ctx, current_only=False)
+    assert job.process.poll() is not None and not job.out.exists()
+    want = report.scan_period(open_dataset(small_data), report.context(str(small_data), "SG"))
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_prefetch_can_be_turned_off(small_data, monkeypatch):
+    monkeypatch.setenv("QUALITYLAB_PREFETCH", "0")
+    ctx = report.context(str(small_data), "SG", prefetch_alerts=True)
+    assert not report._PREFETCH.get(ctx.ds)

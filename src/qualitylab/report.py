@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from qualitylab import metrics as m
+from qualitylab import prefetch
 from qualitylab._imports import import_jsonschema_quietly
 from qualitylab.params import MarketParams
 from qualitylab.sources import Dataset, open_dataset
@@ -100,6 +101,7 @@ def context(
     as_of: str | date | None = None,
     weeks: int = 4,
     parameters: str | None = None,
+    prefetch_alerts: bool = False,
 ) -> ReportContext:
     """Open the data and fix the period: the last ``weeks`` full weeks before ``as_of``.
 
@@ -113,13 +115,44 @@ def context(
     weeks : int, default 4
     parameters : str, optional
         Parameters folder (empty/None: found automatically).
+    prefetch_alerts : bool, default False
+        Start the period's alert scan in a helper process now (see
+        :mod:`qualitylab.prefetch`), for notebooks that show alerts after other
+        work: :func:`alerts` then takes the finished result instead of
+        scanning. Only for a ``data`` path or URL, and not when the data
+        carries a scheduled run's stored alerts.
     """
     ds = data if isinstance(data, Dataset) else open_dataset(data, parameters=parameters or None)
     mp = ds.params.market(market)
     day = m._as_date(as_of) if as_of else data_end(ds, market)
     period = m.last_full_weeks(day, weeks)
-    baseline = m.Period(period.start - timedelta(days=28), period.start - timedelta(days=1))
-    return ReportContext(ds, market, mp, period, baseline, day)
+    ctx = ReportContext(ds, market, mp, period, baseline_of(period), day)
+    if prefetch_alerts and isinstance(data, str | Path) and prefetch.enabled():
+        try:
+            stored = "ql_alerts" in ds.backend.list_tables()
+        except Exception:  # a backend that cannot list tables: nothing stored
+            stored = False
+        job = None if stored else prefetch.start(str(data), parameters, market, *period_of(ctx))
+        if job is not None:
+            _PREFETCH.setdefault(ds, {})[_alerts_key(ctx)] = job
+    return ctx
+
+
+def baseline_of(period: m.Period, days: int = 28) -> m.Period:
+    """The ``days`` before a period: the baseline alerts are judged against.
+
+    Examples
+    --------
+    >>> b = baseline_of(m.Period(date(2026, 10, 26), date(2026, 11, 22)))
+    >>> b.start.isoformat(), b.end.isoformat()
+    ('2026-09-28', '2026-10-25')
+    """
+    return m.Period(period.start - timedelta(days=days), period.start - timedelta(days=1))
+
+
+def period_of(ctx: ReportContext) -> tuple[date, date]:
+    """``(start, end)`` of the context's period."""
+    return ctx.period.start, ctx.period.end
 
 
 def escape(value: object) -> str:
@@ -586,6 +619,14 @@ def scan_period(ds: Dataset, ctx: ReportContext) -> pd.DataFrame:
 _ALERTS_MEMO: weakref.WeakKeyDictionary[Dataset, dict[tuple, pd.DataFrame]] = (
     weakref.WeakKeyDictionary()
 )
+#: Alert scans running in a helper process (context(prefetch_alerts=True)).
+_PREFETCH: weakref.WeakKeyDictionary[Dataset, dict[tuple, prefetch.AlertJob]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _alerts_key(ctx: ReportContext) -> tuple:
+    return (ctx.market, ctx.period.start, ctx.period.end, ctx.baseline.start)
 
 
 def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
@@ -595,11 +636,19 @@ def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
     (``ql_alerts``) when present, and scans otherwise (baseline = the 28 days
     before the period). ``current_only`` keeps alerts that reach into the period.
     A scan is made once per dataset, market and period; later calls (e.g. the
-    triage window after the alerts table) get a copy.
+    triage window after the alerts table) get a copy. When :func:`context` was
+    asked to prefetch, the helper process's scan is used (waited for if it
+    still runs); if the helper failed, the scan runs here.
     """
     memo = _ALERTS_MEMO.setdefault(ctx.ds, {})
-    key = (ctx.market, ctx.period.start, ctx.period.end, ctx.baseline.start)
+    key = _alerts_key(ctx)
     frame = memo.get(key)
+    job = _PREFETCH.get(ctx.ds, {}).pop(key, None)
+    if frame is None and job is not None:
+        frame = job.result()  # None if the helper failed: then scan here
+        if frame is not None:
+            memo[key] = frame.copy()
+            memo[key].attrs = dict(frame.attrs)
     if frame is not None:
         frame = frame.copy()
         frame.attrs = dict(memo[key].attrs)
