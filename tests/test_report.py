@@ -366,3 +366,15 @@ def test_prefetch_can_be_turned_off(small_data, monkeypatch):
     monkeypatch.setenv("QUALITYLAB_PREFETCH", "0")
     ctx = report.context(str(small_data), "SG", prefetch_alerts=True)
     assert not report._PREFETCH.get(ctx.ds)
+
+
+def test_portfolio_from_helper_processes_equals_in_process(small_data, monkeypatch):
+    monkeypatch.setenv("QUALITYLAB_PREFETCH", "1")
+    helped = report.portfolio(str(small_data), "all")
+    monkeypatch.setenv("QUALITYLAB_PREFETCH", "0")
+    here = report.portfolio(str(small_data), "all")
+    assert helped.markets == here.markets and len(here.markets) == 3
+    assert helped.as_of == here.as_of
+    for name in ("by_market", "by_vendor", "movers", "alert_counts"):
+        pd.testing.assert_frame_equal(getattr(helped, name), getattr(here, name), obj=name)
+    assert here.alert_counts["alerts"].sum() > 0

@@ -530,7 +530,26 @@ def portfolio(
     by_market, by_vendor, counts = [], [], []
     last = None
     stored = _stored_scorecards(ds)
+    helped: dict[str, dict[str, Any] | None] = {}
+    if (
+        isinstance(data, str | Path)
+        and stored is None
+        and alerts_by_market is None
+        and len(codes) > 1
+        and prefetch.enabled()
+    ):
+        # markets are independent: one helper process per market, on every core
+        helped = prefetch.market_summaries(
+            str(data), parameters, codes, as_of=as_of or None, weeks=weeks
+        )
     for code in codes:
+        done = helped.get(code)
+        if done is not None:
+            last = max(last, done["as_of"]) if last else done["as_of"]
+            by_market.append(done["by_market"])
+            by_vendor.append(done["by_vendor"])
+            counts.append(_alert_counts(code, done["alerts"]))
+            continue
         ctx = context(ds, code, as_of=as_of, weeks=weeks)
         last = max(last, ctx.as_of) if last else ctx.as_of
         mine = None
@@ -554,16 +573,7 @@ def portfolio(
                 if alerts_by_market is not None and code in alerts_by_market
                 else alerts(ctx)
             )
-        sev = al["severity"].value_counts() if len(al) else pd.Series(dtype=int)
-        counts.append(
-            {
-                "market": code,
-                "alerts": len(al),
-                "high": int(sev.get("high", 0)),
-                "medium": int(sev.get("medium", 0)),
-                "low": int(sev.get("low", 0)),
-            }
-        )
+        counts.append(_alert_counts(code, al))
     bm = pd.concat(by_market, ignore_index=True)
     bv = pd.concat(by_vendor, ignore_index=True)
     movers = bv[(bv["p_adjusted"] < 0.05) & bv["metric"].isin(PORTFOLIO_METRICS)].copy()
@@ -574,6 +584,17 @@ def portfolio(
     return Portfolio(
         codes, last, bm, bv, movers.reset_index(drop=True), pd.DataFrame(counts), history
     )
+
+
+def _alert_counts(market: str, al: pd.DataFrame) -> dict[str, Any]:
+    sev = al["severity"].value_counts() if len(al) else pd.Series(dtype=int)
+    return {
+        "market": market,
+        "alerts": len(al),
+        "high": int(sev.get("high", 0)),
+        "medium": int(sev.get("medium", 0)),
+        "low": int(sev.get("low", 0)),
+    }
 
 
 def _stored_scorecards(ds: Dataset) -> pd.DataFrame | None:
