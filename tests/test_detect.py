@@ -491,3 +491,38 @@ def test_daily_series_agree_with_operational_metrics_on_complete_days(ds):
     # the metrics module bins times 5% wide on a log scale before interpolating (and
     # interpolates differently between order statistics, which matters for tiny n)
     np.testing.assert_allclose(p50["value"], p50["value_ref"], rtol=0.06)
+
+
+def test_stacked_load_equals_one_load_per_dimension(small_data):
+    """The scan's one-query-per-family load gives each dimension's series exactly."""
+    from qualitylab import detect
+
+    ds = open_dataset(small_data).for_market("ID")
+    dims = ["market", "vendor", "site", "queue", "language", "policy", "ai_model"]
+    wanted = set(detect.SCAN_METRICS) - {"reporting_gap", "red_team_recall"}
+    start, end = date(2026, 9, 28), date(2026, 11, 22)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stacked = detect._load_dimensions(ds, "ID", dims, start, end, wanted)
+        for d in dims:
+            one, notes = detect._load_dimension(ds, "ID", d, start, end, wanted)
+            got, got_notes = stacked[d]
+            key = ["metric", "segment", "date"]
+            assert len(one) > 0 and set(got_notes) == set(notes)
+            pd.testing.assert_frame_equal(
+                got.sort_values(key).reset_index(drop=True)[one.columns],
+                one.sort_values(key).reset_index(drop=True),
+                check_dtype=False,
+                obj=d,
+            )
+
+
+def test_stacked_dataset_has_a_row_per_decision_and_dimension(small_data):
+    ds = open_dataset(small_data).for_market("SG")
+    n = ds.table("decisions").count().to_pyarrow().as_py()
+    st = ds.stacked(["vendor", "queue"])
+    counts = st.table("decisions").group_by("dimension").aggregate(k=lambda t: t.count())
+    assert dict(counts.to_pandas().itertuples(index=False)) == {"vendor": n, "queue": n}
+    assert st.extra_grains == ("dimension", "segment") and ds.extra_grains == ()
+    with pytest.raises(Exception, match="no column 'colour'"):
+        ds.stacked(["colour"])

@@ -1847,7 +1847,7 @@ def ai_metrics(
     """
     from qualitylab import metrics as m
 
-    cols = m._check_by(by)
+    cols = m._check_by(by, (*m.GRAINS, *getattr(ds, "extra_grains", ())))
     params = ds.params.market(market) if market else ds.params.defaults
     thr = params.ai_threshold if threshold is None else threshold
     cl = confidence_level or params.confidence_level

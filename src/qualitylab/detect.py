@@ -1107,7 +1107,9 @@ class _Window:
     kpi: str = ""
 
 
-def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -> pd.DataFrame:
+def _daily_operational(
+    ds: Any, market: str, dim: str | None, start: date, end: date
+) -> pd.DataFrame:
     """Per (segment, day): volume, SLA, response percentiles and AI workflow rates, one query.
 
     Same definitions as :func:`qualitylab.metrics.operational_metrics` on
@@ -1146,8 +1148,9 @@ def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -
     # the AI workflow rates of metrics.ai_workflow_metrics, in the same pass
     acted = dec.action.notnull()
     assisted = acted & (dec.routing == "ai_assisted")
+    keys = [dim, "date"] if dim is not None else ["dimension", "segment", "date"]
     agg = (
-        dec.group_by([dim, "date"])
+        dec.group_by(keys)
         .aggregate(
             volume=dec.count(),
             sla_k=within.cast("int64").sum(),
@@ -1165,7 +1168,8 @@ def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -
     )
     for c in _TIMES:  # a day with items still pending has no final percentile yet
         agg[c] = agg[c].where(agg["pending"] == 0)
-    agg = agg.rename(columns={dim: "segment"})
+    if dim is not None:
+        agg = agg.rename(columns={dim: "segment"})
     agg = agg[agg["segment"].notna()]
     agg["date"] = pd.to_datetime(agg["date"]).dt.normalize()
     rows = [
@@ -1188,9 +1192,14 @@ def _daily_operational(ds: Any, market: str, dim: str, start: date, end: date) -
     # log-scale spread of response times per segment, (log p90 - log p50) / z_0.9
     with np.errstate(divide="ignore", invalid="ignore"):
         spread = (np.log(agg["response_p90"]) - np.log(agg["response_p50"])) / sps.norm.ppf(0.9)
-    disp = spread.groupby(agg["segment"]).median()
-    out["dispersion"] = out["segment"].map(disp).astype(float)
-    return out[["segment", "date", "metric", "value", "n", "volume_day", "dispersion"]]
+    if dim is not None:
+        disp = spread.groupby(agg["segment"]).median()
+        out["dispersion"] = out["segment"].map(disp).astype(float)
+        return out[["segment", "date", "metric", "value", "n", "volume_day", "dispersion"]]
+    disp = spread.groupby([agg["dimension"], agg["segment"]]).median()
+    idx = pd.MultiIndex.from_frame(out[["dimension", "segment"]])
+    out["dispersion"] = disp.reindex(idx).to_numpy(float)
+    return out[["dimension", "segment", "date", "metric", "value", "n", "volume_day", "dispersion"]]
 
 
 def _daily_red_team(ds: Any, market: str, start: date, end: date) -> pd.DataFrame:
@@ -1241,6 +1250,60 @@ def _ai_metrics_fn() -> Any:
     except ImportError:
         return None
     return ai_metrics
+
+
+def _load_dimensions(
+    ds: Any, market: str, dims: list[str], start: date, end: date, wanted: set[str]
+) -> dict[str, tuple[pd.DataFrame, list[str]]]:
+    """:func:`_load_dimension` for several dimensions, from one query per metric family.
+
+    The decisions are stacked once per dimension (:meth:`Dataset.stacked`) and
+    grouped by ``(dimension, segment, date)``: the same numbers as one load
+    per dimension, with a third of the engine queries (each costs ~0.1 s of
+    ibis compilation on any data size).
+    """
+    from qualitylab import metrics as qm
+
+    if len(dims) < 2 or not hasattr(ds, "stacked"):
+        return {d: _load_dimension(ds, market, d, start, end, wanted) for d in dims}
+    notes: list[str] = []
+    stacked = ds.stacked(dims)
+    ops = _daily_operational(stacked, market, None, start, end)
+    keys = ["dimension", "segment", "date"]
+    volume = ops[ops["metric"] == "volume"][[*keys, "volume_day", "dispersion"]]
+    parts = [ops[ops["metric"].isin(wanted)].drop(columns=["volume_day", "dispersion"])]
+    kw = {"market": market, "by": keys, "start": start, "end": end}
+    if wanted & set(_RATE_QA):
+        if ds.has("qa_audits"):
+            parts.append(_tidy_stacked(qm.qa_metrics(stacked, **kw)))
+        else:
+            notes.append("qa_audits is not in the dataset")
+    content = [d for d in dims if d in _CONTENT_DIMENSIONS]
+    if wanted & set(_RATE_AI) and content:
+        fn = _ai_metrics_fn()
+        if fn is None:
+            notes.append("qualitylab.aieval.ai_metrics is not available")
+        else:
+            ai_ds = stacked if content == dims else ds.stacked(content)
+            try:
+                parts.append(_tidy_stacked(fn(ai_ds, **kw, f1_interval=False)))
+            except QualityLabError as exc:  # e.g. no QA truth for the model
+                notes.append(f"ai metrics unavailable: {exc}")
+    long = pd.concat(parts, ignore_index=True)
+    long = long[long["metric"].isin(wanted)]
+    long = long.merge(volume, on=keys, how="left")
+    long["segment"] = long["segment"].astype(str)
+    out = {}
+    for d in dims:
+        mine = long[long["dimension"] == d].drop(columns="dimension").reset_index(drop=True)
+        out[d] = (mine, list(notes))
+    return out
+
+
+def _tidy_stacked(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame[["dimension", "segment", "date", "metric", "value", "n"]]
+    out = out[out["segment"].notna()]
+    return out.assign(date=pd.to_datetime(out["date"]).dt.normalize())
 
 
 def _load_dimension(
@@ -2181,7 +2244,15 @@ def scan(
             if len(segments) == 1:
                 notes.add(f"{dim} has one segment ({segments[0]}), the same as the market")
                 continue
-        loads.append((dim, lambda d=dim: _load_dimension(ds, market, d, base_start, end_d, daily)))
+        loads.append((dim, None))
+    stacked_dims = [d for d, _ in loads]
+    if stacked_dims:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r".* is undefined for ", category=RuntimeWarning
+            )
+            loaded = _load_dimensions(ds, market, stacked_dims, base_start, end_d, daily)
+        loads = [(d, lambda d=d: loaded[d]) for d in stacked_dims]
     if "red_team_recall" in wanted and ds.has("red_team"):
         # red-team items are not decisions: their own dimension, the attack
         loads.append(("attack", lambda: (_daily_red_team(ds, market, base_start, end_d), [])))

@@ -749,7 +749,7 @@ def qa_metrics(
     effective sample size (see :func:`qualitylab.stats.weighted_proportion`);
     with equal weights this is the plain Wilson interval.
     """
-    cols = _check_by(by, (*GRAINS, "qa_source"))
+    cols = _check_by(by, (*GRAINS, "qa_source", *getattr(ds, "extra_grains", ())))
     period = resolve_period(ds, market=market, start=start, end=end)
     cl = confidence_level or _confidence(ds, market)
     j = audited_decisions(ds, market=market, period=period, qa_source=qa_source)

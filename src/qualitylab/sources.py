@@ -8,6 +8,7 @@ pulled into pandas here; every check and metric is an engine query.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -149,6 +150,8 @@ class Dataset:
         # error checks fail at all (see _failing)
         self._check_counts: dict[str, dict[tuple[str, str, str], int]] = {}
         self._failing_checks: dict[str, dict[tuple[str, str, str], bool]] = {}
+        #: Columns added to ``decisions`` by :meth:`stacked`, usable in ``by=``.
+        self.extra_grains: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"Dataset({self.source!r}, tables={list(self.tables)})"
@@ -346,6 +349,44 @@ class Dataset:
         sliced._market = market
         self._slices[market] = sliced
         return sliced
+
+    def stacked(self, dimensions: Sequence[str]) -> Dataset:
+        """The dataset with its decisions stacked once per dimension.
+
+        Each decision appears once for every dimension in ``dimensions``, with
+        two added columns: ``dimension`` (its name) and ``segment`` (the
+        decision's value of it, as text). Metrics grouped by
+        ``["dimension", "segment", ...]`` then give every dimension's segments
+        in one engine query instead of one query per dimension, which is how
+        :func:`qualitylab.detect.scan` loads its series (each query costs ~0.1 s
+        of ibis compilation, whatever the data size). The audits join the
+        stacked decisions as before, so every dimension sees all of them.
+
+        Parameters
+        ----------
+        dimensions : sequence of str
+            Decision columns, e.g. ``["vendor", "queue"]``.
+
+        Returns
+        -------
+        Dataset
+            Sharing this dataset's engine and checks; only ``decisions`` differs.
+        """
+        dims = list(dimensions)
+        if not dims:
+            raise ValueError("stacked() needs at least one dimension")
+        dec = self.table("decisions")
+        unknown = [d for d in dims if d not in dec.columns]
+        if unknown:
+            raise DataContractError(
+                f"decisions has no column {unknown[0]!r} to stack by", table="decisions"
+            )
+        parts = [dec.mutate(dimension=ibis.literal(d), segment=dec[d].cast("string")) for d in dims]
+        out = copy.copy(self)
+        out._views = {**self._views, "decisions": ibis.union(*parts, distinct=False)}
+        out._slices = {}
+        out.extra_grains = (*self.extra_grains, "dimension", "segment")
+        return out
 
     def _failing(
         self, name: str, staged: ir.Table, checks: list[Check]
