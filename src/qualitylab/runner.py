@@ -316,6 +316,9 @@ def _execute(job: dict[str, Any]) -> dict[str, Any]:
                 log_output=False,
                 execution_timeout=job["timeout"],
                 start_timeout=120,
+                # written once at the end (also when a cell fails), not after every
+                # cell: re-serialising the chart-laden notebook each time cost ~1 s
+                request_save_on_cell_execute=False,
                 # the kernel's own log ("running over TCP without encryption" on
                 # localhost, "KeyboardInterrupt caught" at shutdown) is noise in batch
                 # output; cell errors reach the notebook and the manifest
