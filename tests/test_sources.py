@@ -468,3 +468,31 @@ def test_for_market_slices_every_table_once(small_data):
     assert set(sg.table("events").market.to_pandas()) <= {"SG", "*"}
     with pytest.raises(ValueError, match="already sliced to SG"):
         sg.for_market("ID")
+
+
+def test_market_slices_are_dropped_when_no_longer_used(small_data, monkeypatch):
+    """The dataset keeps the latest slices; older ones go with their temp tables."""
+    import gc
+
+    from qualitylab import sources
+
+    monkeypatch.setattr(sources, "_SLICES_KEPT", 1)
+    ds = open_dataset(small_data)
+
+    def slice_tables() -> set[str]:
+        rows = ds.backend.raw_sql(
+            "select table_name from duckdb_tables() where temporary and table_name like 'ql_%'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    held = ds.for_market("SG")  # a caller keeps this one
+    n_sg = held.table("decisions").count().to_pyarrow().as_py()
+    ds.for_market("ID")
+    ds.for_market("TH")  # evicts ID from the cache; nobody holds it
+    gc.collect()
+    names = slice_tables()
+    assert any("_SG_" in n for n in names) and any("_TH_" in n for n in names)
+    assert not any("_ID_" in n for n in names)
+    # the held slice still works, and asking again for ID makes a fresh one
+    assert held.table("decisions").count().to_pyarrow().as_py() == n_sg
+    assert ds.for_market("ID").table("decisions").market.nunique().to_pyarrow().as_py() == 1

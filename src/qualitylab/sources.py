@@ -8,10 +8,13 @@ pulled into pandas here; every check and metric is an engine query.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import itertools
 import json
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,9 +295,11 @@ class Dataset:
         tables, so the many queries of a per-market analysis (a detection
         scan runs dozens) neither re-read the other markets nor re-apply the
         contract checks. On Spark they are cached DataFrames (ibis
-        ``Table.cache()``). The slice is made once per dataset and market (a
-        snapshot: reopen the dataset to see new data). Other engines get the
-        dataset back unchanged: their own pruning applies.
+        ``Table.cache()``). The slice is a snapshot (reopen the dataset to see
+        new data), reused while anyone holds it; the dataset itself keeps the
+        three most recently used, so a loop over ten markets holds at most
+        three in memory (a slice's temporary tables are dropped with it).
+        Other engines get the dataset back unchanged: their own pruning applies.
 
         Parameters
         ----------
@@ -326,17 +331,20 @@ class Dataset:
         if engine not in ("duckdb", "pyspark"):
             return self
         if market in self._slices:
+            self._slices[market] = self._slices.pop(market)  # most recently used last
             return self._slices[market]
         exprs = self.market_tables(market)
         tables: dict[str, ir.Table] = {}
+        stored: list[str] = []
         for name, expr in exprs.items():
             if engine == "pyspark":  # a cached DataFrame, kept in memory after first use
                 tables[name] = expr.cache()
                 continue
-            tmp = f"ql_{name}_{market}_{id(self):x}"
+            tmp = f"ql_{name}_{market}_{id(self):x}_{next(_SLICE_IDS)}"
             sql = self.backend.compile(expr)
             self.backend.raw_sql(f'CREATE OR REPLACE TEMP TABLE "{tmp}" AS {sql}')
             tables[name] = self.backend.table(tmp)
+            stored.append(tmp)
         sliced = Dataset(
             self.backend,
             tables,
@@ -347,7 +355,13 @@ class Dataset:
         )
         sliced._views = dict(tables)  # already typed and quarantined
         sliced._market = market
+        # the slice's temporary tables live as long as the slice: dropped when the
+        # last reference to it goes (the cache below keeps only the latest few)
+        if stored:
+            weakref.finalize(sliced, _drop_tables, self.backend, stored)
         self._slices[market] = sliced
+        while len(self._slices) > _SLICES_KEPT:
+            self._slices.pop(next(iter(self._slices)))
         return sliced
 
     def stacked(self, dimensions: Sequence[str]) -> Dataset:
@@ -619,6 +633,17 @@ class Dataset:
             f"e.g. {key}={res['ex']}"
         )
         return [_record(name, key, "duplicate_key", bad, f"{key}={res['ex']}", "fatal", msg)]
+
+
+#: Market slices a dataset keeps for reuse (each holds a market's rows in memory).
+_SLICES_KEPT = 3
+_SLICE_IDS = itertools.count()
+
+
+def _drop_tables(backend: BaseBackend, names: list[str]) -> None:
+    for name in names:  # best effort: the connection may already be closed
+        with contextlib.suppress(Exception):
+            backend.raw_sql(f'DROP TABLE IF EXISTS "{name}"')
 
 
 def _check_key(check: Check) -> tuple[str, str, str]:
