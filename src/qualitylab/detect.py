@@ -1264,7 +1264,7 @@ def _load_dimensions(
     """
     from qualitylab import metrics as qm
 
-    if len(dims) < 2 or not hasattr(ds, "stacked"):
+    if not hasattr(ds, "stacked"):  # a dataset-like object without stacking
         return {d: _load_dimension(ds, market, d, start, end, wanted) for d in dims}
     notes: list[str] = []
     stacked = ds.stacked(dims)

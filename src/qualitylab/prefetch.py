@@ -26,7 +26,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -126,7 +126,6 @@ class AlertJob:
 
     process: _Helper
     out: Path
-    started: float = field(default_factory=time.monotonic)
 
     def ready(self) -> bool:
         """Whether the helper finished successfully."""

@@ -132,7 +132,7 @@ def context(
             stored = "ql_alerts" in ds.backend.list_tables()
         except Exception:  # a backend that cannot list tables: nothing stored
             stored = False
-        job = None if stored else prefetch.start(str(data), parameters, market, *period_of(ctx))
+        job = None if stored else prefetch.start(str(data), parameters, market, ctx.start, ctx.end)
         if job is not None:
             _PREFETCH.setdefault(ds, {})[_alerts_key(ctx)] = job
     return ctx
@@ -148,11 +148,6 @@ def baseline_of(period: m.Period, days: int = 28) -> m.Period:
     ('2026-09-28', '2026-10-25')
     """
     return m.Period(period.start - timedelta(days=days), period.start - timedelta(days=1))
-
-
-def period_of(ctx: ReportContext) -> tuple[date, date]:
-    """``(start, end)`` of the context's period."""
-    return ctx.period.start, ctx.period.end
 
 
 def escape(value: object) -> str:
