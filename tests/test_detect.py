@@ -24,6 +24,7 @@ from qualitylab.detect import (
     nearby_events,
     p_chart,
     scan,
+    scan_p_value,
     skipped_series,
     stl_mad,
     write_alerts,
@@ -292,6 +293,43 @@ def test_changepoints_agree_with_ruptures_pelt():
         # ruptures: Pelt(model="l2", min_size=3, jump=1).fit(x).predict(pen)
         theirs = rpt.Pelt(model="l2", min_size=3, jump=1).fit(x).predict(pen=pen)
         assert [int(c) for c in ours.attrs["changes"]] == theirs[:-1]
+
+
+def _max_window_z(z: np.ndarray) -> np.ndarray:
+    """Largest |sum of a window| / sqrt(length) over every window of each row."""
+    c = np.concatenate([np.zeros((len(z), 1)), z.cumsum(axis=1)], axis=1)
+    top = np.zeros(len(z))
+    for length in range(1, z.shape[1] + 1):
+        s = np.abs(c[:, length:] - c[:, :-length]) / np.sqrt(length)
+        top = np.maximum(top, s.max(axis=1))
+    return top
+
+
+@pytest.mark.parametrize("days", [9, 28, 62])
+def test_scan_p_value_matches_the_simulated_window_search(days):
+    # The null distribution of the most deviant window of `days` iid N(0, 1)
+    # days, by simulation; the analytic tail must agree within 20% where it
+    # matters (tail probabilities 0.002-0.1).
+    rng = np.random.default_rng(days)
+    top = _max_window_z(rng.standard_normal((40_000, days)))
+    for b in (2.8, 3.2, 3.6, 4.0):
+        simulated = float(np.mean(top > b))
+        if not 0.002 <= simulated <= 0.1:
+            continue
+        assert scan_p_value(b, days) == pytest.approx(simulated, rel=0.2), (days, b)
+    # ... and is far less strict than Bonferroni over every window of a month or more
+    windows = days * (days + 1) / 2
+    bonferroni = min(1.0, windows * 2 * stats.norm.sf(4.0))
+    assert scan_p_value(4.0, days) < (0.6 if days < 28 else 0.3) * bonferroni
+
+
+def test_scan_p_value_edge_cases():
+    assert scan_p_value(3.0, 1) == pytest.approx(2 * stats.norm.sf(3.0))
+    assert scan_p_value(0.0, 62) == 1.0
+    z = np.array([2.0, 4.0, 6.0])
+    p = scan_p_value(z, 62)
+    assert p.shape == (3,) and np.all(np.diff(p) < 0)
+    assert np.all(p >= 2 * stats.norm.sf(z))
 
 
 # --------------------------------------------------------------------------- #
