@@ -3,6 +3,7 @@ incidents, funnel plots that respect multiplicity, event impact."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 import numpy as np
@@ -437,6 +438,77 @@ def test_nested_dimensions_prefer_the_coarser_unless_children_differ(tmp_path):
         assert dims.loc["site", "nested_in"] == "vendor"
         assert bool(dims.loc["site", "heterogeneity_p"] < 0.05) == het
         assert dims["rank"].idxmin() == first
+
+
+@pytest.mark.parametrize("cause", ["language", "vendor"])
+def test_a_concentrated_cause_explains_away_the_dimension_it_sits_in(tmp_path, cause):
+    # 80% of VendorB's audits are zh and most zh audits are VendorB's, and VendorB
+    # takes on three times its volume in the current week. Both vendor=VendorB and
+    # language=zh then "explain" a drop, and the volume shift adds to VendorB's
+    # surprise. Only the cause also drops outside the other: zh at VendorA (cause
+    # language), or VendorB in en (cause vendor).
+    drop = {  # (vendor, language) cells whose accuracy drops 95% -> 70%
+        "language": {("VendorA", "zh"), ("VendorB", "zh")},
+        "vendor": {("VendorB", "en"), ("VendorB", "zh")},
+    }[cause]
+    before = {("VendorA", "en"): 400, ("VendorA", "zh"): 60, ("VendorB", "en"): 60}
+    before[("VendorB", "zh")] = 240
+    after = {k: n * (3 if k[0] == "VendorB" else 1) for k, n in before.items()}
+    cells = []
+    for day, sizes in (("2026-03-02", before), ("2026-03-09", after)):
+        for (vendor, lang), n in sizes.items():
+            rate = 0.70 if day == "2026-03-09" and (vendor, lang) in drop else 0.95
+            cells.append((day, vendor, lang, n, round(rate * n), 1.0))
+    ds, _ = _audited_dataset(tmp_path / cause, cells)
+    res = rca.decompose(
+        ds,
+        "accuracy",
+        "SG",
+        current=("2026-03-09", "2026-03-09"),
+        baseline=("2026-03-02", "2026-03-02"),
+        dimensions=["vendor", "language"],
+    )
+    # By surprise alone VendorB ranks first either way.
+    alone = rca.adtributor(dataclasses.replace(res, crossed=None))
+    assert alone.top_dimension == "vendor"
+    rank = rca.adtributor(res)
+    dims = rank.dimensions.set_index("dimension")
+    assert dims["explained"].all()  # both explain the drop with one segment
+    want = {"language": "zh", "vendor": "VendorB"}[cause]
+    assert (rank.top_dimension, rank.top_segment) == (cause, want)
+    if cause == "language":  # promoted over vendor: zh dropped at VendorA too
+        assert dims.loc["language", "explains_away"] == "vendor"
+        assert dims.loc["language", "outside_p"] < 0.001
+    else:  # VendorB's en audits dropped too, so language is not promoted
+        assert dims["explains_away"].isna().all()
+
+
+def test_explain_away_leaves_a_set_that_covers_everything_behind(tmp_path):
+    # One queue-like cell drops hard; everything else dips a little (spill-over).
+    # VendorA holds nearly every audit, so "VendorA outside zh" changes
+    # significantly, but VendorA changed far more where zh is: not a cause.
+    cells = []
+    for day in ("2026-03-02", "2026-03-09"):
+        cur = day == "2026-03-09"
+        cells += [
+            (day, "VendorA", "zh", 200, round((0.45 if cur else 0.95) * 200), 1.0),
+            (day, "VendorA", "en", 2000, round((0.93 if cur else 0.95) * 2000), 1.0),
+            (day, "VendorB", "en", 20, 19, 1.0),
+            (day, "VendorB", "zh", 40, 38, 1.0),
+        ]
+    ds, _ = _audited_dataset(tmp_path / "spill", cells)
+    res = rca.decompose(
+        ds,
+        "accuracy",
+        "SG",
+        current=("2026-03-09", "2026-03-09"),
+        baseline=("2026-03-02", "2026-03-02"),
+        dimensions=["language", "vendor"],
+    )
+    dims = rca.adtributor(res).dimensions.set_index("dimension")
+    assert dims.loc["language", "n_selected"] == 1  # zh alone
+    assert dims.loc["vendor", "explains_away"] is None
+    assert dims["rank"].idxmin() == "language"
 
 
 # --------------------------------------------------------------------------- #

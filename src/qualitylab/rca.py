@@ -179,6 +179,8 @@ ADTRIBUTOR_DIMENSION_COLUMNS = [
     "rate_effect",
     "nested_in",
     "heterogeneity_p",
+    "explains_away",
+    "outside_p",
 ]
 ADTRIBUTOR_SEGMENT_COLUMNS = [
     "dimension",
@@ -470,6 +472,9 @@ def _aggregate(t: ir.Table, groupings: Sequence[Sequence[str]]) -> pd.DataFrame:
     return df
 
 
+_PAIR_KEYS = ["_d0", "_s0", "_d1", "_s1"]
+
+
 def _wide(agg: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Periods side by side: ``<stat>_0`` (baseline) and ``<stat>_1`` (current)."""
     stats = ["n", "k", "sw", "sw2", "swy", "sw2y"]
@@ -715,6 +720,11 @@ class DecompositionResult:
         Dimensions found nested in another in the data (e.g. every ``site``
         belongs to one ``vendor``): ``{child: (parent, {segment: parent
         segment})}``; used by :func:`adtributor`.
+    crossed : pandas.DataFrame or None
+        Sums per pair of dimensions and pair of segments (``_d0, _s0, _d1,
+        _s1`` and ``n, k, sw, sw2, swy`` per period, suffixed ``_0``/``_1``),
+        which :func:`adtributor` uses to tell which of two overlapping
+        explanations accounts for the other; ``None`` when not computed.
     """
 
     metric: str
@@ -741,6 +751,7 @@ class DecompositionResult:
     totals: pd.DataFrame = field(repr=False, compare=False)
     sums: pd.DataFrame = field(repr=False, compare=False)
     nesting: dict[str, tuple[str, dict[str, str]]] = field(repr=False, compare=False)
+    crossed: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def change(self) -> float:
@@ -819,6 +830,7 @@ def decompose(
     weighted: bool | None = None,
     mix: str = "centered",
     confidence_level: float | None = None,
+    cross: bool = True,
 ) -> DecompositionResult:
     """Split the change of a rate between two periods into mix and rate effects.
 
@@ -847,6 +859,10 @@ def decompose(
         dimension and rate effects do not depend on it.
     confidence_level : float, optional
         Defaults to the market's parameter.
+    cross : bool, default True
+        Also sum every pair of dimensions (one more engine query), so that
+        :func:`adtributor` can check overlapping explanations against each
+        other.
 
     Returns
     -------
@@ -937,6 +953,9 @@ def decompose(
         totals=totals,
         sums=sums.reset_index(drop=True),
         nesting=_nesting(t, dims),
+        crossed=_wide(_aggregate(t, list(itertools.combinations(dims, 2))), _PAIR_KEYS)
+        if cross and len(dims) > 1
+        else None,
     )
 
 
@@ -1245,6 +1264,7 @@ def adtributor(
     dims["nested_in"] = None
     dims["heterogeneity_p"] = np.nan
     dims = _prefer_coarse(dims.reset_index(drop=True), out, result.nesting, alpha)
+    dims = _explain_away(dims, out, result, alpha)
     dims["rank"] = np.arange(1, len(dims) + 1)
     dims = dims[ADTRIBUTOR_DIMENSION_COLUMNS].reset_index(drop=True)
     order = {d: i for i, d in enumerate(dims["dimension"])}
@@ -1309,6 +1329,122 @@ def _prefer_coarse(
             order.remove(first)
             order.insert(order.index(second), first)
     return dims.set_index("dimension").loc[order].reset_index()
+
+
+def _change_within(
+    crossed: pd.DataFrame,
+    weighted: bool,
+    inner: tuple[str, Sequence[str]],
+    outer: tuple[str, Sequence[str]],
+    inside: bool,
+) -> tuple[float, float]:
+    """Rate change and its variance of ``inner``'s segments inside (or outside) ``outer``'s.
+
+    ``inner`` and ``outer`` are (dimension, selected segments); the rate of
+    the decisions in the inner set and in (or not in) the outer set is
+    pooled per period. NaNs when either period has none.
+    """
+    (da, sa), (db, sb) = inner, outer
+    if ((crossed["_d0"] == da) & (crossed["_d1"] == db)).any():
+        pair = crossed[(crossed["_d0"] == da) & (crossed["_d1"] == db)]
+        seg_a, seg_b = pair["_s0"], pair["_s1"]
+    else:
+        pair = crossed[(crossed["_d0"] == db) & (crossed["_d1"] == da)]
+        seg_a, seg_b = pair["_s1"], pair["_s0"]
+    cells = pair[seg_a.isin(list(sa)) & (seg_b.isin(list(sb)) == inside)]
+    rate, neff = [], []
+    for p in (0, 1):
+        den = float(cells[f"sw_{p}" if weighted else f"n_{p}"].sum())
+        num = float(cells[f"swy_{p}" if weighted else f"k_{p}"].sum())
+        ne = den * den / float(cells[f"sw2_{p}"].sum()) if weighted and den > 0 else den
+        if not (den > 0 and ne > 0):
+            return float("nan"), float("nan")
+        rate.append(num / den)
+        neff.append(ne)
+    var = sum(r * (1 - r) / ne for r, ne in zip(rate, neff, strict=True))
+    var = max(var, 1.0 / min(neff) ** 2)  # a 0% or 100% rate: one event's worth
+    return rate[1] - rate[0], var
+
+
+def _explain_away(
+    dims: pd.DataFrame,
+    segs: pd.DataFrame,
+    result: DecompositionResult,
+    alpha: float,
+) -> pd.DataFrame:
+    """Promote a dimension whose explanation accounts for the leading one's.
+
+    Two crossed dimensions can explain the same change when the cause is
+    concentrated: scam decisions sit mostly in one queue, so a drop on scam
+    also shows as a drop in that queue. The cause still moves outside the
+    other explanation (scam in the other queues), the bystander does not
+    (the queue's other policies). For the leading explained dimension A and
+    each later explained dimension B (not nested in each other), with the
+    selected segments of each, B moves ahead of A when
+
+    * B's rate changes outside A (one-sided z in the direction of the
+      change, significant at `alpha`),
+    * A's rate outside B is measured in both periods and does not change
+      significantly, and
+    * B changed alike inside and outside A (two-sided z of the difference
+      not significant): a cause acts wherever it is, while a set that merely
+      holds the rest of the market (a model that scores everything) changes
+      much more where A is.
+    """
+    crossed = result.crossed
+    dims = dims.copy()
+    dims["explains_away"] = None
+    dims["outside_p"] = np.nan
+    if crossed is None or crossed.empty or not np.isfinite(result.estimate):
+        return dims
+    sign = float(np.sign(result.estimate)) or 1.0
+    nested = {(c, p) for c, (p, _) in result.nesting.items()}
+    chosen = {
+        d: g.loc[g["selected"], "segment"].tolist()
+        for d, g in segs.groupby("dimension", sort=False)
+    }
+    w = result.weighted
+
+    def one_sided(d: float, v: float) -> float:
+        return float(sps.norm.sf(sign * d / math.sqrt(v))) if np.isfinite(d) else float("nan")
+
+    def promotes(top: str, other: str) -> float | None:
+        a, b = (top, chosen[top]), (other, chosen[other])
+        d_b_out, v_b_out = _change_within(crossed, w, b, a, inside=False)
+        d_a_out, v_a_out = _change_within(crossed, w, a, b, inside=False)
+        d_b_in, v_b_in = _change_within(crossed, w, b, a, inside=True)
+        p_b, p_a = one_sided(d_b_out, v_b_out), one_sided(d_a_out, v_a_out)
+        if not (p_b < alpha and p_a >= alpha) or not np.isfinite(d_b_in):
+            return None
+        z_het = (d_b_in - d_b_out) / math.sqrt(v_b_in + v_b_out)
+        return p_b if 2 * sps.norm.sf(abs(z_het)) >= alpha else None
+
+    order = dims["dimension"].tolist()
+    explained = set(dims.loc[dims["explained"], "dimension"])
+    promoted: dict[str, tuple[str, float]] = {}
+    compared: set[frozenset[str]] = set()
+    while True:
+        cands = [d for d in order if d in explained]
+        swap = None
+        for other in cands[1:]:
+            pair = frozenset((cands[0], other))
+            if pair in compared or (cands[0], other) in nested or (other, cands[0]) in nested:
+                continue
+            compared.add(pair)
+            p = promotes(cands[0], other)
+            if p is not None:
+                swap = (other, p)
+                break
+        if swap is None:
+            break
+        other, p = swap
+        promoted[other] = (cands[0], p)
+        order.remove(other)
+        order.insert(order.index(cands[0]), other)
+    dims = dims.set_index("dimension").loc[order].reset_index()
+    for d, (over, p) in promoted.items():
+        dims.loc[dims["dimension"] == d, ["explains_away", "outside_p"]] = [over, p]
+    return dims
 
 
 def drill_down(
@@ -1382,8 +1518,7 @@ def drill_down(
         )
     t = _metric_table(ds, spec, result.market, (result.baseline, result.current), result.qa_source)
     agg = _aggregate(t, pairs)
-    keys = ["_d0", "_s0", "_d1", "_s1"]
-    wide = _wide(agg, keys)
+    wide = _wide(agg, _PAIR_KEYS)
     out = _decompose_wide(wide, result.weighted, ["_d0", "_d1"], result.mix)
     sums = out[["_num_base", "_num_cur", "_den_base", "_den_cur"]].to_numpy(float)
     out = _ep_and_surprise(out, sums, spec, result.estimate, ["_d0", "_d1"])
