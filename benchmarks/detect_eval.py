@@ -68,6 +68,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from qualitylab import detect, open_dataset
 from qualitylab.demo import generate
@@ -192,6 +193,26 @@ class Capture:
     found: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     ctx: Any = None
     available: bool = True
+    tested: int = 0  # series the scan judged (not skipped) in the current market
+    oracles: list[float] = field(default_factory=list)  # oracle x series, per rows() call
+
+    def oracle(self, vi: float, ni: float, vb: float, nb: float) -> str:
+        """The test someone told the segment and dates would run, and what it faces.
+
+        Fisher's exact test of the incident days against the baseline (no
+        window search, no overdispersion). Times the number of series the
+        scan judged in the market, it is the p-value of a lone discovery under
+        Bonferroni; above the FDR level even that oracle could not report it.
+        """
+        if not (ni > 0 and nb > 0 and np.isfinite(vi) and np.isfinite(vb)):
+            return ""
+        ki, kb = round(vi * ni), round(vb * nb)
+        p = float(sps.fisher_exact([[ki, round(ni) - ki], [kb, round(nb) - kb]]).pvalue)
+        self.oracles.append(min(1.0, p * self.tested))
+        return (
+            f"; oracle p {p:.2g} (Fisher, told the segment and dates), "
+            f"x {self.tested} series judged = {min(1.0, p * self.tested):.2g}"
+        )
 
     def rows(self, key: tuple[str, str, str], inc: pd.Series) -> list[str]:
         """Lines explaining what the scan saw of series `key` around incident `inc`."""
@@ -232,6 +253,7 @@ class Capture:
                 f"{dates[0]:%m-%d}..{dates[ctx.base_len - 1]:%m-%d} {vb:.4g} ({what} {nb:.0f}); "
                 f"min_n {ctx.min_n}"
                 + ("; SKIPPED as too small to judge" if entry["windows"] is None else "")
+                + (self.oracle(vi, ni, vb, nb) if key[0] in detect._RATES else "")
             )
         wins = entry["windows"] or []
         near = [w for w in wins if w.end >= i0 - 3 and w.start <= i1 + 3]
@@ -268,6 +290,7 @@ def capture_windows(targets: set[tuple[str, str, str]]) -> Iterator[Capture]:
         value, n = s.value.copy(), s.n.copy()  # before the detectors touch them
         out = original(s, ctx)
         key = (s.metric, s.dimension, s.segment)
+        cap.tested += out is not None
         if key in cap.targets:
             cap.found[key] = {"windows": out, "value": value, "n": n}
             cap.ctx = ctx
@@ -275,6 +298,7 @@ def capture_windows(targets: set[tuple[str, str, str]]) -> Iterator[Capture]:
 
     def hooked_gap(ds: Any, ctx: Any, start: Any, end: Any) -> Any:
         out, tested = original_gap(ds, ctx, start, end)
+        cap.tested += tested
         for w in out:
             key = ("reporting_gap", "vendor", w.series.segment)
             if key in cap.targets:
@@ -316,6 +340,8 @@ class SeedResult:
     generate_seconds: float
     scan_seconds: dict[str, float]
     diagnostics: dict[int, list[str]]
+    # per missed incident: the smallest oracle p x series judged over its related series
+    oracles: dict[int, float] = field(default_factory=dict)
 
     @property
     def scored(self) -> pd.DataFrame:
@@ -358,7 +384,7 @@ def run_seed(seed: int, scale: str, days: int, folder: Path, say: Any) -> SeedRe
     with capture_windows(diagnostic_targets(incidents)) as cap:
         captured: dict[str, Capture] = {}
         for market in summary.markets:
-            cap.found, cap.ctx = {}, None
+            cap.found, cap.ctx, cap.tested = {}, None, 0
             t1 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # skipped-series summaries
@@ -367,7 +393,7 @@ def run_seed(seed: int, scale: str, days: int, folder: Path, say: Any) -> SeedRe
             start, end = alerts.attrs["period"]
             months += ((end - start).days + 1) / DAYS_PER_MONTH
             frames.append(alerts.assign(market=market))
-            snap = Capture(cap.targets, dict(cap.found), cap.ctx, cap.available)
+            snap = Capture(cap.targets, dict(cap.found), cap.ctx, cap.available, cap.tested)
             captured[market] = snap
             say(f"  seed {seed} {market}: {len(alerts)} alerts, scan {secs[market]:.1f} s")
     alerts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -398,10 +424,13 @@ def run_seed(seed: int, scale: str, days: int, folder: Path, say: Any) -> SeedRe
         if a["incident"] is None:
             alerts.at[j, "kind"] = _classify_false(a, incidents)
     diagnostics: dict[int, list[str]] = {}
+    oracles: dict[int, float] = {}
     for i, inc in incidents.iterrows():
         if inc["found"] or not inc["watched"]:
             continue
         cap_m = captured.get(inc["market"])
+        if cap_m is not None:
+            cap_m.oracles = []
         lines: list[str] = []
         for metric in related_metrics(inc["metric"]):
             keys = dict.fromkeys(
@@ -424,7 +453,8 @@ def run_seed(seed: int, scale: str, days: int, folder: Path, say: Any) -> SeedRe
         if not lines:
             lines = ["  no window proposed for the series (or the series does not exist)"]
         diagnostics[int(i)] = lines
-    return SeedResult(seed, incidents, alerts, months, gen_s, secs, diagnostics)
+        oracles[int(i)] = min(cap_m.oracles) if cap_m is not None and cap_m.oracles else np.nan
+    return SeedResult(seed, incidents, alerts, months, gen_s, secs, diagnostics, oracles)
 
 
 # --------------------------------------------------------------------------- #
@@ -630,6 +660,30 @@ def report(results: list[SeedResult], args: argparse.Namespace) -> list[str]:
     # diagnostics of misses
     missed = [(r, i, d) for r in results for i, d in r.diagnostics.items()]
     if missed:
+        fdr = detect.SENSITIVITY_FDR["medium"]
+        rated = [(r, i, r.oracles.get(i, np.nan)) for r, i, _ in missed]
+        rated = [x for x in rated if np.isfinite(x[2])]
+        within = [x for x in rated if x[2] <= fdr]
+        lines += [
+            "",
+            f"**Were the misses findable at all?** For each missed rate incident, the "
+            f"*oracle* is Fisher's exact test of the incident's own days against the "
+            f"baseline on its segment or market, over every related metric (a test told "
+            f"the segment, metric and dates, with no window search), times the number of "
+            f"series the scan judged in the market (Bonferroni for a lone discovery). "
+            f"When even that exceeds the FDR level ({fdr:g}), no procedure that controls "
+            f"false alarms over that many series could report the incident. "
+            f"{len(within)} of {len(rated)} missed rate incidents pass it; the others are "
+            f"below the information in the audits.",
+            "",
+            "| seed | incident | best oracle p x series judged | an oracle could report it |",
+            "|---|---|---:|---|",
+        ]
+        for r, i, v in rated:
+            lines.append(
+                f"| {r.seed} | {incident_label(r.incidents.loc[i])} | {v:.2g} | "
+                f"{'yes' if v <= fdr else 'no'} |"
+            )
         lines += ["", "Why incidents were missed (windows the scan proposed for the series):", ""]
         lines.append("```")
         for r, i, diag in missed:
