@@ -1217,8 +1217,17 @@ def adtributor(
     over the children of each selected parent (:math:`\\Delta_j` the rate
     change, :math:`w_j` its inverse variance, :math:`\\chi^2` with
     :math:`\\sum(k-1)` df) must be significant at `alpha`; otherwise the
-    coarser parent is ranked ahead of it. ``nested_in`` and
+    coarser parent is ranked ahead of it. The one not preferred moves to just
+    behind the other, which keeps its own place. ``nested_in`` and
     ``heterogeneity_p`` report the test.
+
+    Crossed dimensions can also explain the same change, when the cause sits
+    mostly inside one segment of another dimension. Between the leading
+    explained dimension and each later one, a test on their
+    cross-tabulation decides which accounts for the other (``explains_away``
+    names the dimension a promoted one was moved ahead of, ``outside_p`` the
+    p-value of its change outside that dimension's segments; see
+    :func:`decompose`'s ``cross``).
     """
     ep_threshold = _check_unit_interval(ep_threshold, "ep_threshold", closed=True)
     min_segment_ep = _check_unit_interval(min_segment_ep, "min_segment_ep", closed=True)
@@ -1307,7 +1316,10 @@ def _prefer_coarse(
     nesting: Mapping[str, tuple[str, dict[str, str]]],
     alpha: float,
 ) -> pd.DataFrame:
-    """Reorder nested dimensions: the parent first unless the child is sharper."""
+    """Reorder nested dimensions: the parent first unless the child is sharper.
+
+    The one not preferred moves to just behind the preferred one.
+    """
     order = dims["dimension"].tolist()
     for child, (parent, links) in nesting.items():
         if child not in order or parent not in order:
@@ -1326,8 +1338,11 @@ def _prefer_coarse(
         dims.loc[idx, "heterogeneity_p"] = p_het
         first, second = (child, parent) if p_het < alpha else (parent, child)
         if order.index(first) > order.index(second):
-            order.remove(first)
-            order.insert(order.index(second), first)
+            # The redundant view goes just behind the preferred one, which keeps
+            # its own place: a child's surprise, inflated by its finer (smaller,
+            # noisier) segments, does not lift the parent past other dimensions.
+            order.remove(second)
+            order.insert(order.index(first) + 1, second)
     return dims.set_index("dimension").loc[order].reset_index()
 
 
