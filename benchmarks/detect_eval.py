@@ -29,7 +29,16 @@ For each incident missed in some seed, the script prints the windows the scan
 proposed for that series (metric family x segment, and the market-wide
 series), with their raw, search-corrected and Benjamini-Hochberg-adjusted
 p-values, or the reason the series was skipped; this reads the scan's private
-``_evaluate`` hook and degrades to "not available" if the hook changes.
+``_evaluate`` hook and degrades to "not available" if the hook changes. It
+also gives each missed rate incident an *oracle*: Fisher's exact test of the
+incident's own days against the baseline (told the segment, metric and
+dates), times the number of series the scan judged in the market. When that
+exceeds the FDR level, no procedure controlling false alarms over that many
+series could have reported the incident.
+
+Part 1b, root cause: for every planted rate incident, :func:`qualitylab.rca.decompose`
+over its days against the 28 days before and :func:`qualitylab.rca.adtributor`;
+found when the planted segment ranks first.
 
 Part 2, NAB: :func:`nab_eval.evaluate` (``benchmarks/nab_eval.py``), the STL +
 MAD detector next to a naive rolling 3-sigma rule on the labelled NAB series.
