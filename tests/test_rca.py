@@ -240,18 +240,23 @@ def _expected(raw, dim, period_dates, weighted):
     return out
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_decompose_matches_hand_computation(tmp_path, weighted):
-    cells = [c[:5] + ((3.0 if c[1] == "VendorB" else 1.0) if weighted else 1.0,) for c in CELLS]
-    ds, raw = _audited_dataset(tmp_path / "rca", cells)
-    res = rca.decompose(
+def _one_day_each(ds, dimensions) -> rca.DecompositionResult:
+    """Accuracy on 2026-03-09 against 2026-03-02, in SG."""
+    return rca.decompose(
         ds,
         "accuracy",
         "SG",
         current=("2026-03-09", "2026-03-09"),
         baseline=("2026-03-02", "2026-03-02"),
-        dimensions=["vendor", "language"],
+        dimensions=dimensions,
     )
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_decompose_matches_hand_computation(tmp_path, weighted):
+    cells = [c[:5] + ((3.0 if c[1] == "VendorB" else 1.0) if weighted else 1.0,) for c in CELLS]
+    ds, raw = _audited_dataset(tmp_path / "rca", cells)
+    res = _one_day_each(ds, ["vendor", "language"])
     assert res.weighted is weighted
     _assert_exact(res)
     for dim in ("vendor", "language"):
@@ -460,14 +465,7 @@ def test_a_concentrated_cause_explains_away_the_dimension_it_sits_in(tmp_path, c
             rate = 0.70 if day == "2026-03-09" and (vendor, lang) in drop else 0.95
             cells.append((day, vendor, lang, n, round(rate * n), 1.0))
     ds, _ = _audited_dataset(tmp_path / cause, cells)
-    res = rca.decompose(
-        ds,
-        "accuracy",
-        "SG",
-        current=("2026-03-09", "2026-03-09"),
-        baseline=("2026-03-02", "2026-03-02"),
-        dimensions=["vendor", "language"],
-    )
+    res = _one_day_each(ds, ["vendor", "language"])
     # By surprise alone VendorB ranks first either way.
     alone = rca.adtributor(dataclasses.replace(res, crossed=None))
     assert alone.top_dimension == "vendor"
@@ -497,14 +495,7 @@ def test_explain_away_leaves_a_set_that_covers_everything_behind(tmp_path):
             (day, "VendorB", "zh", 40, 38, 1.0),
         ]
     ds, _ = _audited_dataset(tmp_path / "spill", cells)
-    res = rca.decompose(
-        ds,
-        "accuracy",
-        "SG",
-        current=("2026-03-09", "2026-03-09"),
-        baseline=("2026-03-02", "2026-03-02"),
-        dimensions=["language", "vendor"],
-    )
+    res = _one_day_each(ds, ["language", "vendor"])
     dims = rca.adtributor(res).dimensions.set_index("dimension")
     assert dims.loc["language", "n_selected"] == 1  # zh alone
     assert dims.loc["vendor", "explains_away"] is None
