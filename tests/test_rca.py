@@ -385,6 +385,17 @@ def test_scam_over_enforcement_is_attributed_to_policy(ds, scam_spike):
         assert abs(g["contribution"].sum() - scam_spike.estimate) < TOL
 
 
+def test_drill_down_reuses_the_stored_cross_tabulation(ds, scam_spike):
+    # decompose already summed every pair of dimensions; drill_down reads them
+    # (in either orientation) instead of asking the engine again, with the same result.
+    pairs = [("policy", "queue"), ("vendor", "policy"), ("language", "site")]
+    assert scam_spike.crossed is not None
+    stored = rca.drill_down(None, scam_spike, pairs=pairs)  # no dataset: nothing to query
+    fresh = rca.drill_down(ds, dataclasses.replace(scam_spike, crossed=None), pairs=pairs)
+    pd.testing.assert_frame_equal(stored, fresh)
+    assert set(zip(stored.dimension_a, stored.dimension_b, strict=True)) == set(pairs)
+
+
 def test_adtributor_rank_by_total_surprise_is_available(vendor_drop):
     rank = rca.adtributor(vendor_drop, rank_by="surprise")
     d = rank.dimensions[rank.dimensions.explained]

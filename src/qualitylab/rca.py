@@ -1462,6 +1462,27 @@ def _explain_away(
     return dims
 
 
+def _pairs_from(
+    crossed: pd.DataFrame | None, pairs: Sequence[tuple[str, ...]]
+) -> pd.DataFrame | None:
+    """The sums of `pairs` (in their order) from :attr:`DecompositionResult.crossed`, if all there."""
+    if crossed is None:
+        return None
+    have = set(zip(crossed["_d0"], crossed["_d1"], strict=True))
+    parts = []
+    for a, b in pairs:
+        if (a, b) in have:
+            parts.append(crossed[(crossed["_d0"] == a) & (crossed["_d1"] == b)])
+        elif (b, a) in have:
+            flip = crossed[(crossed["_d0"] == b) & (crossed["_d1"] == a)]
+            parts.append(
+                flip.rename(columns={"_d0": "_d1", "_s0": "_s1", "_d1": "_d0", "_s1": "_s0"})
+            )
+        else:
+            return None
+    return pd.concat(parts, ignore_index=True)[crossed.columns]
+
+
 def drill_down(
     ds: Dataset,
     result: DecompositionResult,
@@ -1500,8 +1521,9 @@ def drill_down(
 
     Notes
     -----
-    One engine query groups by each pair of dimensions and period; the
-    shift-share, explanatory power and surprise are those of
+    The sums per pair of segments come from ``result.crossed`` when
+    :func:`decompose` computed them (the default), else from one engine query
+    grouping by each pair of dimensions and period; the shift-share, explanatory power and surprise are those of
     :func:`decompose` and :func:`adtributor` on the cross-classification, so
     the contributions of each pair of dimensions add up exactly to the change.
     """
@@ -1531,9 +1553,12 @@ def drill_down(
             "no pair of dimensions to cross; give pairs= or a larger top_dimensions",
             key="pairs",
         )
-    t = _metric_table(ds, spec, result.market, (result.baseline, result.current), result.qa_source)
-    agg = _aggregate(t, pairs)
-    wide = _wide(agg, _PAIR_KEYS)
+    wide = _pairs_from(result.crossed, pairs)
+    if wide is None:
+        t = _metric_table(
+            ds, spec, result.market, (result.baseline, result.current), result.qa_source
+        )
+        wide = _wide(_aggregate(t, pairs), _PAIR_KEYS)
     out = _decompose_wide(wide, result.weighted, ["_d0", "_d1"], result.mix)
     sums = out[["_num_base", "_num_cur", "_den_base", "_den_cur"]].to_numpy(float)
     out = _ep_and_surprise(out, sums, spec, result.estimate, ["_d0", "_d1"])
