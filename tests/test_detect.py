@@ -21,8 +21,10 @@ from qualitylab.detect import (
     changepoints,
     cusum_chart,
     ewma_chart,
+    minimum_detectable_change,
     nearby_events,
     p_chart,
+    required_n,
     scan,
     scan_p_value,
     skipped_series,
@@ -330,6 +332,44 @@ def test_scan_p_value_edge_cases():
     p = scan_p_value(z, 62)
     assert p.shape == (3,) and np.all(np.diff(p) < 0)
     assert np.all(p >= 2 * stats.norm.sf(z))
+
+
+@pytest.mark.parametrize(
+    ("rate", "n", "n_ref"), [(0.94, 130, 480), (0.03, 200, 900), (0.5, 60, 60)]
+)
+def test_minimum_detectable_change_has_the_power_statsmodels_computes(rate, n, n_ref):
+    from statsmodels.stats.proportion import power_proportions_2indep
+
+    for direction, sign in (("down", -1), ("up", 1)):
+        d = minimum_detectable_change(rate, n, n_reference=n_ref, direction=direction, power=0.8)
+        pw = power_proportions_2indep(
+            sign * d, rate, n, ratio=n_ref / n, alpha=0.05, return_results=False
+        )
+        assert pw == pytest.approx(0.8, abs=0.005), (direction, d)
+
+
+def test_minimum_detectable_change_holds_through_the_window_search():
+    # Windows of 150 audits at 94% accuracy, searched over 62 days among 200
+    # series: simulated drops of the detectable size are flagged ~80% of the time.
+    rate, n, days, series = 0.94, 150, 62, 200
+    d = minimum_detectable_change(rate, n, period_days=days, series=series)
+    rng = np.random.default_rng(5)
+    k = rng.binomial(n, rate - d, size=20_000)
+    z = (k / n - rate) / np.sqrt(rate * (1 - rate) / n)
+    flagged = np.asarray(scan_p_value(z, days)) * series <= 0.05
+    assert flagged.mean() == pytest.approx(0.8, abs=0.04)
+    # ... the search costs: with the dates known the same windows need a smaller drop
+    assert minimum_detectable_change(rate, n, series=series) < 0.8 * d
+    # required_n inverts it
+    assert required_n(rate, -d, period_days=days, series=series) == pytest.approx(n, rel=1e-3)
+
+
+def test_minimum_detectable_change_validates():
+    with pytest.raises(ParameterError, match="rate"):
+        minimum_detectable_change(1.2, 100)
+    with pytest.raises(ParameterError, match="direction"):
+        minimum_detectable_change(0.9, 100, direction="sideways")
+    assert np.isnan(minimum_detectable_change(0.02, 5, period_days=62, series=300))
 
 
 # --------------------------------------------------------------------------- #
