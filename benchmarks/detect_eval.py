@@ -204,10 +204,11 @@ class Capture:
     ctx: Any = None
     available: bool = True
     tested: int = 0  # series the scan judged (not skipped) in the current market
-    # (oracle p, oracle p with the window search) x series judged, per rows() call
-    oracles: list[tuple[float, float]] = field(default_factory=list)
+    # (oracle p, oracle p with the window search) x series judged, the change a scan
+    # could see with 80% power, the change observed and the series, per rows() call
+    oracles: list[tuple[float, float, float, float, str]] = field(default_factory=list)
 
-    def oracle(self, vi: float, ni: float, vb: float, nb: float) -> str:
+    def oracle(self, name: str, vi: float, ni: float, vb: float, nb: float) -> str:
         """The test someone told the segment and dates would run, and what it faces.
 
         Fisher's exact test of the incident days against the baseline (no
@@ -222,11 +223,24 @@ class Capture:
         days = self.ctx.monitored_days if self.ctx is not None else 1
         searched = float(detect.scan_p_value(sps.norm.isf(max(p, 1e-300) / 2), days))
         told, found = min(1.0, p * self.tested), min(1.0, searched * self.tested)
-        self.oracles.append((told, found))
+        observed = vi - vb
+        mde = float("nan")
+        if 0 < vb < 1:
+            mde = detect.minimum_detectable_change(
+                vb,
+                ni,
+                n_reference=nb,
+                period_days=days,
+                series=max(self.tested, 1),
+                direction="down" if observed < 0 else "up",
+            )
+        # ordered by the uncapped oracle, so ties at 1 still pick the strongest series
+        self.oracles.append((p * self.tested, found, mde, observed, name))
         return (
             f"; oracle p {p:.2g} (Fisher, told the segment and dates), "
             f"x {self.tested} series judged = {told:.2g}; with the search over "
-            f"{days} days = {found:.2g}"
+            f"{days} days = {found:.2g}; a scan sees (80% power) changes of "
+            f"{mde:.3f} or more here, observed {observed:+.3f}"
         )
 
     def rows(self, key: tuple[str, str, str], inc: pd.Series) -> list[str]:
@@ -268,7 +282,7 @@ class Capture:
                 f"{dates[0]:%m-%d}..{dates[ctx.base_len - 1]:%m-%d} {vb:.4g} ({what} {nb:.0f}); "
                 f"min_n {ctx.min_n}"
                 + ("; SKIPPED as too small to judge" if entry["windows"] is None else "")
-                + (self.oracle(vi, ni, vb, nb) if key[0] in detect._RATES else "")
+                + (self.oracle(name, vi, ni, vb, nb) if key[0] in detect._RATES else "")
             )
         wins = entry["windows"] or []
         near = [w for w in wins if w.end >= i0 - 3 and w.start <= i1 + 3]
@@ -356,7 +370,7 @@ class SeedResult:
     scan_seconds: dict[str, float]
     diagnostics: dict[int, list[str]]
     # per missed incident: the smallest oracle p x series judged over its related series
-    oracles: dict[int, tuple[float, float]] = field(default_factory=dict)
+    oracles: dict[int, tuple[float, float, float, float, str]] = field(default_factory=dict)
     # rca over each planted rate incident: what ranks first
     rca_rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -441,7 +455,7 @@ def run_seed(seed: int, scale: str, days: int, folder: Path, say: Any) -> SeedRe
         if a["incident"] is None:
             alerts.at[j, "kind"] = _classify_false(a, incidents)
     diagnostics: dict[int, list[str]] = {}
-    oracles: dict[int, tuple[float, float]] = {}
+    oracles: dict[int, tuple[float, float, float, float, str]] = {}
     for i, inc in incidents.iterrows():
         if inc["found"] or not inc["watched"]:
             continue
@@ -471,7 +485,9 @@ def run_seed(seed: int, scale: str, days: int, folder: Path, say: Any) -> SeedRe
             lines = ["  no window proposed for the series (or the series does not exist)"]
         diagnostics[int(i)] = lines
         oracles[int(i)] = (
-            min(cap_m.oracles) if cap_m is not None and cap_m.oracles else (np.nan, np.nan)
+            min(cap_m.oracles)
+            if cap_m is not None and cap_m.oracles
+            else (np.nan, np.nan, np.nan, np.nan, "")
         )
     rca_rows = rca_planted(ds, incidents)
     return SeedResult(seed, incidents, alerts, months, gen_s, secs, diagnostics, oracles, rca_rows)
@@ -742,7 +758,7 @@ def report(results: list[SeedResult], args: argparse.Namespace) -> list[str]:
     missed = [(r, i, d) for r in results for i, d in r.diagnostics.items()]
     if missed:
         fdr = detect.SENSITIVITY_FDR["medium"]
-        rated = [(r, i, *r.oracles.get(i, (np.nan, np.nan))) for r, i, _ in missed]
+        rated = [(r, i, *r.oracles.get(i, (np.nan,) * 4 + ("",))) for r, i, _ in missed]
         rated = [x for x in rated if np.isfinite(x[2])]
         within = [x for x in rated if x[2] <= fdr]
         searched = [x for x in rated if x[3] <= fdr]
@@ -760,16 +776,22 @@ def report(results: list[SeedResult], args: argparse.Namespace) -> list[str]:
             f"for the search over the monitored days as `scan` does "
             f"(`detect.scan_p_value`), {len(searched)} of {len(rated)} would pass as a lone "
             f"discovery. (Benjamini-Hochberg's bar is looser by the rank an event takes "
-            f"among the market's discoveries, so these columns are the strict end.)",
+            f"among the market's discoveries, so these columns are the strict end.) The "
+            f"last two columns set the change a scan could see with 80% power at the "
+            f"audits of the incident's days (`detect.minimum_detectable_change`, on the "
+            f"best series, the one with the strongest oracle) beside the change the audits "
+            f"show.",
             "",
             "| seed | incident | oracle p x series judged | + search over the period | "
-            "an oracle told the dates could report it | a scan could, alone |",
-            "|---|---|---:|---:|---|---|",
+            "an oracle told the dates could report it | a scan could, alone | "
+            "best series | change a scan sees (80% power) | observed change |",
+            "|---|---|---:|---:|---|---|---|---:|---:|",
         ]
-        for r, i, v, w in rated:
+        for r, i, v, w, mde, obs, series in rated:
             lines.append(
-                f"| {r.seed} | {incident_label(r.incidents.loc[i])} | {v:.2g} | {w:.2g} | "
-                f"{'yes' if v <= fdr else 'no'} | {'yes' if w <= fdr else 'no'} |"
+                f"| {r.seed} | {incident_label(r.incidents.loc[i])} | {min(1.0, v):.2g} | "
+                f"{w:.2g} | {'yes' if v <= fdr else 'no'} | {'yes' if w <= fdr else 'no'} | "
+                f"{series} | {mde:.3f} | {obs:+.3f} |"
             )
         lines += ["", "Why incidents were missed (windows the scan proposed for the series):", ""]
         lines.append("```")
