@@ -1287,6 +1287,18 @@ def adtributor(
     )
 
 
+def _change_var(
+    r0: npt.ArrayLike, ne0: npt.ArrayLike, r1: npt.ArrayLike, ne1: npt.ArrayLike
+) -> np.ndarray:
+    """Variance of a rate change between two independent samples (effective sizes).
+
+    A 0% or 100% rate has no sampling variance; it is floored at one event's worth.
+    """
+    r0, ne0, r1, ne1 = (np.asarray(v, dtype=float) for v in (r0, ne0, r1, ne1))
+    var = r0 * (1 - r0) / ne0 + r1 * (1 - r1) / ne1
+    return np.maximum(var, (1.0 / np.maximum(np.minimum(ne0, ne1), 1)) ** 2)
+
+
 def _heterogeneity_p(child: pd.DataFrame, links: dict[str, str], parents: Sequence[str]) -> float:
     """Cochran's Q test that the children of each parent changed alike."""
     q_total, df_total = 0.0, 0
@@ -1297,11 +1309,9 @@ def _heterogeneity_p(child: pd.DataFrame, links: dict[str, str], parents: Sequen
             continue
         r0 = kids["rate_base"].to_numpy(float)
         r1 = kids["rate_cur"].to_numpy(float)
-        var = r0 * (1 - r0) / kids["_neff_base"].to_numpy(float)
-        var = var + r1 * (1 - r1) / kids["_neff_cur"].to_numpy(float)
-        # A 0% or 100% rate has no sampling variance; floor it at one event's worth.
-        floor = 1.0 / np.maximum(kids[["_neff_base", "_neff_cur"]].min(axis=1).to_numpy(float), 1)
-        var = np.maximum(var, floor**2)
+        var = _change_var(
+            r0, kids["_neff_base"].to_numpy(float), r1, kids["_neff_cur"].to_numpy(float)
+        )
         w = 1.0 / var
         d = r1 - r0
         dbar = float(np.sum(w * d) / np.sum(w))
@@ -1360,13 +1370,10 @@ def _change_within(
     pooled per period. NaNs when either period has none.
     """
     (da, sa), (db, sb) = inner, outer
-    if ((crossed["_d0"] == da) & (crossed["_d1"] == db)).any():
-        pair = crossed[(crossed["_d0"] == da) & (crossed["_d1"] == db)]
-        seg_a, seg_b = pair["_s0"], pair["_s1"]
-    else:
-        pair = crossed[(crossed["_d0"] == db) & (crossed["_d1"] == da)]
-        seg_a, seg_b = pair["_s1"], pair["_s0"]
-    cells = pair[seg_a.isin(list(sa)) & (seg_b.isin(list(sb)) == inside)]
+    pair = _pairs_from(crossed, [(da, db)])
+    if pair is None:
+        return float("nan"), float("nan")
+    cells = pair[pair["_s0"].isin(list(sa)) & (pair["_s1"].isin(list(sb)) == inside)]
     rate, neff = [], []
     for p in (0, 1):
         den = float(cells[f"sw_{p}" if weighted else f"n_{p}"].sum())
@@ -1376,9 +1383,7 @@ def _change_within(
             return float("nan"), float("nan")
         rate.append(num / den)
         neff.append(ne)
-    var = sum(r * (1 - r) / ne for r, ne in zip(rate, neff, strict=True))
-    var = max(var, 1.0 / min(neff) ** 2)  # a 0% or 100% rate: one event's worth
-    return rate[1] - rate[0], var
+    return rate[1] - rate[0], float(_change_var(rate[0], neff[0], rate[1], neff[1]))
 
 
 def _explain_away(
@@ -1523,7 +1528,8 @@ def drill_down(
     -----
     The sums per pair of segments come from ``result.crossed`` when
     :func:`decompose` computed them (the default), else from one engine query
-    grouping by each pair of dimensions and period; the shift-share, explanatory power and surprise are those of
+    grouping by each pair of dimensions and period; the shift-share,
+    explanatory power and surprise are those of
     :func:`decompose` and :func:`adtributor` on the cross-classification, so
     the contributions of each pair of dimensions add up exactly to the change.
     """
