@@ -319,6 +319,9 @@ def test_scan_p_value_matches_the_simulated_window_search(days):
         if not 0.002 <= simulated <= 0.1:
             continue
         assert scan_p_value(b, days) == pytest.approx(simulated, rel=0.2), (days, b)
+    # As a p-value for the search it keeps the family-wise false-alarm rate
+    fwer = float(np.mean(np.asarray(scan_p_value(top, days)) <= 0.05))
+    assert fwer == pytest.approx(0.05, abs=0.012), fwer
     # ... and is far less strict than Bonferroni over every window of a month or more
     windows = days * (days + 1) / 2
     bonferroni = min(1.0, windows * 2 * stats.norm.sf(4.0))

@@ -266,7 +266,7 @@ class _Arrays(dict):
         return _Column(dict.__getitem__(self, key))
 
 
-#: Set inside scan(): detectors then return :class:`_Arrays`, not DataFrames.
+#: Set inside the scan's per-series evaluation: detectors then return :class:`_Arrays`.
 _AS_ARRAYS: contextvars.ContextVar[bool] = contextvars.ContextVar("_AS_ARRAYS", default=False)
 
 
@@ -1523,7 +1523,11 @@ def required_n(
     """Observations a window needs for a change of ``change`` to be flagged with the given power.
 
     The inverse of :func:`minimum_detectable_change` with a known baseline
-    (``change`` < 0: a drop).
+    (``change`` < 0: a drop). For planning a comparison of two equal samples
+    at an ordinary significance level use
+    :func:`qualitylab.stats.audits_to_detect_drop`; this one asks what a
+    window needs against a long, well-measured baseline when it must also
+    survive the scan's search (``period_days``) and the other ``series``.
 
     Examples
     --------
@@ -1798,11 +1802,13 @@ def _evaluate(s: _Series, ctx: _Context) -> list[_Window] | None:
     if skip is not None:
         ctx.skip(s.metric, s.dimension, s.segment, *skip)
         return None
-    if s.metric in _RATES:
-        return _rate_windows(s, ctx)
     if s.metric in _COUNTS:
         s.value = np.where(np.isfinite(s.value), s.value, 0.0)
-    return _level_windows(s, ctx)
+    token = _AS_ARRAYS.set(True)  # the detectors' results stay inside: arrays suffice
+    try:
+        return _rate_windows(s, ctx) if s.metric in _RATES else _level_windows(s, ctx)
+    finally:
+        _AS_ARRAYS.reset(token)
 
 
 def _gap_windows(ds: Any, ctx: _Context, start: date, end: date) -> tuple[list[_Window], int]:
@@ -2426,32 +2432,27 @@ def scan(
     # Who overlaps whom (for grouping), and dimensions that merely repeat the market.
     sub_dims = [d for d in dims if d != "market"]
     cube = _overlap_counts(ds, market, start_d, end_d, sub_dims) if sub_dims else None
-    loads: list[tuple[str, Any]] = []
+    stacked_dims = []
     for dim in dims if daily else []:
         if cube is not None and "market" in dims and dim != "market":
             segments = cube.loc[cube[dim] != "nan", dim].unique()
             if len(segments) == 1:
                 notes.add(f"{dim} has one segment ({segments[0]}), the same as the market")
                 continue
-        loads.append((dim, None))
-    stacked_dims = [d for d, _ in loads]
+        stacked_dims.append(dim)
+    loads: list[tuple[str, pd.DataFrame, list[str]]] = []
     if stacked_dims:
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message=r".* is undefined for ", category=RuntimeWarning
-            )
-            loaded = _load_dimensions(ds, market, stacked_dims, base_start, end_d, daily)
-        loads = [(d, lambda d=d: loaded[d]) for d in stacked_dims]
-    if "red_team_recall" in wanted and ds.has("red_team"):
-        # red-team items are not decisions: their own dimension, the attack
-        loads.append(("attack", lambda: (_daily_red_team(ds, market, base_start, end_d), [])))
-    for dim, load in loads:
         with warnings.catch_warnings():
             # a segment-day without positives has undefined AI rates: expected, not news
             warnings.filterwarnings(
                 "ignore", message=r".* is undefined for ", category=RuntimeWarning
             )
-            long, dim_notes = load()
+            loaded = _load_dimensions(ds, market, stacked_dims, base_start, end_d, daily)
+        loads = [(d, *loaded[d]) for d in stacked_dims]
+    if "red_team_recall" in wanted and ds.has("red_team"):
+        # red-team items are not decisions: their own dimension, the attack
+        loads.append(("attack", _daily_red_team(ds, market, base_start, end_d), []))
+    for dim, long, dim_notes in loads:
         notes.update(dim_notes)
         # one (metric, segment) x day grid per column, instead of a reindex per series
         long = long[long["date"].isin(dates)].drop_duplicates(["metric", "segment", "date"])
@@ -2473,11 +2474,7 @@ def scan(
                 s.n = np.where(np.isfinite(s.n), s.n, 0.0)
             s.floor = _noise_floor(s, float(disps[i]))
             volumes[(dim, str(seg))] = float(np.nansum(s.volume[ctx.base_len :]))
-            token = _AS_ARRAYS.set(True)
-            try:
-                found = _evaluate(s, ctx)
-            finally:
-                _AS_ARRAYS.reset(token)
+            found = _evaluate(s, ctx)
             if found is None:
                 continue
             windows.extend(found)
