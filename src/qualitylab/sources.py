@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import itertools
 import json
+import operator
 import os
 import weakref
 from collections.abc import Sequence
@@ -26,7 +28,7 @@ import pandas as pd
 from ibis.backends import BaseBackend
 
 from qualitylab.contract import TABLES, Check, Conformed, Problem, conform
-from qualitylab.errors import DataContractError
+from qualitylab.errors import DataContractError, ParameterError
 from qualitylab.params import Parameters, load_parameters
 
 __all__ = ["Dataset", "ValidationReport", "open_dataset", "REPORT_COLUMNS"]
@@ -388,7 +390,7 @@ class Dataset:
         """
         dims = list(dimensions)
         if not dims:
-            raise ValueError("stacked() needs at least one dimension")
+            raise ParameterError("stacked() needs at least one dimension", key="dimensions")
         dec = self.table("decisions")
         unknown = [d for d in dims if d not in dec.columns]
         if unknown:
@@ -434,31 +436,7 @@ class Dataset:
                     known = self._check_counts[name]
                     counts = [known.get(k, 1) for k in keys]
                 else:
-                    # clean data is the common case: one pass for "any check fails"
-                    # (cheaper than a count per check), then counts only if needed. A
-                    # check against another table is its own filter: under OR, Spark
-                    # evaluates the IN row by row.
-                    preds = [c.predicate(staged).fill_null(False) for c in checks]
-                    other = {_check_key(c) for c in self._cross_checks(name)}
-                    is_cross = [_check_key(c) in other for c in checks]
-                    own = [p for x, p in zip(is_cross, preds, strict=True) if not x]
-                    cross = [p for x, p in zip(is_cross, preds, strict=True) if x]
-                    groups = [[p] for p in cross]
-                    if own:
-                        groups.insert(0, own)
-
-                    def any_fails(group: list[ir.BooleanValue]) -> bool:
-                        any_bad = group[0]
-                        for p in group[1:]:
-                            any_bad = any_bad | p
-                        return bool(staged.filter(any_bad).limit(1).count().to_pandas())
-
-                    if not any(any_fails(g) for g in groups):
-                        counts = [0] * len(checks)
-                    else:
-                        aggs = {f"c{i}": p.cast("int64").sum() for i, p in enumerate(preds)}
-                        row = staged.aggregate(**aggs).to_pandas().iloc[0]
-                        counts = [int(row[f"c{i}"] or 0) for i in range(len(checks))]
+                    counts = _count_failing(staged, checks, self._cross_checks(name))
             except Exception:  # counting failed: keep every check
                 counts, memo = [1] * len(checks), None
             self._failing_checks[name] = {k: n > 0 for k, n in zip(keys, counts, strict=True)}
@@ -633,6 +611,30 @@ class Dataset:
             f"e.g. {key}={res['ex']}"
         )
         return [_record(name, key, "duplicate_key", bad, f"{key}={res['ex']}", "fatal", msg)]
+
+
+def _count_failing(staged: ir.Table, checks: list[Check], cross_checks: list[Check]) -> list[int]:
+    """Rows failing each check; all zeros after one cheap pass when none fails.
+
+    Clean data is the common case: one pass asks whether any check fails
+    (cheaper than a count per check), then counts follow only if one does. A
+    check against another table is its own filter: under OR, Spark evaluates
+    the IN row by row.
+    """
+    preds = [c.predicate(staged).fill_null(False) for c in checks]
+    other = {_check_key(c) for c in cross_checks}
+    groups = [[p] for c, p in zip(checks, preds, strict=True) if _check_key(c) in other]
+    own = [p for c, p in zip(checks, preds, strict=True) if _check_key(c) not in other]
+    if own:
+        groups.insert(0, own)
+    if not any(
+        bool(staged.filter(functools.reduce(operator.or_, g)).limit(1).count().to_pandas())
+        for g in groups
+    ):
+        return [0] * len(checks)
+    aggs = {f"c{i}": p.cast("int64").sum() for i, p in enumerate(preds)}
+    row = staged.aggregate(**aggs).to_pandas().iloc[0]
+    return [int(row[f"c{i}"] or 0) for i in range(len(checks))]
 
 
 #: Market slices a dataset keeps for reuse (each holds a market's rows in memory).
