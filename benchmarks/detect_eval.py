@@ -74,7 +74,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -191,6 +191,16 @@ def covers(alert: pd.Series, incident: pd.Series) -> str | None:
 # --------------------------------------------------------------------------- #
 # diagnostics: the windows the scan proposed for a series
 # --------------------------------------------------------------------------- #
+class Oracle(NamedTuple):
+    """What a test told the segment and dates would see of one series (ordered by ``told``)."""
+
+    told: float  # Fisher p x series judged (uncapped, so ties at 1 still order)
+    searched: float  # the same with the scan's window search, capped at 1
+    mde: float  # change a scan could see with 80% power at these audits
+    observed: float  # change the audits show
+    series: str
+
+
 @dataclass
 class Capture:
     """What ``scan`` saw for chosen series: the daily values and the windows proposed.
@@ -204,9 +214,7 @@ class Capture:
     ctx: Any = None
     available: bool = True
     tested: int = 0  # series the scan judged (not skipped) in the current market
-    # (oracle p, oracle p with the window search) x series judged, the change a scan
-    # could see with 80% power, the change observed and the series, per rows() call
-    oracles: list[tuple[float, float, float, float, str]] = field(default_factory=list)
+    oracles: list[Oracle] = field(default_factory=list)  # one per rows() call
 
     def oracle(self, name: str, vi: float, ni: float, vb: float, nb: float) -> str:
         """The test someone told the segment and dates would run, and what it faces.
@@ -221,8 +229,7 @@ class Capture:
         ki, kb = round(vi * ni), round(vb * nb)
         p = float(sps.fisher_exact([[ki, round(ni) - ki], [kb, round(nb) - kb]]).pvalue)
         days = self.ctx.monitored_days if self.ctx is not None else 1
-        searched = float(detect.scan_p_value(sps.norm.isf(max(p, 1e-300) / 2), days))
-        told, found = min(1.0, p * self.tested), min(1.0, searched * self.tested)
+        told, found = p * self.tested, min(1.0, detect._search_p(p, days) * self.tested)
         observed = vi - vb
         mde = float("nan")
         if 0 < vb < 1:
@@ -234,11 +241,10 @@ class Capture:
                 series=max(self.tested, 1),
                 direction="down" if observed < 0 else "up",
             )
-        # ordered by the uncapped oracle, so ties at 1 still pick the strongest series
-        self.oracles.append((p * self.tested, found, mde, observed, name))
+        self.oracles.append(Oracle(told, found, mde, observed, name))
         return (
             f"; oracle p {p:.2g} (Fisher, told the segment and dates), "
-            f"x {self.tested} series judged = {told:.2g}; with the search over "
+            f"x {self.tested} series judged = {min(1.0, told):.2g}; with the search over "
             f"{days} days = {found:.2g}; a scan sees (80% power) changes of "
             f"{mde:.3f} or more here, observed {observed:+.3f}"
         )
@@ -369,8 +375,8 @@ class SeedResult:
     generate_seconds: float
     scan_seconds: dict[str, float]
     diagnostics: dict[int, list[str]]
-    # per missed incident: the smallest oracle p x series judged over its related series
-    oracles: dict[int, tuple[float, float, float, float, str]] = field(default_factory=dict)
+    # per missed incident: its related series with the strongest oracle
+    oracles: dict[int, Oracle] = field(default_factory=dict)
     # rca over each planted rate incident: what ranks first
     rca_rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -455,7 +461,7 @@ def run_seed(seed: int, scale: str, days: int, folder: Path, say: Any) -> SeedRe
         if a["incident"] is None:
             alerts.at[j, "kind"] = _classify_false(a, incidents)
     diagnostics: dict[int, list[str]] = {}
-    oracles: dict[int, tuple[float, float, float, float, str]] = {}
+    oracles: dict[int, Oracle] = {}
     for i, inc in incidents.iterrows():
         if inc["found"] or not inc["watched"]:
             continue
@@ -484,11 +490,8 @@ def run_seed(seed: int, scale: str, days: int, folder: Path, say: Any) -> SeedRe
         if not lines:
             lines = ["  no window proposed for the series (or the series does not exist)"]
         diagnostics[int(i)] = lines
-        oracles[int(i)] = (
-            min(cap_m.oracles)
-            if cap_m is not None and cap_m.oracles
-            else (np.nan, np.nan, np.nan, np.nan, "")
-        )
+        if cap_m is not None and cap_m.oracles:
+            oracles[int(i)] = min(cap_m.oracles)  # smallest uncapped oracle first
     rca_rows = rca_planted(ds, incidents)
     return SeedResult(seed, incidents, alerts, months, gen_s, secs, diagnostics, oracles, rca_rows)
 
@@ -758,10 +761,9 @@ def report(results: list[SeedResult], args: argparse.Namespace) -> list[str]:
     missed = [(r, i, d) for r in results for i, d in r.diagnostics.items()]
     if missed:
         fdr = detect.SENSITIVITY_FDR["medium"]
-        rated = [(r, i, *r.oracles.get(i, (np.nan,) * 4 + ("",))) for r, i, _ in missed]
-        rated = [x for x in rated if np.isfinite(x[2])]
-        within = [x for x in rated if x[2] <= fdr]
-        searched = [x for x in rated if x[3] <= fdr]
+        rated = [(r, i, r.oracles[i]) for r, i, _ in missed if i in r.oracles]
+        within = [x for x in rated if x[2].told <= fdr]
+        searched = [x for x in rated if x[2].searched <= fdr]
         lines += [
             "",
             f"**Were the misses findable at all?** For each missed rate incident, the "
@@ -787,11 +789,12 @@ def report(results: list[SeedResult], args: argparse.Namespace) -> list[str]:
             "best series | change a scan sees (80% power) | observed change |",
             "|---|---|---:|---:|---|---|---|---:|---:|",
         ]
-        for r, i, v, w, mde, obs, series in rated:
+        for r, i, o in rated:
             lines.append(
-                f"| {r.seed} | {incident_label(r.incidents.loc[i])} | {min(1.0, v):.2g} | "
-                f"{w:.2g} | {'yes' if v <= fdr else 'no'} | {'yes' if w <= fdr else 'no'} | "
-                f"{series} | {mde:.3f} | {obs:+.3f} |"
+                f"| {r.seed} | {incident_label(r.incidents.loc[i])} | {min(1.0, o.told):.2g} | "
+                f"{o.searched:.2g} | {'yes' if o.told <= fdr else 'no'} | "
+                f"{'yes' if o.searched <= fdr else 'no'} | "
+                f"{o.series} | {o.mde:.3f} | {o.observed:+.3f} |"
             )
         lines += ["", "Why incidents were missed (windows the scan proposed for the series):", ""]
         lines.append("```")
