@@ -154,3 +154,15 @@ def params_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "parameters"
     shutil.copytree(PARAMS, dest)
     return dest
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001, ARG001
+    """Print the partial-data grid (issue #14) when its test ran."""
+    import sys
+
+    cases = sys.modules.get("tests.partial_cases")
+    lines = cases.matrix_lines() if cases is not None else []
+    if lines:
+        terminalreporter.section("partial data: case x command (tests/test_partial_data.py)")
+        for line in lines:
+            terminalreporter.write_line(line)

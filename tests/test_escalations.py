@@ -241,6 +241,24 @@ def test_missing_table_is_a_clear_error(tmp_path):
         escalation_rate(ds, market="SG")
 
 
+def test_grouped_rate_without_decisions_or_escalations_is_empty_with_a_note(tmp_path):
+    # Issue #14: both sides empty used to fail in the pandas merge (ArrowInvalid).
+    ds = _dataset(tmp_path, _escalations(20, 1))
+    with pytest.warns(UserWarning, match=r"no decisions or escalations in market SG in 2026-05"):
+        out = escalation_rate(ds, market="SG", by=["vendor"], start="2026-05-01", end="2026-05-07")
+    assert out.empty and "vendor" in out.columns
+    # the period with data still gives per-vendor rates: 20 escalations over 6 decisions
+    rate = escalation_rate(ds, market="SG", by=["vendor"], start=PERIOD[0], end=PERIOD[1])
+    k = (rate["value"] * rate["n"] / 1000).sum()
+    assert k == pytest.approx(20)
+
+
+def test_triage_without_decisions_is_one_clear_error(tmp_path):
+    ds = _dataset(tmp_path, _escalations(20, 1))
+    with pytest.raises(QualityLabError, match=r"no decisions for market SG in 2026-06-03\.\."):
+        triage(ds, "SG", "2026-07-01", "2026-07-07")
+
+
 # --------------------------------------------------------------------------- #
 # Triage
 # --------------------------------------------------------------------------- #

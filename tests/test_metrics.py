@@ -393,6 +393,24 @@ def test_empty_period_warns_instead_of_crashing(tmp_path):
     assert out.empty and any("no audited decisions" in str(w.message) for w in rec)
 
 
+def test_grouped_period_without_decisions_is_empty_with_a_note(tmp_path):
+    # Issue #14: grouped and empty used to be pd.concat of no parts (ValueError).
+    ds = open_dataset(write_tables(tmp_path / "d", tiny_tables()))
+    with pytest.warns(UserWarning, match=r"no decisions in market SG in 2026-05-01\.\.2026-05-02"):
+        out = operational_metrics(
+            ds, market="SG", by=["vendor"], start="2026-05-01", end="2026-05-02"
+        )
+    assert out.empty
+    assert list(out.columns) == ["vendor", "metric", "value", "n", "ci_low", "ci_high", "small_n"]
+    # ungrouped, the empty period is a census of zero, as before
+    whole = operational_metrics(ds, market="SG", start="2026-05-01", end="2026-05-02")
+    assert _get(whole, "volume").value == 0
+    # and the day with data still counts its 6 SG decisions by vendor
+    day = operational_metrics(ds, market="SG", by=["vendor"], start="2026-03-02", end="2026-03-02")
+    vol = day[day.metric == "volume"].set_index("vendor")["value"].to_dict()
+    assert vol == {"VendorA": 3.0, "VendorB": 2.0, "inhouse": 1.0}
+
+
 def test_bad_period_is_a_clear_error(tmp_path):
     ds = open_dataset(write_tables(tmp_path / "d", tiny_tables()))
     with pytest.raises(QualityLabError, match="before its start"):

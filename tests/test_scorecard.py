@@ -56,3 +56,43 @@ def test_status_examples():
     assert status_against_target(0.01, 0.005, 0.02, 0.03, "over_enforcement_rate") == "green"
     assert status_against_target(np.nan, np.nan, np.nan, 0.95, "accuracy") == "na"
     assert status_against_target(0.9, np.nan, np.nan, np.nan, "volume") == "na"
+
+
+def test_whole_data_range_leaves_prev_columns_empty(small_data):
+    # Issue #14: over the data's whole range the previous period has no rows;
+    # the scorecard used to crash (pd.concat of no parts) instead of leaving
+    # prev_* empty.
+    import pandas as pd
+
+    from qualitylab.metrics import resolve_period
+    from qualitylab.params import load_parameters
+
+    ds = open_dataset(small_data)
+    whole = resolve_period(ds, market="SG", start=None, end=None)
+    sc = scorecard(ds, "SG", by=["vendor"], start=whole.start, end=whole.end)
+    assert sc.attrs["period"] == (whole.start.isoformat(), whole.end.isoformat())
+    assert sc[["prev_value", "delta", "p_value", "p_adjusted"]].isna().all().all()
+    assert any("previous period" in note for note in sc.attrs["notes"])
+    # the current values are those of the same period without comparison
+    alone = scorecard(ds, "SG", by=["vendor"], start=whole.start, end=whole.end, compare=False)
+    pd.testing.assert_frame_equal(
+        sc[["vendor", "metric", "value", "n", "status"]],
+        alone[["vendor", "metric", "value", "n", "status"]],
+    )
+    # and volume per vendor is the plain count of the market's decisions
+    dec = pd.read_parquet(small_data / "decisions")
+    dec = dec[dec.market == "SG"]
+    counts = dec.groupby("vendor").size()
+    vol = sc[sc.metric == "volume"].set_index("vendor")["value"]
+    assert vol.to_dict() == {v: float(n) for v, n in counts.items()}
+    tz = load_parameters().market("SG").tz
+    local = dec.created_at.dt.tz_convert(tz).dt.date
+    assert (local.min(), local.max()) == (whole.start, whole.end)
+
+
+def test_period_without_data_is_one_clear_error(small_data):
+    from qualitylab.errors import QualityLabError
+
+    ds = open_dataset(small_data)
+    with pytest.raises(QualityLabError, match=r"no data for market SG in 2027-01-01\.\.2027-01-28"):
+        scorecard(ds, "SG", by=["vendor"], start="2027-01-01", end="2027-01-28")

@@ -185,6 +185,14 @@ def escalation_rate(
     num = (
         esc.group_by(cols).aggregate(k=esc.count()) if cols else esc.aggregate(k=esc.count())
     ).to_pandas()
+    if cols and den.empty and num.empty:  # no segment at all: nothing to join
+        where = f" in market {market}" if market else ""
+        warnings.warn(
+            f"no decisions or escalations{where} in {period.start}..{period.end}; "
+            "escalation_rate is empty",
+            stacklevel=2,
+        )
+        return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
     if num_only:  # every severity / tier, zero when none was raised
         vocab = {"severity": SEVERITY_LEVELS, "tier": TIERS}
         levels = pd.DataFrame({num_only[0]: list(vocab[num_only[0]])})
@@ -646,7 +654,14 @@ def triage(
     lo, hi = period_bounds_utc(full.start, full.end, tz)
     days = [full.start + timedelta(days=i) for i in range(full.days)]
 
-    om = operational_metrics(ds, market=market, by=["date"], start=full.start, end=full.end)
+    with warnings.catch_warnings():  # an empty result is reported below, in one error
+        warnings.filterwarnings("ignore", message="no decisions", category=UserWarning)
+        om = operational_metrics(ds, market=market, by=["date"], start=full.start, end=full.end)
+    if om.empty:
+        raise QualityLabError(
+            f"triage: no decisions for market {market} in {full.start}..{full.end} "
+            f"(the period and its {baseline_days}-day baseline)"
+        )
     om["date"] = pd.to_datetime(om["date"]).dt.date
     vol = om[om.metric == "volume"].set_index("date")["value"]
     sla = om[om.metric == "sla_compliance"].set_index("date")

@@ -353,8 +353,15 @@ def operational_metrics(
         staff = _staffing_metrics(ds, dec, cols, market, period, cl)
         if staff is not None:
             rows.append(staff)
-    out = pd.concat([r for r in rows if len(r)], ignore_index=True)
-    return _finish(out, cols, _min_n(ds, market))
+    parts = [r for r in rows if len(r)]
+    if not parts:  # grouped and no decisions: no segment to report
+        where = f" in market {market}" if market else ""
+        warnings.warn(
+            f"no decisions{where} in {period.start}..{period.end}; operational metrics are empty",
+            stacklevel=2,
+        )
+        return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
+    return _finish(pd.concat(parts, ignore_index=True), cols, _min_n(ds, market))
 
 
 def _response_histogram(

@@ -143,6 +143,8 @@ def _collect(
     else:
         parts.append(m.ai_workflow_metrics(ds, **kw))
     parts = [p for p in parts if len(p)]
+    if not parts:  # no decisions for the grain in the period
+        return pd.DataFrame(columns=[*by, *m.METRIC_COLUMNS])
     return pd.concat(parts, ignore_index=True)
 
 
@@ -212,7 +214,9 @@ def scorecard(
         green/amber/red against the target (see :func:`status_against_target`),
         ``p_value`` tests the change against the previous period and
         ``p_adjusted`` controls the false discovery rate across the rows
-        (Benjamini–Hochberg).
+        (Benjamini–Hochberg). ``attrs["period"]`` holds the period's first and
+        last date; ``attrs["notes"]`` one line per gap in the data (e.g. a
+        previous period without data, whose ``prev_*`` columns stay empty).
     """
     cols = list([by] if isinstance(by, str) else by)
     mp = ds.params.market(market)
@@ -226,10 +230,13 @@ def scorecard(
     else:
         period = m.resolve_period(ds, market=market, start=start, end=end)
     thr = mp.ai_threshold if threshold is None else threshold
-    cur = _collect(ds, market, cols, period.start, period.end, thr)
+    with warnings.catch_warnings():  # no decisions at all is the error below
+        warnings.filterwarnings("ignore", message="no decisions", category=UserWarning)
+        cur = _collect(ds, market, cols, period.start, period.end, thr)
     if cur.empty:
         raise QualityLabError(f"no data for market {market} in {period.start}..{period.end}")
     key = [*cols, "metric"]
+    notes: list[str] = []
     if compare:
         prev_p = period.previous()
         try:
@@ -238,6 +245,12 @@ def scorecard(
                 prev = _collect(ds, market, cols, prev_p.start, prev_p.end, thr)
         except QualityLabError:
             prev = cur.iloc[:0]
+        if prev.empty:  # e.g. the period starts with the data: prev_* stay empty
+            prev = cur.iloc[:0]
+            notes.append(
+                f"no data in the previous period {prev_p.start}..{prev_p.end}; "
+                "prev_value, delta and p_value are empty"
+            )
         merged = cur.merge(
             prev[[*key, "value", "ci_low", "ci_high"]],
             on=key,
@@ -266,4 +279,5 @@ def scorecard(
     merged.insert(0, "market", market)
     out = merged[["market", *cols, *SCORECARD_COLUMNS]]
     out.attrs["period"] = (period.start.isoformat(), period.end.isoformat())
+    out.attrs["notes"] = notes
     return out.sort_values(["market", *cols, "metric"], kind="stable").reset_index(drop=True)
