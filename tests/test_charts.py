@@ -754,3 +754,17 @@ def test_capacity_heatmap_keeps_recent_history_and_forecast_on_a_centred_scale()
     assert color["scale"]["domainMid"] == 0 and color["scale"]["domain"] == [-1.2, 1.2]
     with pytest.raises(DataContractError, match="gap"):
         qc.capacity_heatmap(capacity_frame().drop(columns=["gap"]))
+
+
+def test_a_frame_without_rows_draws_an_empty_chart():
+    # Issue #14: a period or segment without data gives an empty chart (the report
+    # goes on); a frame with rows but not for the metric asked is still an error.
+    from qualitylab.scorecard import SCORECARD_COLUMNS
+
+    empty = pd.DataFrame(columns=["vendor", *SCORECARD_COLUMNS])
+    spec = spec_of(qc.kpi_intervals(empty, segment="vendor", metric="accuracy", target=0.95))
+    assert [len(rows) for rows in spec["datasets"].values()] == [0]
+    spec = spec_of(qc.trend_small_multiples(metric_frame().iloc[:0], metric="accuracy"))
+    assert all(len(rows) == 0 for rows in spec["datasets"].values())
+    with pytest.raises(ParameterError, match=r"no rows for metric 'sla'"):
+        qc.kpi_intervals(metric_frame(), segment="vendor", metric="sla")

@@ -74,7 +74,7 @@ def variants(draw: st.DrawFn, first: date, last: date) -> dict[str, object]:
             first + timedelta(days=start_off),
             first + timedelta(days=start_off + length - 1),
         ),
-        "by": draw(st.sampled_from([(), ("vendor",), ("queue", "vendor")])),
+        "by": draw(st.sampled_from([(), ("vendor",), ("queue", "vendor"), ("date",), ("site",)])),
     }
 
 
@@ -107,6 +107,7 @@ def _calls(
         calibration,
         capacity,
         escalations,
+        findings,
         forecast,
         headline,
         rca,
@@ -140,7 +141,14 @@ def _calls(
     def rca_chain(metric: str) -> object:
         result = rca.decompose(ds, metric, market, current=cur, baseline=base)
         ranking = rca.adtributor(result)
+        rca.drill_down(ds, result, ranking=ranking)
         return rca.summarize(result, ranking)
+
+    def findings_chain() -> object:
+        sc = ql.scorecard(ds, market, by=["vendor"], start=s, end=e)
+        gaps = reconcile.reporting_gap(ds, market, start=s, end=e)
+        reconcile.reporting_gap_summary(gaps)
+        return findings.partner_agenda(sc, gaps=gaps)
 
     def ai_chain() -> object:
         hist = aieval.score_histogram(aieval.scored_audits(ds, **kw), bins=100)
@@ -159,6 +167,10 @@ def _calls(
         ("scored_audits+threshold_sweep", ai_chain),
         ("decompose+adtributor(accuracy)", lambda: rca_chain("accuracy")),
         ("decompose+adtributor(sla_compliance)", lambda: rca_chain("sla_compliance")),
+        ("error_anatomy", lambda: rca.error_anatomy(ds, market, cur, base)),
+        ("outlier_units", lambda: rca.outlier_units(ds, "accuracy", market, start=s, end=e)),
+        ("event_impact", lambda: rca.event_impact(ds, "accuracy", market, cur[0])),
+        ("partner_agenda", findings_chain),
         ("capacity_table", lambda: capacity.capacity_table(ds, market, horizon_days=7)),
         ("forecast_arrivals", lambda: forecast.forecast_arrivals(ds, market, horizon_days=7)),
         ("readiness", lambda: readiness.readiness(ds, plan)),
@@ -166,6 +178,7 @@ def _calls(
         ("escalation_rate", lambda: escalations.escalation_rate(ds, by=by, **kw)),
         ("escalation_resolution", lambda: escalations.escalation_resolution(ds, **kw)),
         ("open_escalations", lambda: escalations.open_escalations(ds, market=market)),
+        ("resolution_curve", lambda: escalations.resolution_curve(ds, **kw)),
         ("triage", lambda: escalations.triage(ds, market, cur[0], cur[1])),
         ("red_team_evaluation", lambda: redteam.red_team_evaluation(ds, **kw)),
         (

@@ -364,7 +364,7 @@ def _choose_metric(
             raise ParameterError(MSG_ONE_METRIC.format(table=name, available=present), key="metric")
         return frame, (str(present[0]) if present else None)
     out = frame[frame["metric"] == metric]
-    if out.empty:
+    if out.empty and not frame.empty:  # a frame without rows draws an empty chart
         raise ParameterError(
             MSG_UNKNOWN_METRIC.format(table=name, metric=metric, available=present), key="metric"
         )
