@@ -223,8 +223,43 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         print(f"wrote {len(alerts)} alerts to {args.out}")
     else:
         _show(alerts, "no alerts")
-    if skipped is not None and len(skipped):
-        print(f"{len(skipped)} segments too small to judge were skipped", file=sys.stderr)
+    scanned = alerts.attrs.get("scanned") or {}
+    if scanned:
+        young = (
+            f"young baseline {scanned['young_start']}..{scanned['young_end']}"
+            if scanned.get("young_start")
+            else "no young-baseline days"
+        )
+        full = (
+            f"full baseline {scanned['full_start']}..{scanned['full_end']}"
+            if scanned.get("full_start")
+            else "no full-baseline days"
+        )
+        print(
+            f"scanned {args.market} {scanned['start']}..{scanned['end']}: {young}; {full}",
+            file=sys.stderr,
+        )
+    if alerts.attrs.get("note"):
+        print(f"note: {alerts.attrs['note']}", file=sys.stderr)
+    for st in alerts.attrs.get("stopped") or []:
+        print(
+            f"stopped {st['dimension']}={st['segment']} from {st['stopped_from']}: {st['note']}",
+            file=sys.stderr,
+        )
+    if skipped:
+        import re
+
+        by_reason: dict[str, list[dict]] = {}
+        for row in skipped:  # one line per kind of reason, numbers left out
+            by_reason.setdefault(re.sub(r"\d+", "N", str(row["reason"])), []).append(row)
+        print(f"{len(skipped)} series could not be judged:", file=sys.stderr)
+        ranked = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
+        for reason, rows in ranked[:6]:
+            eg = ", ".join(f"{r['metric']} {r['dimension']}={r['segment']}" for r in rows[:3])
+            print(f"  {len(rows)} x {reason} (e.g. {eg})", file=sys.stderr)
+        if len(ranked) > 6:
+            rest = sum(len(rows) for _, rows in ranked[6:])
+            print(f"  {rest} more, for {len(ranked) - 6} other reasons", file=sys.stderr)
     return 0
 
 
