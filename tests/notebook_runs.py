@@ -11,22 +11,36 @@ notebook (parameter ``markets``) runs once, for both markets, on the hostile cop
 Notebooks run in ``notebooks/`` (their ``parameters: ""`` default finds
 ``../parameters``) on the ``python3`` kernel, which jupyter_client starts with
 the interpreter running the tests (the venv's python).
+
+:func:`partial_data` builds the data of the partial-data run (issue #14): the
+young-market demo (:data:`YOUNG_MARKET` with two weeks of history and a queue
+live for five days) plus :data:`EMPTIED_MARKET`, whose rows in the optional
+tables :data:`EMPTIED_TABLES` are removed and one of whose vendors stopped
+working ten days before the end.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 from hostile import HOSTILE_MARKET, hostile_copy
 
 __all__ = [
     "CLEAN_MARKET",
+    "EMPTIED_MARKET",
+    "EMPTIED_TABLES",
+    "STOPPED_DAYS",
+    "YOUNG_MARKET",
+    "partial_data",
     "NOTEBOOKS",
     "NOTEBOOK_DIR",
     "REPO",
@@ -51,6 +65,14 @@ CLEAN_MARKET = "SG"
 #: ``stem[markets]`` (that run) → reason. Their execution tests, and the report tests
 #: of a failing report run, are xfail (not strict) until fixed.
 KNOWN_FAILURES: dict[str, str] = {}
+#: The young market of the partial-data run: 14 days of history, a queue live for 5.
+YOUNG_MARKET = "MY"
+#: The market of the partial-data run whose optional tables have no rows for it.
+EMPTIED_MARKET = "ID"
+#: Optional tables emptied of :data:`EMPTIED_MARKET`'s rows.
+EMPTIED_TABLES = ("red_team", "escalations", "calibration", "vendor_reported", "events")
+#: The stopped vendor of :data:`EMPTIED_MARKET` has no decisions in these last days.
+STOPPED_DAYS = 10
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,53 @@ def plan(source: Path) -> list[tuple[str, bool]]:
 def report_run(source: Path) -> tuple[str, bool]:
     """The ``(markets, hostile)`` run whose stakeholder page the report tests open."""
     return next(p for p in plan(source) if p[1])
+
+
+def partial_data(folder: Path, *, days: int = 42, seed: int = 7) -> Path:
+    """The partial-data run's dataset: young market, emptied market, a stopped vendor.
+
+    Returns
+    -------
+    Path
+        ``folder``, holding the demo layout (one decisions part).
+    """
+    from qualitylab.demo import generate
+    from qualitylab.params import load_parameters
+
+    generate(
+        folder,
+        scale="small",
+        markets=[EMPTIED_MARKET],
+        days=days,
+        seed=seed,
+        young_market=YOUNG_MARKET,
+    )
+    for name in EMPTIED_TABLES:
+        path = folder / f"{name}.parquet"
+        table = pd.read_parquet(path)
+        table[table["market"] != EMPTIED_MARKET].to_parquet(path, index=False)
+    # the market's last partner vendor stops: no decisions (nor their audits) at the end
+    tz = load_parameters().market(EMPTIED_MARKET).timezone
+    dec = pd.read_parquet(folder / "decisions")
+    mine = dec[dec["market"] == EMPTIED_MARKET]
+    vendor = sorted(v for v in mine["vendor"].unique() if v != "inhouse")[-1]
+    day = dec["created_at"].dt.tz_convert(tz).dt.date
+    cut = day[dec["market"] == EMPTIED_MARKET].max() - timedelta(days=STOPPED_DAYS - 1)
+    gone = (dec["market"] == EMPTIED_MARKET) & (dec["vendor"] == vendor) & (day >= cut)
+    audits = pd.read_parquet(folder / "qa_audits.parquet")
+    audits = audits[~audits["decision_id"].isin(dec.loc[gone, "decision_id"])]
+    audits.to_parquet(folder / "qa_audits.parquet", index=False)
+    staffing = pd.read_parquet(folder / "staffing.parquet")
+    stopped = (
+        (staffing["market"] == EMPTIED_MARKET)
+        & (staffing["vendor"] == vendor)
+        & (staffing["date"] >= cut)
+    )
+    staffing[~stopped].to_parquet(folder / "staffing.parquet", index=False)
+    shutil.rmtree(folder / "decisions")
+    (folder / "decisions").mkdir()
+    dec[~gone].to_parquet(folder / "decisions" / "part-00000.parquet", index=False)
+    return folder
 
 
 def _error_text(exc: BaseException) -> str:

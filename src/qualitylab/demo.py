@@ -30,6 +30,13 @@ period) and VendorB's Singapore raters calibrated, so that
 :func:`qualitylab.readiness.readiness` fails exactly one check, the one named
 under ``expected_failures`` in the plan (see :data:`DEMO_LAUNCH`).
 
+``young_market`` adds (or shortens) one market that started recently: only the
+last ``young_days`` days of history, and a queue (:data:`YOUNG_QUEUE`) that went
+live :data:`YOUNG_QUEUE_DAYS` days before the end, so that reports can be tried
+on a market with too little data for baselines. Every table of that market
+starts with its data (staffing, audits, escalations, calibration, red-team
+items, vendor-reported weeks), and no incident is planted there.
+
 Output is a pure function of the arguments: the same arguments give
 byte-identical files (the default ``end_date`` is a constant, not today).
 Decisions are generated one market x chunk of days at a time, so memory stays
@@ -62,6 +69,8 @@ __all__ = [
     "DEMO_LAUNCH",
     "INCIDENT_COLUMNS",
     "SCALES",
+    "YOUNG_QUEUE",
+    "YOUNG_QUEUE_DAYS",
     "DemoLaunch",
     "DemoSummary",
     "generate",
@@ -158,6 +167,11 @@ DEFAULT_SLA = {
     "appeal": 86400.0,
 }
 HANDLE_SECONDS = np.array([60.0, 15.0, 120.0, 300.0])  # human handle time per item
+#: The queue that goes live late in the young market (``generate(young_market=...)``).
+YOUNG_QUEUE = "live_report"
+#: Days of data the young market's new queue has: its first decisions are on the
+#: market-local day ``end_date - (YOUNG_QUEUE_DAYS - 1)``, i.e. end_date - 4.
+YOUNG_QUEUE_DAYS = 5
 PREVALENCE = np.array([0.07, 0.08, 0.22, 0.55])  # share of violating items per queue
 HUMAN_ONLY = np.array([0.06, 0.06, 0.12, 1.0])  # share routed to humans without AI hint
 NON_AUTO = np.array([0.83, 0.83, 0.86, 1.0])  # planning assumption for staffing
@@ -409,6 +423,8 @@ class _Market:
     gap_from_day: int = 0
     red_team_drop: tuple[int, int] | None = None  # first day, attack index
     holidays: list[tuple[int, str]] = field(default_factory=list)
+    # a queue that goes live during the period: (queue index, first day index)
+    queue_live: tuple[int, int] | None = None
     # running aggregates
     vstats: np.ndarray = field(default_factory=lambda: np.zeros(0))
     human_items: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -605,6 +621,7 @@ def _build_market(
     seed: int,
     eff: _Effects,
     regress_langs: tuple[str, ...],
+    queue_live: tuple[int, int] | None = None,
 ) -> _Market:
     mp = params.market(code)
     tz = ZoneInfo(mp.timezone)
@@ -689,6 +706,8 @@ def _build_market(
                 holidays.append((idx, name))
                 lam_day[idx] *= np.array([1.15, 1.15, 1.10, 0.90])
     holidays.sort()
+    if queue_live is not None:  # no items before the queue goes live
+        lam_day[: queue_live[1], queue_live[0]] = 0.0
 
     # QA samples a fixed number per vendor and week, so small vendors get higher rates;
     # 1.3 is the mean stratum multiplier (enforced, appeal and ai_auto are over-sampled)
@@ -725,6 +744,7 @@ def _build_market(
         vendor_err=vendor_err,
         qa_rate=qa_rate,
         holidays=holidays,
+        queue_live=queue_live,
     )
     _apply_effects(m, eff, regress_langs)
     _build_people(m, rng, seed)
@@ -1264,6 +1284,10 @@ def _staffing(m: _Market, seed: int) -> pa.Table:
     scheduled = scheduled * lift[:, None, :]
     productive = np.where(maxed[:, None, :], scheduled * 0.97, productive * lift[:, None, :])
     d, u, qq = (a.ravel() for a in np.indices((nd, nu, nq)))
+    scheduled, productive = scheduled.ravel(), productive.ravel()
+    if m.queue_live is not None:  # no roster for a queue before it goes live
+        live = (qq != m.queue_live[0]) | (d >= m.queue_live[1])
+        d, u, qq, scheduled, productive = (a[live] for a in (d, u, qq, scheduled, productive))
     date_days = (m.start - _EPOCH).days + d
     return pa.table(
         {
@@ -1272,8 +1296,8 @@ def _staffing(m: _Market, seed: int) -> pa.Table:
             "vendor": _strings(m.vendors, m.unit_vendor[u]),
             "site": _strings(m.sites, u),
             "queue": _strings(QUEUES, qq),
-            "scheduled_hours": pa.array(np.round(scheduled.ravel(), 2), pa.float64()),
-            "productive_hours": pa.array(np.round(productive.ravel(), 2), pa.float64()),
+            "scheduled_hours": pa.array(np.round(scheduled, 2), pa.float64()),
+            "productive_hours": pa.array(np.round(productive, 2), pa.float64()),
         },
         schema=STAFFING_SCHEMA,
     )
@@ -1449,15 +1473,19 @@ def _events(markets: list[_Market]) -> pa.Table:
     def add(m: _Market, day: int, hour: int, kind: str, policy: str | None, text: str) -> None:
         rows.append((int(_local_us(m, day, hour * 3600)), m.code, kind, policy, text))
 
-    if markets[0].days > 60:  # a global change, effective at midnight in the first market
+    first = max(markets, key=lambda m: m.days)  # the first market with the longest history
+    if first.days > 60:  # a global change, effective at midnight in that market
         text = "Spam policy: repeated off-platform links now count from the third post"
-        when = int(_local_us(markets[0], markets[0].days - 61, 0))
+        when = int(_local_us(first, first.days - 61, 0))
         rows.append((when, "*", "policy_change", "spam", text))
     for m in markets:
         if m.release_us is not None and m.release_us > 0:
             rows.append((m.release_us, m.code, "model_release", None, "mod-v4 replaces mod-v3"))
         for day, name in m.holidays:
             add(m, day, 0, "holiday", None, f"Public holiday: {name}")
+        if m.queue_live is not None:
+            q, day = m.queue_live
+            add(m, day, 0, "queue_launch", None, f"{QUEUES[q]} queue goes live in {m.code}")
         if m.outage_us is not None:
             text = "AI scoring unavailable 14:00-24:00; all items routed to moderators"
             rows.append((m.outage_us[0], m.code, "outage", None, text))
@@ -1611,6 +1639,9 @@ def generate(
     end_date: date | None = None,
     progress: Callable[[str], None] | None = None,
     parameters: Parameters | None = None,
+    young_market: str | None = None,
+    young_days: int = 14,
+    incidents: bool = True,
 ) -> DemoSummary:
     """Write a synthetic qualitylab dataset with planted incidents.
 
@@ -1637,6 +1668,18 @@ def generate(
     parameters : Parameters, optional
         Loaded parameters; found with :func:`~qualitylab.params.load_parameters`
         when omitted.
+    young_market : str, optional
+        A market that started recently (added to ``markets`` if not among
+        them): it has only the last ``young_days`` days of data, its
+        :data:`YOUNG_QUEUE` queue goes live :data:`YOUNG_QUEUE_DAYS` days
+        before the end (first decisions on ``end_date - 4``), and no incident
+        is planted in it. Its other tables start with its data; ``events``
+        records the go-live (kind ``queue_launch``).
+    young_days : int, default 14
+        Days of history of ``young_market``, from 6 up to ``days``.
+    incidents : bool, default True
+        Plant the incidents; ``False`` gives clean data (``incidents.csv``
+        then has only its header).
 
     Returns
     -------
@@ -1646,7 +1689,8 @@ def generate(
     Raises
     ------
     ParameterError
-        For an unknown scale or market, or ``days < 1``.
+        For an unknown scale or market, ``days < 1``, or ``young_days`` outside
+        6..``days``.
 
     Notes
     -----
@@ -1668,10 +1712,31 @@ def generate(
     ...     s = generate(tmp, markets=["SG"], days=30, scale="small")
     >>> s.n_decisions > 2000, s.rows["qa_audits"] > 0
     (True, True)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     s = generate(tmp, markets=["SG"], days=30, scale="small", young_market="MY")
+    ...     import pandas as pd
+    ...     dec = pd.read_parquet(f"{tmp}/decisions", columns=["market", "created_at"])
+    >>> s.markets, str(dec[dec.market == "MY"].created_at.min().tz_convert("Asia/Kuala_Lumpur").date())
+    (('SG', 'MY'), '2026-11-09')
     """
     t0 = time.perf_counter()
     params = parameters if parameters is not None else load_parameters()
     spec, codes = _validate(markets, days, scale, seed, params)
+    young = None
+    if young_market is not None:
+        young = young_market.strip().upper()
+        params.market(young)  # raises ParameterError naming the missing file
+        if (
+            isinstance(young_days, bool)
+            or not isinstance(young_days, int)
+            or not YOUNG_QUEUE_DAYS < young_days <= days
+        ):
+            raise ParameterError(
+                f"young_days must be an integer from {YOUNG_QUEUE_DAYS + 1} to days ({days}), "
+                f"got {young_days!r}",
+                key="young_days",
+            )
+        codes = codes if young in codes else (*codes, young)
     end = end_date or DEFAULT_END_DATE
     start = end - timedelta(days=days - 1)
     say = progress or (lambda _msg: None)
@@ -1681,7 +1746,9 @@ def generate(
     for old in sorted(part_dir.glob("part-*.parquet")):
         old.unlink()
 
-    incidents, effects = _plan_incidents(codes, params, days, start)
+    planted = tuple(c for c in codes if c != young) if incidents else ()
+    incidents_, effects = _plan_incidents(planted, params, days, start)
+    effects = {c: effects.get(c, _Effects()) for c in codes}
     regress = tuple(e.ai_recall_drop[1] for e in effects.values() if e.ai_recall_drop)
     chunk = spec.chunk_days or days
     rows = dict.fromkeys(
@@ -1705,9 +1772,14 @@ def generate(
     }
     part = 0
     for code in codes:
-        m = _build_market(code, params, spec, start, days, seed, effects[code], regress)
-        for ci, d0 in enumerate(range(0, days, chunk)):
-            d1 = min(d0 + chunk, days)
+        if code == young:
+            m_start, m_days = end - timedelta(days=young_days - 1), young_days
+            live = (QUEUES.index(YOUNG_QUEUE), young_days - YOUNG_QUEUE_DAYS)
+        else:
+            m_start, m_days, live = start, days, None
+        m = _build_market(code, params, spec, m_start, m_days, seed, effects[code], regress, live)
+        for ci, d0 in enumerate(range(0, m_days, chunk)):
+            d1 = min(d0 + chunk, m_days)
             res = _decisions_chunk(m, d0, d1, seed, ci)
             _write(res.decisions, part_dir / f"part-{part:05d}.parquet")
             part += 1
@@ -1715,7 +1787,7 @@ def generate(
             qa_parts.append(res.qa)
             esc_parts.append(res.escalations)
             say(
-                f"{code} {start + timedelta(days=d0)}..{start + timedelta(days=d1 - 1)}: "
+                f"{code} {m_start + timedelta(days=d0)}..{m_start + timedelta(days=d1 - 1)}: "
                 f"{res.decisions.num_rows:,} decisions"
             )
             del res
@@ -1761,7 +1833,7 @@ def generate(
     with (out / "incidents.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(INCIDENT_COLUMNS)
-        for inc in incidents:
+        for inc in incidents_:
             writer.writerow(
                 [
                     inc.market,
@@ -1774,13 +1846,13 @@ def generate(
                     inc.description,
                 ]
             )
-    say(f"incidents.csv: {len(incidents)} incidents")
+    say(f"incidents.csv: {len(incidents_)} incidents")
     return DemoSummary(
         path=out,
         markets=codes,
         start_date=start,
         end_date=end,
         rows=rows,
-        incidents=len(incidents),
+        incidents=len(incidents_),
         seconds=round(time.perf_counter() - t0, 3),
     )

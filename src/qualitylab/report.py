@@ -6,6 +6,13 @@ text), and the runner calls :func:`render_html` to turn an executed notebook
 into the full or the stakeholder HTML: self-contained (the vega bundle is
 inlined once, no CDN script), with a title naming market and period and a
 table of contents.
+
+A notebook section runs inside :func:`section`: when the data is too thin for
+it (an optional table absent, no rows for the market or period, too little
+history), the library raises :class:`~qualitylab.errors.QualityLabError`, and
+the section shows one sentence saying what is missing instead of failing the
+notebook. The sentence is also an output of mimetype :data:`NOTE_MIMETYPE`,
+which the scheduled runner collects into the manifest and the hub.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pandas as pd
@@ -27,6 +35,8 @@ import pandas as pd
 from qualitylab import metrics as m
 from qualitylab import prefetch
 from qualitylab._imports import import_jsonschema_quietly
+from qualitylab.errors import ParameterError, QualityLabError
+from qualitylab.localtime import period_bounds_utc
 from qualitylab.params import MarketParams
 from qualitylab.sources import Dataset, open_dataset
 
@@ -35,14 +45,21 @@ import_jsonschema_quietly()  # before nbformat: saves ~2.5 s of import time
 import nbformat  # noqa: E402
 
 __all__ = [
+    "NOTE_MIMETYPE",
     "ReportContext",
+    "Section",
+    "SectionNote",
     "context",
     "data_end",
     "escape",
     "kpi_table",
     "moderator_aliases",
+    "notebook_notes",
     "render_html",
+    "require",
+    "require_rows",
     "say",
+    "section",
     "table",
 ]
 
@@ -153,6 +170,262 @@ def baseline_of(period: m.Period, days: int = 28) -> m.Period:
 def escape(value: object) -> str:
     """HTML-escape any value (quotes too)."""
     return html.escape("" if value is None else str(value), quote=True)
+
+
+# --------------------------------------------------------------------------- #
+# Sections that may lack data
+# --------------------------------------------------------------------------- #
+#: Mimetype of the output a section note leaves in an executed notebook (a JSON
+#: object with ``section`` and ``reason``), read back by :func:`notebook_notes`.
+NOTE_MIMETYPE = "application/vnd.qualitylab.note+json"
+_NOTE_LIMIT = 300  # characters of the reason kept in the sentence
+
+
+@dataclass(frozen=True)
+class SectionNote:
+    """A notebook section that could not be computed, and why.
+
+    Displayed in a notebook, it shows one escaped sentence (``text/html``) and
+    carries ``{"section", "reason"}`` under :data:`NOTE_MIMETYPE` for the runner.
+
+    Examples
+    --------
+    >>> n = SectionNote("Red team", "no red-team items for <MY>")
+    >>> n.sentence
+    'Red team: not shown, too little data (no red-team items for <MY>).'
+    >>> "&lt;MY&gt;" in n._repr_mimebundle_()["text/html"]
+    True
+    """
+
+    section: str
+    reason: str
+
+    @property
+    def sentence(self) -> str:
+        """``"<section>: not shown, too little data (<reason>)."``"""
+        return f"{self.section}: not shown, too little data ({self.reason.rstrip('. ')})."
+
+    def to_dict(self) -> dict[str, str]:
+        """``{"section": ..., "reason": ...}``."""
+        return {"section": self.section, "reason": self.reason}
+
+    def _repr_mimebundle_(
+        self, include: object = None, exclude: object = None
+    ) -> dict[str, object]:
+        html_text = (
+            f'<p class="ql-note"><strong>{escape(self.section)}</strong>: not shown, too '
+            f"little data ({escape(self.reason.rstrip('. '))}).</p>"
+        )
+        return {"text/plain": self.sentence, "text/html": html_text, NOTE_MIMETYPE: self.to_dict()}
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an error message, shortened for one sentence."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= _NOTE_LIMIT else text[: _NOTE_LIMIT - 1] + "…"
+
+
+class Section:
+    """Context manager of :func:`section`; ``note`` holds the note it showed, if any."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.note: SectionNote | None = None
+
+    def __enter__(self) -> Section:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if not isinstance(exc, QualityLabError) or isinstance(exc, ParameterError):
+            return False  # success, a bug or a bad parameter: let it propagate
+        self.note = SectionNote(self.title, _reason(exc))
+        from IPython.display import display
+
+        display(self.note)
+        return True
+
+
+def section(title: str) -> Section:
+    """Run a notebook section; too little data becomes a one-line note, not a failure.
+
+    A :class:`~qualitylab.errors.QualityLabError` raised in the ``with`` block
+    (the library's way of saying the data cannot support a result: a table
+    absent or without rows for the market or period, too short a history)
+    ends the section there and displays a :class:`SectionNote` naming
+    ``title`` and the error's message. Any other exception propagates: a bug
+    must still fail the notebook, and so does a
+    :class:`~qualitylab.errors.ParameterError` (a wrong notebook parameter or
+    parameters file is the user's to fix, not a data gap). Values assigned
+    before the error keep their values; display results explicitly
+    (``display(...)``) inside the block.
+
+    Parameters
+    ----------
+    title : str
+        The section's name as the reader sees it (usually its heading).
+
+    Returns
+    -------
+    Section
+        Its ``note`` is the :class:`SectionNote` shown, or None.
+
+    Examples
+    --------
+    Outside a notebook the note displays as its repr:
+
+    >>> with section("Red team") as s:
+    ...     raise QualityLabError("no red-team items in the selection")
+    SectionNote(section='Red team', reason='no red-team items in the selection')
+    >>> s.note.sentence
+    'Red team: not shown, too little data (no red-team items in the selection).'
+    >>> with section("Red team"):
+    ...     1 / 0
+    Traceback (most recent call last):
+    ZeroDivisionError: division by zero
+    """
+    return Section(title)
+
+
+def require(value: Any, what: str) -> Any:
+    """``value``, or a :class:`~qualitylab.errors.QualityLabError` if it is not there.
+
+    For a section that builds on an earlier one: ``value`` is missing when it
+    is None (the earlier section ended before assigning it) or a frame whose
+    ``attrs["note"]`` says why it is empty (as :func:`scan_period` returns
+    when the data is too short for a scan).
+
+    Examples
+    --------
+    >>> require(3, "the scorecard")
+    3
+    >>> require(None, "the vendor scorecard")
+    Traceback (most recent call last):
+    qualitylab.errors.QualityLabError: needs the vendor scorecard, which could not be computed
+    """
+    if value is None:
+        raise QualityLabError(f"needs {what}, which could not be computed")
+    attrs = getattr(value, "attrs", None)
+    if isinstance(attrs, Mapping) and attrs.get("note"):
+        raise QualityLabError(f"{what}: {attrs['note']}")
+    return value
+
+
+#: Time column of each table, used to find a market's rows in a period.
+_TIME_COLUMNS = {
+    "decisions": "created_at",
+    "qa_audits": "audited_at",
+    "staffing": "date",
+    "calibration": "held_at",
+    "vendor_reported": "week_start",
+    "events": "effective_at",
+    "escalations": "raised_at",
+    "red_team": "created_at",
+}
+
+
+def require_rows(
+    ctx: ReportContext,
+    table: str,
+    *,
+    start: date | str | None = None,
+    end: date | str | None = None,
+) -> int:
+    """The rows ``table`` has for the context's market and period; an error if none.
+
+    Counted in the engine. Rows count for the market when their ``market`` is
+    its code (or ``*`` in ``events``; ``qa_audits`` through their decisions),
+    and for the period when their time falls in the market-local dates
+    ``start``..``end`` (default: the report period; a ``vendor_reported``
+    week counts when it overlaps them).
+
+    Raises
+    ------
+    QualityLabError
+        Naming the table and why: not in the dataset, or no rows for the
+        market in the period. Inside :func:`section` this becomes its note.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from qualitylab.demo import generate
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = generate(tmp, markets=["SG"], days=14, scale="small")
+    ...     ctx = context(tmp, "SG", weeks=1)
+    ...     require_rows(ctx, "decisions") > 0
+    ...     require_rows(ctx, "red_team", start="2026-01-01", end="2026-01-31")
+    Traceback (most recent call last):
+    qualitylab.errors.QualityLabError: the red_team table has no rows for SG from 2026-01-01 to 2026-01-31
+    """
+    if table not in _TIME_COLUMNS:
+        raise QualityLabError(f"unknown table {table!r}; choose from {', '.join(_TIME_COLUMNS)}")
+    if not ctx.ds.has(table):
+        raise QualityLabError(f"the dataset has no {table} table")
+    lo = m._as_date(start) or ctx.start
+    hi = m._as_date(end) or ctx.end
+    t = ctx.ds.table(table)
+    col = _TIME_COLUMNS[table]
+    if table == "qa_audits":
+        dec = ctx.ds.table("decisions")
+        dec = dec.filter(dec.market == ctx.market).select("decision_id")
+        t = t.semi_join(dec, "decision_id")
+    elif table == "events":
+        t = t.filter(t.market.isin([ctx.market, "*"]))
+    else:
+        t = t.filter(t.market == ctx.market)
+    if table == "staffing":
+        t = t.filter(t[col].between(lo, hi))
+    elif table == "vendor_reported":
+        t = t.filter(t[col].between(lo - timedelta(days=6), hi))
+    else:
+        a, b = period_bounds_utc(lo, hi, ctx.params.timezone)
+        t = t.filter((t[col] >= a) & (t[col] < b))
+    n = int(t.count().to_pyarrow().as_py())
+    if n == 0:
+        raise QualityLabError(f"the {table} table has no rows for {ctx.market} from {lo} to {hi}")
+    return n
+
+
+def notebook_notes(notebook: str | Path | nbformat.NotebookNode) -> list[dict[str, str]]:
+    """The section notes an executed notebook displayed, in order.
+
+    Each is ``{"section", "reason", "cell"}`` (``cell``: the code cell's index),
+    read from the outputs of mimetype :data:`NOTE_MIMETYPE`.
+
+    Examples
+    --------
+    >>> nb = nbformat.v4.new_notebook()
+    >>> out = nbformat.v4.new_output("display_data", data={
+    ...     NOTE_MIMETYPE: {"section": "Red team", "reason": "no rows"}, "text/plain": "..."})
+    >>> nb.cells = [nbformat.v4.new_code_cell("", outputs=[out])]
+    >>> notebook_notes(nb)
+    [{'section': 'Red team', 'reason': 'no rows', 'cell': 0}]
+    """
+    nb = (
+        notebook
+        if isinstance(notebook, nbformat.NotebookNode)
+        else nbformat.read(str(notebook), as_version=4)
+    )
+    notes = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            data = out.get("data", {}).get(NOTE_MIMETYPE)
+            if isinstance(data, str):  # a JSON mimetype kept as text by some writers
+                data = json.loads(data)
+            if isinstance(data, Mapping):
+                notes.append(
+                    {
+                        "section": str(data.get("section", "")),
+                        "reason": str(data.get("reason", "")),
+                        "cell": i,
+                    }
+                )
+    return notes
 
 
 def _fmt_value(metric: str, value: object) -> str:
@@ -474,7 +747,13 @@ def explorer(ctx: ReportContext, *, by: str = "vendor", grain: str = "week"):
 
 @dataclass(frozen=True)
 class Portfolio:
-    """All markets side by side."""
+    """All markets side by side.
+
+    ``alert_counts`` has a ``note`` column: why a market's scan found nothing
+    (e.g. too short a history), empty otherwise. ``notes`` holds one
+    :class:`SectionNote` per market left out because its scorecard could not
+    be computed; display them in the notebook.
+    """
 
     markets: tuple[str, ...]
     as_of: date
@@ -483,6 +762,7 @@ class Portfolio:
     movers: pd.DataFrame
     alert_counts: pd.DataFrame
     history: pd.DataFrame | None
+    notes: tuple[SectionNote, ...] = ()
 
 
 def portfolio(
@@ -523,6 +803,7 @@ def portfolio(
         items = markets.split(",") if isinstance(markets, str) else markets
         codes = tuple(c.strip() for c in items if c.strip())
     by_market, by_vendor, counts = [], [], []
+    notes: list[SectionNote] = []
     last = None
     stored = _stored_scorecards(ds)
     helped: dict[str, dict[str, Any] | None] = {}
@@ -545,7 +826,13 @@ def portfolio(
             by_vendor.append(done["by_vendor"])
             counts.append(_alert_counts(code, done["alerts"]))
             continue
-        ctx = context(ds, code, as_of=as_of, weeks=weeks)
+        try:
+            ctx = context(ds, code, as_of=as_of, weeks=weeks)
+        except ParameterError:
+            raise
+        except QualityLabError as exc:  # e.g. no decisions for the market: leave it out
+            notes.append(SectionNote(f"Market {code}", _reason(exc)))
+            continue
         last = max(last, ctx.as_of) if last else ctx.as_of
         mine = None
         if stored is not None:
@@ -561,14 +848,27 @@ def portfolio(
                 by_market.append(_restore(mine[mine["grain"] == "market"], []))
                 by_vendor.append(_restore(mine[mine["grain"] == "vendor"], ["vendor"]))
             else:
-                by_market.append(scorecard(ds, code, start=ctx.start, end=ctx.end))
-                by_vendor.append(scorecard(ds, code, by=["vendor"], start=ctx.start, end=ctx.end))
+                try:
+                    sc_m = scorecard(ds, code, start=ctx.start, end=ctx.end)
+                    sc_v = scorecard(ds, code, by=["vendor"], start=ctx.start, end=ctx.end)
+                except ParameterError:
+                    raise
+                except QualityLabError as exc:  # too little data for this market's scorecard
+                    notes.append(SectionNote(f"Market {code}", _reason(exc)))
+                    continue
+                by_market.append(sc_m)
+                by_vendor.append(sc_v)
             al = (
                 alerts_by_market[code]
                 if alerts_by_market is not None and code in alerts_by_market
                 else alerts(ctx)
             )
         counts.append(_alert_counts(code, al))
+    if not by_market:
+        raise QualityLabError(
+            "no market has data enough for a scorecard: "
+            + "; ".join(f"{n.section}: {n.reason}" for n in notes)
+        )
     bm = pd.concat(by_market, ignore_index=True)
     bv = pd.concat(by_vendor, ignore_index=True)
     movers = bv[(bv["p_adjusted"] < 0.05) & bv["metric"].isin(PORTFOLIO_METRICS)].copy()
@@ -577,7 +877,14 @@ def portfolio(
     )
     movers = movers.sort_values("size", ascending=False).head(top).drop(columns=["size"])
     return Portfolio(
-        codes, last, bm, bv, movers.reset_index(drop=True), pd.DataFrame(counts), history
+        codes,
+        last,
+        bm,
+        bv,
+        movers.reset_index(drop=True),
+        pd.DataFrame(counts),
+        history,
+        tuple(notes),
     )
 
 
@@ -589,6 +896,7 @@ def _alert_counts(market: str, al: pd.DataFrame) -> dict[str, Any]:
         "high": int(sev.get("high", 0)),
         "medium": int(sev.get("medium", 0)),
         "low": int(sev.get("low", 0)),
+        "note": str(al.attrs.get("note") or ""),
     }
 
 
@@ -670,12 +978,18 @@ def alerts(ctx: ReportContext, *, current_only: bool = True) -> pd.DataFrame:
         frame.attrs = dict(memo[key].attrs)
         return _current(frame, ctx) if current_only else frame.reset_index(drop=True)
     try:
-        if "ql_alerts" in ctx.ds.backend.list_tables():
+        stored = ctx.ds.backend.list_tables()
+        if "ql_alerts" in stored:
             frame = ctx.ds.backend.table("ql_alerts").to_pandas()
             frame = frame[frame["market"] == ctx.market].copy()
             for col in ("observed", "expected", "p_value", "impact", "n"):
                 if col in frame.columns:
                     frame[col] = pd.to_numeric(frame[col], errors="coerce")
+            if "ql_alert_notes" in stored:  # why the scheduled run's scan found nothing
+                notes = ctx.ds.backend.table("ql_alert_notes").to_pandas()
+                notes = notes[notes["market"] == ctx.market]["note"].dropna()
+                if len(notes):
+                    frame.attrs["note"] = str(notes.iloc[0])
     except Exception:  # a backend that cannot list tables: compute instead
         frame = None
     if frame is None:

@@ -6,7 +6,9 @@ scorecard and alerts), executes the notebooks with papermill in parallel
 worker processes, renders the full and the stakeholder HTML, then the
 portfolio notebook and the hub ``index.html``. Work happens in a temporary
 folder; a market's reports replace the last good ones only when all its
-notebooks succeeded.
+notebooks succeeded. A notebook whose sections lacked data (each showing a
+one-line note, see :func:`qualitylab.report.section`) still succeeded: its
+notes are listed per job in the manifest and in the hub.
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ class JobResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    #: Sections shown as "too little data": ``{"section", "reason", "cell"}`` each.
+    notes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,11 @@ class RunSummary:
         return not self.failures
 
     def table(self) -> pd.DataFrame:
-        """One row per job: market, notebook, status, seconds, error."""
+        """One row per job: market, notebook, status, seconds, error, short_of_data.
+
+        ``short_of_data`` names the sections that showed a "too little data"
+        note (``; ``-separated), empty when there were none.
+        """
         return pd.DataFrame(
             [
                 {
@@ -152,6 +160,7 @@ class RunSummary:
                     "error": ""
                     if not r.error
                     else f"{r.error.get('ename')}: {r.error.get('evalue')}",
+                    "short_of_data": "; ".join(str(n.get("section", "")) for n in r.notes),
                 }
                 for r in self.results
             ]
@@ -274,6 +283,16 @@ def build_market_cache(
         alerts = scan_period(cached, ctx)
     log.info("%s: %d warnings while computing scorecard and alerts", market, len(caught))
     con.create_table("ql_alerts", ibis.memtable(_as_text(alerts)))
+    note = alerts.attrs.get("note")  # why the scan found nothing (e.g. too short a history)
+    con.create_table(
+        "ql_alert_notes",
+        ibis.memtable(
+            pd.DataFrame(
+                {"market": [market] if note else [], "note": [str(note)] if note else []},
+                dtype="string",
+            )
+        ),
+    )
     stored = pd.concat(
         [sc.assign(vendor=None, grain="market"), sc_vendor.assign(grain="vendor")],
         ignore_index=True,
@@ -296,7 +315,7 @@ def build_market_cache(
 def _execute(job: dict[str, Any]) -> dict[str, Any]:
     import papermill as pm
 
-    from qualitylab.report import moderator_aliases, render_html
+    from qualitylab.report import moderator_aliases, notebook_notes, render_html
 
     res = JobResult(job["market"], job["notebook"], parameters=job["parameters"])
     out_dir = Path(job["out_dir"])
@@ -346,6 +365,11 @@ def _execute(job: dict[str, Any]) -> dict[str, Any]:
     res.duration = time.perf_counter() - started
     res.paths["ipynb"] = str(ipynb)
     if ipynb.exists():
+        with contextlib.suppress(OSError, ValueError):  # unreadable: the rendering says so
+            res.notes = [
+                {k: redact(v) if isinstance(v, str) else v for k, v in n.items()}
+                for n in notebook_notes(ipynb)
+            ]
         title = f"{TITLES[job['notebook']]} — {job['title']}"
         aliases = moderator_aliases(job.get("moderators", ()))
         try:
@@ -533,6 +557,14 @@ def run(
             log.info(
                 "%s/%s: %s in %.1fs %s", r.market, r.notebook, r.status, r.duration, r.error or ""
             )
+            for n in r.notes:
+                log.info(
+                    "%s/%s: too little data for %s: %s",
+                    r.market,
+                    r.notebook,
+                    n["section"],
+                    n["reason"],
+                )
         manifest = _finish(
             tmp, final, out_root, run_id, label, data, codes, keys, results, caches, report
         )
@@ -583,33 +615,34 @@ def _moderators(path: Path | None) -> tuple[str, ...]:
 
 
 #: Results stored in each market cache that the portfolio reads from the combined one.
-_SHARED_RESULTS = ("ql_alerts", "ql_scorecard")
+_SHARED_RESULTS = ("ql_alerts", "ql_alert_notes", "ql_scorecard")
 
 
 def _combine_caches(paths: Sequence[Path], dest: Path) -> None:
+    """One DuckDB file with every market's tables (and shared results) stacked.
+
+    Tables are stacked by column name: a market's alerts may lack the columns
+    of a full scan (an empty alert table when its history is too short).
+    """
     import duckdb
 
     con = duckdb.connect(str(dest))
     try:
-        created: set[str] = set()
+        holders: dict[str, list[str]] = {}
         for i, p in enumerate(paths):
             con.execute(f"ATTACH '{p}' AS c{i} (READ_ONLY)")
-            tables = [
-                r[0]
-                for r in con.execute(
-                    f"SELECT table_name FROM information_schema.tables WHERE table_catalog = 'c{i}'"
-                ).fetchall()
-                if not r[0].startswith("ql_") or r[0] in _SHARED_RESULTS
-            ]
-            for t in tables:
-                if t in created:
-                    con.execute(f'INSERT INTO "{t}" SELECT * FROM c{i}."{t}"')
-                else:
-                    con.execute(f'CREATE TABLE "{t}" AS SELECT * FROM c{i}."{t}"')
-                    created.add(t)
+            for (t,) in con.execute(
+                f"SELECT table_name FROM information_schema.tables WHERE table_catalog = 'c{i}'"
+            ).fetchall():
+                if not t.startswith("ql_") or t in _SHARED_RESULTS:
+                    holders.setdefault(t, []).append(f'c{i}."{t}"')
+        for t, sources in holders.items():
+            union = " UNION ALL BY NAME ".join(f"SELECT * FROM {src}" for src in sources)
+            con.execute(f'CREATE TABLE "{t}" AS {union}')
+        for i in range(len(paths)):
             con.execute(f"DETACH c{i}")
         # events with market '*' were copied once per market: keep one copy
-        if "events" in created:
+        if "events" in holders:
             con.execute("CREATE TABLE events_d AS SELECT DISTINCT * FROM events")
             con.execute("DROP TABLE events")
             con.execute("ALTER TABLE events_d RENAME TO events")
@@ -846,10 +879,17 @@ def _hub(label, run_id, codes, keys, results, caches, moved, history, out_root) 
                 tds.append("<td>–</td>")
                 continue
             if r.status == "ok":
+                short = (
+                    f'<br><small class="short" title="{e(_notes_title(r.notes))}">'
+                    f"{len(r.notes)} section{'s' if len(r.notes) > 1 else ''} short of data"
+                    "</small>"
+                    if r.notes
+                    else ""
+                )
                 tds.append(
                     f'<td class="ok">ok {r.duration:.0f}s<br>'
                     f'<a href="{e(code)}/{e(k)}.stakeholder.html">report</a> · '
-                    f'<a href="{e(code)}/{e(k)}.html">full</a></td>'
+                    f'<a href="{e(code)}/{e(k)}.html">full</a>{short}</td>'
                 )
             else:
                 err = r.error or {}
@@ -902,6 +942,23 @@ def _hub(label, run_id, codes, keys, results, caches, moved, history, out_root) 
             else f"<p>Portfolio: {e(port.status)} — {e(str((port.error or {}).get('evalue', '')))}</p>"
         )
     failed = [r for r in results if r.status != "ok"]
+    noted = [r for r in results if r.notes]
+    notes_html = ""
+    if noted:
+        items = "".join(
+            f"<tr><td>{e(r.market)}</td><td>{e(TITLES.get(r.notebook, r.notebook))}</td>"
+            f"<td>{e(str(n.get('section', '')))}</td><td>{e(str(n.get('reason', '')))}</td></tr>"
+            for r in noted
+            for n in r.notes
+        )
+        notes_html = (
+            '<h2 id="short-of-data">Sections with too little data</h2>\n'
+            f"<p>{sum(len(r.notes) for r in noted)} sections in {len(noted)} notebooks show a "
+            "note instead of a result: the data for them is absent or too short. "
+            "The notebooks themselves ran.</p>\n"
+            '<table class="notes"><thead><tr><th>market</th><th>notebook</th><th>section</th>'
+            f"<th>why</th></tr></thead><tbody>{items}</tbody></table>"
+        )
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>qualitylab reports {e(label)}</title>
 <style>
@@ -909,16 +966,24 @@ body {{ font-family: Helvetica, Arial, sans-serif; margin: 24px; }}
 table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ddd; padding: 6px 10px; vertical-align: top; }}
 td.ok {{ background: #eef8f4; }} td.failed, td.timeout {{ background: #fbeae5; }}
 td.green {{ color: #009E73; }} td.amber {{ color: #B07800; }} td.red {{ color: #D55E00; font-weight: bold; }}
+small.short {{ color: #8a5a00; }}
 </style></head><body>
 <h1>qualitylab reports — {e(label)}</h1>
-<p>Run {e(run_id)}: {len(results)} notebooks, {len(failed)} failed. <a href="manifest.json">manifest</a> ·
+<p>Run {e(run_id)}: {len(results)} notebooks, {len(failed)} failed, {len(noted)} with sections short of
+data. <a href="manifest.json">manifest</a> ·
 <a href="run.log">log</a> · <a href="../index.html">previous runs</a></p>
 {port_html}
 <table><thead><tr><th>market</th>{head}{kpi_head}<th>alerts</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 <p><small>KPI cells: value for the last four full weeks, status against target (hover for the
 trend across runs).</small></p>
+{notes_html}
 </body></html>"""
+
+
+def _notes_title(notes: Sequence[Mapping[str, Any]]) -> str:
+    """``"section: reason"`` per note, one a line (a cell's hover text)."""
+    return "\n".join(f"{n.get('section', '')}: {n.get('reason', '')}" for n in notes)
 
 
 def _runs_index(out_root: Path) -> str:
