@@ -59,6 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=90)
     p.add_argument("--scale", choices=["small", "demo", "large"], default="demo")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--young-market",
+        default=None,
+        metavar="CODE",
+        help="a market that started recently (added if not in --markets): only the last "
+        "--young-days days of history, a live_report queue live for the last 5 days "
+        "(first decisions on the last day - 4), its other tables starting with its data, "
+        "no planted incident; try the reports on too little data",
+    )
+    p.add_argument(
+        "--young-days", type=int, default=14, help="days of history of --young-market (6 to --days)"
+    )
+    p.add_argument(
+        "--no-incidents",
+        action="store_true",
+        help="plant no incidents (clean data; incidents.csv has only its header)",
+    )
 
     p = sub.add_parser("scorecard", help="KPIs vs targets for one market, with change")
     p.add_argument("--data", required=True)
@@ -176,6 +193,9 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
         scale=args.scale,
         seed=args.seed,
         progress=lambda msg: print(msg, file=sys.stderr),
+        young_market=args.young_market,
+        young_days=args.young_days,
+        incidents=not args.no_incidents,
     )
     print(
         f"wrote {args.out} in {time.perf_counter() - started:.1f}s: "
