@@ -58,3 +58,12 @@ def test_missing_table(tmp_path):
     ds = open_dataset(write_tables(tmp_path / "d", tiny_tables()))
     with pytest.raises(QualityLabError, match="calibration is not in the dataset"):
         calibration_summary(ds, "SG")
+
+
+def test_market_or_period_without_sessions_is_one_error_naming_them(small_data):
+    # Issue #14: the error names the market and the period that have no sessions.
+    ds = open_dataset(small_data)
+    with pytest.raises(QualityLabError, match=r"^no calibration sessions for market JP$"):
+        calibration_summary(ds, "JP")
+    with pytest.raises(QualityLabError, match=r"market SG in 2027-01-01\.\.2027-01-31$"):
+        calibration_summary(ds, "SG", start="2027-01-01", end="2027-01-31")

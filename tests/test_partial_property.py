@@ -62,7 +62,32 @@ def variants(draw: st.DrawFn, first: date, last: date) -> dict[str, object]:
     cut_days = draw(st.sampled_from([0, 0, 3, 10, 30, 60]))
     start_off = draw(st.one_of(st.none(), st.integers(-20, span + 20)))
     length = draw(st.sampled_from([1, 7, 28]))
+    keep_from = draw(st.one_of(st.none(), st.integers(0, span)))
     return {
+        "keep": None
+        if keep_from is None
+        else (
+            first + timedelta(days=keep_from),
+            first + timedelta(days=keep_from + draw(st.sampled_from([0, 2, 13]))),
+        ),
+        "drop_rows": draw(
+            st.sets(
+                st.sampled_from(
+                    [
+                        ("routing", "ai_assisted"),
+                        ("routing", "ai_auto"),
+                        ("routing", "human"),
+                        ("vendor", "VendorA"),
+                        ("queue", "appeal"),
+                        ("queue", "live_stream"),
+                        ("qa_source", "internal"),
+                        ("qa_source", "vendor"),
+                        ("action", "no_action"),
+                    ]
+                ),
+                max_size=3,
+            )
+        ),
         "drop": draw(st.sets(st.sampled_from(pc.OPTIONAL))),
         "empty": draw(st.sets(st.sampled_from(pc.OPTIONAL))),
         "drop_markets": draw(st.sets(st.sampled_from(MARKETS), max_size=2)),
@@ -79,7 +104,7 @@ def variants(draw: st.DrawFn, first: date, last: date) -> dict[str, object]:
 
 
 def cut(tables: dict[str, pd.DataFrame], v: dict[str, object]) -> dict[str, pd.DataFrame]:
-    """Apply a variant: drop/empty tables, drop markets and a day range."""
+    """Apply a variant: drop/empty tables, markets, segments and days (or keep a few days)."""
     lo, hi = v["cut"]  # type: ignore[misc]
     out = {}
     for name, df in tables.items():
@@ -95,6 +120,11 @@ def cut(tables: dict[str, pd.DataFrame], v: dict[str, object]) -> dict[str, pd.D
         if col is not None:
             day = _day(df[col])
             keep &= ~((day >= lo) & (day <= hi))
+            if v["keep"] is not None:
+                keep &= (day >= v["keep"][0]) & (day <= v["keep"][1])  # type: ignore[index]
+        for column, value in v["drop_rows"]:  # type: ignore[attr-defined]
+            if column in df.columns:
+                keep &= df[column] != value
         out[name] = df[keep].reset_index(drop=True)
     return out
 
@@ -146,8 +176,7 @@ def _calls(
 
     def findings_chain() -> object:
         sc = ql.scorecard(ds, market, by=["vendor"], start=s, end=e)
-        gaps = reconcile.reporting_gap(ds, market, start=s, end=e)
-        reconcile.reporting_gap_summary(gaps)
+        gaps = reconcile.reporting_gap_summary(reconcile.reporting_gap(ds, market, start=s, end=e))
         return findings.partner_agenda(sc, gaps=gaps)
 
     def ai_chain() -> object:

@@ -139,3 +139,18 @@ def test_bad_input(tmp_path, ds):
         red_team_evaluation(ds, threshold=1.5)
     with pytest.raises(QualityLabError, match="unknown grain"):
         red_team_evaluation(ds, by=["vendor"])
+
+
+def test_market_or_period_without_items_is_one_error_naming_them(tmp_path, small_data):
+    # Issue #14: the table is present but has no rows for the market or period;
+    # the error used to say only "no red-team items in the selection".
+    tables = tiny_tables()
+    rt = pd.read_parquet(small_data / "red_team.parquet")
+    tables["red_team"] = rt[rt.market == "SG"]
+    ds = open_dataset(write_tables(tmp_path / "d", tables))
+    with pytest.raises(QualityLabError, match=r"^no red_team items for market ID$"):
+        red_team_evaluation(ds, market="ID")
+    with pytest.raises(QualityLabError, match=r"market SG in 2027-01-01\.\.2027-01-31$"):
+        red_team_evaluation(ds, market="SG", start="2027-01-01", end="2027-01-31")
+    out = red_team_evaluation(ds, market="SG")  # the market's items are still evaluated
+    assert out.recall["n"].sum() == (tables["red_team"].policy != "none").sum()

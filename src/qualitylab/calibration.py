@@ -109,7 +109,8 @@ def calibration_summary(
     if e is not None:
         cal = cal[cal["date"] <= e]
     if cal.empty:
-        raise QualityLabError(f"no calibration sessions for {market} in the period")
+        when = f" in {s or '...'}..{e or '...'}" if (s or e) else ""
+        raise QualityLabError(f"no calibration sessions for market {market}{when}")
     cal["match"] = cal["label"] == cal["expected_label"]
     cl = mp.confidence_level
 

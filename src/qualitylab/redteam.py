@@ -236,7 +236,10 @@ def red_team_evaluation(
         .to_pandas()
     )
     if agg.empty:
-        raise QualityLabError("no red-team items in the selection")
+        where = f"market {market}" if market else f"markets {', '.join(tzs)}"
+        when = f" in {s or '...'}..{e or '...'}" if (s or e) else ""
+        model = f" scored by {ai_model}" if ai_model is not None else ""
+        raise QualityLabError(f"no red_team items for {where}{when}{model}")
     viol = agg[agg["__viol"].astype(bool)].drop(columns="__viol")
     neg = agg[~agg["__viol"].astype(bool)].drop(columns="__viol")
 
