@@ -2153,7 +2153,11 @@ def _names(text: str, segment: str) -> bool:
 
 
 def _match_stop_events(
-    stops: list[_Stop], events: pd.DataFrame | None, ctx: _Context, timezone: str
+    stops: list[_Stop],
+    events: pd.DataFrame | None,
+    ctx: _Context,
+    timezone: str,
+    volume: dict[str, pd.DataFrame],
 ) -> None:
     """Attach to each stop the event that explains it (see :func:`scan`, Notes)."""
     if events is None or not len(events) or not stops:
@@ -2167,8 +2171,15 @@ def _match_stop_events(
         named = near[[_names(d, st.segment) for d in desc]]
         kind = STOP_EVENT_KINDS.get(st.dimension)
         if not len(named) and kind is not None:
-            # an event of the dimension's kind that names no other segment that stopped
-            others = [o.segment for o in stops if o.dimension == st.dimension and o is not st]
+            # an event of the dimension's kind that names none of the dimension's other
+            # segments that were there before (a release may name the model it brings)
+            grid = volume[st.dimension]
+            since = np.argmax(np.nan_to_num(grid.to_numpy(float)) > 0, axis=1)
+            others = [
+                str(o)
+                for o, f in zip(grid.index, since, strict=True)
+                if str(o) != st.segment and f < st.start - _STOP_EVENT_DAYS
+            ]
             own = near[(near["kind"] == kind).to_numpy()]
             named = own[[not any(_names(d, o) for o in others) for d in own["description"]]]
         if len(named):
@@ -2875,7 +2886,7 @@ def scan(
         )
     stops = _find_stops(seg_volume, ctx)
     events = ds.table("events").to_pandas() if ds.has("events") else None
-    _match_stop_events(stops, events, ctx, mp.timezone)
+    _match_stop_events(stops, events, ctx, mp.timezone, seg_volume)
     _cover_stops(stops, ds, ctx, base_start, end_d)
     stopped_at = {(st.dimension, st.segment): st.start for st in stops}
     for dim, long, dim_notes in loads:
