@@ -51,3 +51,33 @@ def test_missing_table_is_a_clear_error(tmp_path):
     ds = open_dataset(write_tables(tmp_path / "d", tiny_tables()))
     with pytest.raises(QualityLabError, match="vendor_reported is not in the dataset"):
         reporting_gap(ds, "SG")
+
+
+def _with_reports(tmp_path, weeks):
+    tables = tiny_tables()  # 6 SG decisions on Monday 2026-03-02
+    tables["vendor_reported"] = pd.DataFrame(
+        {
+            "week_start": pd.to_datetime(weeks).date,
+            "market": "SG",
+            "vendor": "VendorA",
+            "metric": "volume",
+            "value": 3.0,
+        }
+    )
+    return open_dataset(write_tables(tmp_path / "d", tables))
+
+
+def test_period_without_reports_is_one_error_naming_it(tmp_path):
+    # Issue #14: used to be min() of an empty sequence (ValueError).
+    ds = _with_reports(tmp_path, ["2026-03-02", "2026-03-09"])
+    with pytest.raises(QualityLabError, match=r"market SG in weeks 2026-04-06\.\.2026-04-19"):
+        reporting_gap(ds, "SG", start="2026-04-06", end="2026-04-19")
+
+
+def test_reported_week_without_decisions_is_measured_as_nothing(tmp_path):
+    ds = _with_reports(tmp_path, ["2026-03-02", "2026-03-09"])
+    gaps = reporting_gap(ds, "SG").set_index("week")
+    first, second = pd.Timestamp("2026-03-02").date(), pd.Timestamp("2026-03-09").date()
+    assert gaps.loc[first, "measured"] == 3.0 and gaps.loc[first, "gap"] == 0.0
+    assert not gaps.loc[first, "flagged"]
+    assert pd.isna(gaps.loc[second, "measured"])  # no decisions that week: nothing measured

@@ -89,6 +89,8 @@ def reporting_gap(
     s = m._as_date(start) or min(rep["week"])
     e = m._as_date(end) or (max(rep["week"]) + timedelta(days=6))
     rep = rep[(rep["week"] >= s) & (rep["week"] <= e)]
+    if rep.empty:
+        raise QualityLabError(f"no vendor_reported rows for market {market} in weeks {s}..{e}")
     period = m.Period(min(rep["week"]), max(rep["week"]) + timedelta(days=6))
     kw = {"market": market, "by": ["vendor", "week"], "start": period.start, "end": period.end}
     with warnings.catch_warnings():
