@@ -575,3 +575,99 @@ def test_launch_plan_matches_the_planted_roster(small, tables) -> None:
     vr = tables["vendor_reported"]
     reported = set(vr[(vr.market == "SG") & (vr.vendor == "VendorB")].metric)
     assert set(plan["kpis"]) - reported == {"escalation_rate"}
+
+
+# ---------------------------------------------------------------------------
+# The young market (issue #14) and clean data
+# ---------------------------------------------------------------------------
+YOUNG = "MY"
+
+
+@pytest.fixture(scope="module")
+def young(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoSummary]:
+    out = tmp_path_factory.mktemp("demo_young")
+    return out, generate(out, scale="small", markets=["SG"], days=35, seed=SEED, young_market=YOUNG)
+
+
+def test_young_market_starts_late_with_a_queue_live_for_five_days(young, params) -> None:
+    from qualitylab.demo import QUEUES, YOUNG_QUEUE, YOUNG_QUEUE_DAYS
+
+    out, s = young
+    assert s.markets == ("SG", YOUNG)
+    end = s.end_date
+    first = end - timedelta(days=13)  # 14 days of history, the last day included
+    dec = pd.read_parquet(out / "decisions")
+    tz = params.market(YOUNG).timezone
+    mine = dec[dec.market == YOUNG].assign(day=lambda d: _local_date(d.created_at, tz))
+    assert mine.day.min() == first and mine.day.max() == end
+    assert set(mine.queue) == set(QUEUES)
+    # the new queue: first decisions on end - 4, five days of data; the others every day
+    assert YOUNG_QUEUE_DAYS == 5
+    live = mine[mine.queue == YOUNG_QUEUE]
+    assert live.day.min() == end - timedelta(days=4)
+    assert live.day.nunique() == 5
+    assert (mine[mine.queue != YOUNG_QUEUE].groupby("queue").day.nunique() == 14).all()
+    # the other market keeps the whole period, incidents and all
+    sg = dec[dec.market == "SG"]
+    assert _local_date(sg.created_at, params.market("SG").timezone).min() == s.start_date
+    inc = pd.read_csv(out / "incidents.csv")
+    assert len(inc) > 0 and set(inc.market) == {"SG"}
+
+
+def test_young_markets_other_tables_start_with_its_data(young, params) -> None:
+    from qualitylab.demo import YOUNG_QUEUE
+
+    out, s = young
+    tz = params.market(YOUNG).timezone
+    first, go_live = s.end_date - timedelta(days=13), s.end_date - timedelta(days=4)
+    t = {n: pd.read_parquet(out / f"{n}.parquet") for n in CONTRACT if n != "decisions"}
+    st = t["staffing"][t["staffing"].market == YOUNG]
+    assert len(st) and st.date.min() == first
+    assert st[st.queue == YOUNG_QUEUE].date.min() == go_live
+    dec = pd.read_parquet(out / "decisions", columns=["decision_id", "market"])
+    qa = t["qa_audits"].merge(dec, on="decision_id")
+    for name, frame, col in (
+        ("qa_audits", qa, "audited_at"),
+        ("escalations", t["escalations"], "raised_at"),
+        ("calibration", t["calibration"], "held_at"),
+        ("red_team", t["red_team"], "created_at"),
+        ("events", t["events"], "effective_at"),
+    ):
+        rows = frame[frame.market == YOUNG]
+        assert len(rows), name
+        assert _local_date(rows[col], tz).min() >= first, name
+    vr = t["vendor_reported"][t["vendor_reported"].market == YOUNG]
+    assert len(vr) and vr.week_start.min() >= first
+    ev = t["events"][(t["events"].market == YOUNG) & (t["events"].kind == "queue_launch")]
+    assert len(ev) == 1 and _local_date(ev.effective_at, tz).iloc[0] == go_live
+    assert YOUNG_QUEUE in ev.description.iloc[0]
+
+
+def test_young_market_same_seed_same_bytes(tmp_path: Path) -> None:
+    kw = {"markets": ["SG"], "days": 21, "scale": "small", "young_market": "KR", "young_days": 10}
+    a, b = (generate(tmp_path / x, seed=5, **kw) for x in ("a", "b"))
+    files = sorted(p.relative_to(a.path) for p in a.path.rglob("*") if p.is_file())
+    assert len(files) == 10  # 8 tables (decisions in two parts) + incidents.csv
+    for f in files:
+        assert (a.path / f).read_bytes() == (b.path / f).read_bytes(), f
+    dec = pd.read_parquet(a.path / "decisions", columns=["market", "created_at"])
+    kr = _local_date(dec[dec.market == "KR"].created_at, "Asia/Seoul")
+    assert kr.min() == a.end_date - timedelta(days=9)
+
+
+def test_young_market_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="XX"):
+        generate(tmp_path, markets=["SG"], days=21, scale="small", young_market="XX")
+    for bad in (5, 22, True):
+        with pytest.raises(ParameterError, match="young_days"):
+            generate(
+                tmp_path, markets=["SG"], days=21, scale="small", young_market="MY", young_days=bad
+            )
+
+
+def test_no_incidents_gives_clean_data(tmp_path: Path) -> None:
+    s = generate(tmp_path, markets=["SG", "ID"], days=35, scale="small", incidents=False)
+    assert s.incidents == 0
+    assert (tmp_path / "incidents.csv").read_text().strip() == ",".join(INCIDENT_COLUMNS)
+    events = pd.read_parquet(tmp_path / "events.parquet")
+    assert not set(events.kind) & {"outage", "model_release", "policy_change"}

@@ -378,3 +378,133 @@ def test_portfolio_from_helper_processes_equals_in_process(small_data, monkeypat
     for name in ("by_market", "by_vendor", "movers", "alert_counts"):
         pd.testing.assert_frame_equal(getattr(helped, name), getattr(here, name), obj=name)
     assert here.alert_counts["alerts"].sum() > 0
+
+
+# --------------------------------------------------------------------------- #
+# Sections short of data (issue #14): report.section, require, require_rows
+# --------------------------------------------------------------------------- #
+@pytest.fixture
+def shown(monkeypatch) -> list:
+    """What report.section displays (IPython's display, recorded)."""
+    out: list = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **_: out.extend(objs))
+    return out
+
+
+def test_section_turns_a_qualitylab_error_into_a_note(shown):
+    from qualitylab.errors import DataContractError, QualityLabError
+
+    reached = []
+    with report.section("Red team") as s:
+        reached.append("before")
+        raise QualityLabError("no red-team items in the selection\nsecond line not kept")
+    reached.append("after")  # the notebook goes on
+    assert reached == ["before", "after"]
+    assert s.note == report.SectionNote("Red team", "no red-team items in the selection")
+    assert shown == [s.note]
+    bundle = s.note._repr_mimebundle_()
+    assert bundle[report.NOTE_MIMETYPE] == {
+        "section": "Red team",
+        "reason": "no red-team items in the selection",
+    }
+    assert bundle["text/html"] == (
+        '<p class="ql-note"><strong>Red team</strong>: not shown, too little data '
+        "(no red-team items in the selection).</p>"
+    )
+    with report.section("Staffing") as s2:  # a subclass (an absent table) too
+        raise DataContractError("table 'staffing' is not in x", table="staffing")
+    assert s2.note.reason == "table 'staffing' is not in x" and len(shown) == 2
+
+
+def test_section_lets_other_errors_propagate(shown):
+    from qualitylab.errors import ParameterError
+
+    with pytest.raises(ValueError, match="boom"), report.section("Trends"):
+        raise ValueError("boom")  # a bug: the notebook must still fail
+    with pytest.raises(KeyError), report.section("Trends"):
+        {}["x"]
+    with pytest.raises(ParameterError, match="segment"), report.section("RCA"):
+        raise ParameterError("segment must look like dimension:value", key="segment")
+    with report.section("Fine") as s:
+        pass
+    assert s.note is None and shown == []
+
+
+def test_section_note_escapes_text_from_data(shown):
+    from qualitylab.errors import QualityLabError
+
+    hostile = "<script>alert(1)</script>"
+    with report.section(f"Control chart for site {hostile}") as s:
+        raise QualityLabError(f"no audits for site {hostile}")
+    page = s.note._repr_mimebundle_()["text/html"]
+    assert "<script>" not in page and page.count("&lt;script&gt;") == 2
+    assert len(s.note.reason) <= 300
+    with report.section("Long") as s:
+        raise QualityLabError("x" * 1000)
+    assert len(s.note.reason) == 300 and s.note.reason.endswith("…")
+
+
+def test_require_names_what_is_missing():
+    from qualitylab.errors import QualityLabError
+
+    frame = pd.DataFrame({"a": [1]})
+    assert report.require(frame, "the frame") is frame
+    with pytest.raises(QualityLabError, match="needs the vendor scorecard, which could not"):
+        report.require(None, "the vendor scorecard")
+    empty = pd.DataFrame(columns=["metric"])
+    empty.attrs["note"] = "market MY: 14 days of data, the scan needs 29"
+    with pytest.raises(QualityLabError, match="^the alert scan: market MY: 14 days"):
+        report.require(empty, "the alert scan")
+
+
+def test_require_rows_counts_a_markets_rows_in_the_period(small_data, tiny):
+    from qualitylab.errors import QualityLabError
+
+    ctx = report.context(str(small_data), "ID")
+    red = pd.read_parquet(small_data / "red_team.parquet")
+    local = red["created_at"].dt.tz_convert(ctx.params.timezone).dt.date
+    want = int(((red["market"] == "ID") & local.between(ctx.start, ctx.end)).sum())
+    assert report.require_rows(ctx, "red_team") == want > 0
+    dec = pd.read_parquet(small_data / "decisions", columns=["decision_id", "market"])
+    qa = pd.read_parquet(small_data / "qa_audits.parquet").merge(dec, on="decision_id")
+    qa_local = qa["audited_at"].dt.tz_convert(ctx.params.timezone).dt.date
+    want_qa = int(((qa["market"] == "ID") & qa_local.between(ctx.start, ctx.end)).sum())
+    assert report.require_rows(ctx, "qa_audits") == want_qa > 0
+    assert report.require_rows(ctx, "vendor_reported") > 0
+    assert report.require_rows(ctx, "staffing") > 0
+    with pytest.raises(QualityLabError, match="red_team table has no rows for ID from 2025-01-01"):
+        report.require_rows(ctx, "red_team", start="2025-01-01", end="2025-01-31")
+    with pytest.raises(QualityLabError, match="unknown table 'redteam'"):
+        report.require_rows(ctx, "redteam")
+
+    tiny_ctx = report.context(str(tiny), "SG")  # decisions, qa_audits, staffing, events
+    with pytest.raises(QualityLabError, match="^the dataset has no red_team table$"):
+        report.require_rows(tiny_ctx, "red_team")
+    assert report.require_rows(tiny_ctx, "events", start="2026-03-01", end="2026-03-07") == 1
+    id_ctx = report.context(str(tiny), "ID")  # the events row is for every market ('*')
+    assert report.require_rows(id_ctx, "events", start="2026-03-01", end="2026-03-07") == 1
+    with pytest.raises(QualityLabError, match="staffing table has no rows for ID"):
+        report.require_rows(id_ctx, "staffing", start="2026-03-01", end="2026-03-07")
+
+
+def test_notebook_notes_read_back_what_sections_displayed(tmp_path: Path):
+    note = report.SectionNote("Red team", 'no rows for "<MY>"')
+    bundle = note._repr_mimebundle_()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("## Red team"),
+        nbformat.v4.new_code_cell("x = 1", outputs=[nbformat.v4.new_output("stream", text="x")]),
+        nbformat.v4.new_code_cell(
+            "...", outputs=[nbformat.v4.new_output("display_data", data=bundle)]
+        ),
+    ]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    assert report.notebook_notes(path) == [
+        {"section": "Red team", "reason": 'no rows for "<MY>"', "cell": 2}
+    ]
+    page = report.render_html(path, tmp_path / "n.html", stakeholder=True, title="t")
+    text = page.read_text()
+    sentence = re.search(r"Red team</strong>: not shown, too little data \(([^)]*)\)", text)
+    assert sentence and "&lt;MY&gt;" in sentence.group(1) and "<MY>" not in text
+    assert report.NOTE_MIMETYPE not in text  # the JSON stays in the notebook

@@ -239,3 +239,111 @@ def test_hub_in_browser_links_work_and_statuses_show(ten_market_run, tmp_path):
         for target in sorted(t for t in targets if t.suffix == ".html"):
             page = browser.check_page(target, settle_timeout=5)
             assert page.loaded and not page.problems(), (target, page.problems())
+
+
+# --------------------------------------------------------------------------- #
+# Partial data (issue #14): every real notebook completes on a young market and
+# on a market without rows in the optional tables; the hub names what was short.
+# (Runs with the optional tables absent altogether are in test_partial_data.py.)
+# --------------------------------------------------------------------------- #
+#: Sections over an emptied optional table, per notebook (report.require_rows).
+EMPTIED_SECTIONS = {
+    "scorecard": {"Reported by the vendor against measured", "Calibration"},
+    "ai": {"Red team"},
+    "triage": {"Escalations in the period"},
+}
+
+
+@pytest.fixture(scope="module")
+def partial_run(tmp_path_factory):
+    """The real notebooks over the young market and the emptied market, with the portfolio."""
+    from notebook_runs import EMPTIED_MARKET, NOTEBOOK_DIR, YOUNG_MARKET, partial_data
+
+    root = tmp_path_factory.mktemp("partial")
+    data = partial_data(root / "data")
+    summary = run(
+        str(data),
+        markets=f"{EMPTIED_MARKET},{YOUNG_MARKET}",
+        notebooks="all",
+        out=root / "reports",
+        jobs=2,
+        notebooks_dir=str(NOTEBOOK_DIR),
+        progress=False,
+    )
+    return summary, data
+
+
+def _sentence(note: dict) -> str:
+    """The note's sentence as the page shows it, once unescaped."""
+    return (
+        f"{note['section']}</strong>: not shown, too little data ({note['reason'].rstrip('. ')})."
+    )
+
+
+def test_partial_data_run_completes_every_notebook(partial_run):
+    from notebook_runs import EMPTIED_MARKET, YOUNG_MARKET
+
+    summary, _ = partial_run
+    assert summary.ok, summary.table().to_string()
+    codes = (EMPTIED_MARKET, YOUNG_MARKET)
+    assert {(r.market, r.notebook) for r in summary.results} == {
+        *((c, k) for c in codes for k in NOTEBOOKS),
+        ("ALL", "portfolio"),
+    }
+    for code in codes:  # a market short of data is a success: its reports land
+        for key in NOTEBOOKS:
+            assert (summary.out / code / f"{key}.stakeholder.html").is_file(), (code, key)
+    assert (summary.out / "portfolio" / "portfolio.stakeholder.html").is_file()
+
+
+def test_partial_data_notes_reach_manifest_pages_and_hub(partial_run):
+    import html
+
+    from notebook_runs import EMPTIED_MARKET
+
+    from qualitylab.report import notebook_notes
+
+    summary, _ = partial_run
+    manifest = json.loads(summary.manifest.read_text())
+    jobs = {(j["market"], j["notebook"]): j for j in manifest["jobs"]}
+    for key, sections in EMPTIED_SECTIONS.items():
+        notes = {n["section"]: n["reason"] for n in jobs[(EMPTIED_MARKET, key)]["notes"]}
+        assert sections <= set(notes), (key, notes)
+        for section in sections:
+            assert f"has no rows for {EMPTIED_MARKET}" in notes[section]
+    hub = (summary.out / "index.html").read_text()
+    total = 0
+    for (market, key), job in jobs.items():
+        assert job["status"] == "ok", (market, key)
+        assert job["notes"] == notebook_notes(job["paths"]["ipynb"]), (market, key)
+        for page in ("html", "stakeholder_html"):
+            text = html.unescape(Path(job["paths"][page]).read_text())
+            for note in job["notes"]:
+                assert _sentence(note) in text, (market, key, page, note)
+        for note in job["notes"]:
+            assert html.escape(note["section"]) in hub and html.escape(note["reason"]) in hub
+        total += len(job["notes"])
+    noted = sum(bool(j["notes"]) for j in jobs.values())
+    assert total >= 4 and f"{total} sections in {noted} notebooks show a note" in hub
+    assert f"{noted} with sections short of" in hub
+
+
+def test_hub_lists_sections_short_of_data_escaped(tmp_path):
+    from qualitylab.runner import JobResult, _hub
+
+    bad = "<script>alert(1)</script>"
+    notes = [
+        {"section": f"Control chart of accuracy for site {bad}", "reason": f"no rows {bad}"},
+        {"section": "Red team", "reason": "the dataset has no red_team table"},
+    ]
+    results = [
+        JobResult("SG", "trends", status="ok", duration=3.0, notes=notes),
+        JobResult("SG", "ai", status="ok", duration=2.0),
+    ]
+    page = _hub(
+        "2026-11-22", "r1", ["SG"], ["trends", "ai"], results, {}, {"SG": True}, None, tmp_path
+    )
+    assert "<script>" not in page and page.count("&lt;script&gt;") >= 4
+    assert "2 sections short of data" in page
+    assert "Sections with too little data" in page and "2 sections in 1 notebooks" in page
+    assert "the dataset has no red_team table" in page
