@@ -1892,7 +1892,7 @@ def _robust_keep(x: np.ndarray, floor: float = 0.0) -> np.ndarray:
     against the non-candidates, p < 0.001/h). The MAD of 7-12 points is so
     noisy that the median/MAD rule alone trims ordinary points and shrinks
     the history's SD: 3x the nominal rejections at h = 7 in simulation (1.2x
-    with the confirmation at 0.001/h; 1.9x at 0.01/h).
+    with the confirmation at 0.001/h; 1.9x at 0.01/h, 1.4x at h = 12).
     """
     med = float(np.median(x))
     rsd = max(float(np.median(np.abs(x - med))) / _MAD_K, floor)
@@ -2696,8 +2696,12 @@ def scan(
     market : str
         Market code; its calendar defines the dates.
     start, end : date or ISO string, optional
-        Market-local period to alert on, inclusive. ``start`` defaults to
-        ``baseline_days`` after the first day with data, ``end`` to the last.
+        Market-local period to alert on, inclusive. By default the whole data
+        range is scanned: days from ``baseline_days`` after the first day with
+        data on by the full detectors, the days before them (from the 8th day)
+        by the young-baseline rule (Notes). An explicit ``start`` scans
+        ``start..end`` only, against the ``baseline_days`` before it (at least
+        7 must exist). ``end`` defaults to the last day with data.
     dimensions : sequence of str
         Grains to slice by, from :data:`SCAN_DIMENSIONS`; ``"market"`` gives
         market-wide series.
@@ -2709,7 +2713,8 @@ def scan(
         vendor dimension; ``red_team_recall`` needs ``red_team`` and is
         sliced by ``attack``).
     baseline_days : int, default 28
-        Days before ``start`` that form the reference (at least 7 must exist).
+        Days of history that form the reference of the full detectors, and
+        the most history a young-baseline day is judged against.
     min_n : int, optional
         Smallest sample to judge (default: the market's ``min_n``).
     fdr : float, optional
@@ -2729,6 +2734,17 @@ def scan(
         and ``note``. ``attrs["skipped"]`` lists the series too small to judge
         as records (:func:`skipped_series` makes the tidy table,
         :data:`SKIPPED_COLUMNS`); a warning summarises them.
+        ``attrs["scanned"]`` holds the dates as ISO strings: ``start``/``end``
+        (the range scanned), ``young_start``/``young_end`` (days judged by the
+        young-baseline rule; ``None`` when there are none) and
+        ``full_start``/``full_end`` (the full-baseline period; ``None`` when
+        the data is shorter than ``baseline_days`` + 1 days), plus
+        ``data_start``/``data_end`` and ``baseline_days``. ``attrs["stopped"]``
+        lists the segments that stopped (records: ``dimension, segment,
+        last_active, stopped_from, expected_daily, p_value, event, covered_by,
+        alerted, note``) and ``attrs["young"]`` counts the series and
+        series-days the young rule judged. With fewer than 8 days of data the
+        frame is empty and ``attrs["note"]`` says why (with a warning).
 
     Notes
     -----
@@ -2786,6 +2802,60 @@ def scan(
     times: >= 50%), ``medium`` when ``p_adjusted <= fdr/10`` and the effect is
     >= 2 points / 20%, else ``low``. Alerts below :data:`MIN_EFFECT` are
     dropped however significant.
+
+    Young baselines. Days with fewer than ``baseline_days`` of history (the
+    first weeks of a dataset, and every day of a segment that has fewer than
+    7 days of data in the full period's baseline: a new vendor, queue or
+    model version) are judged one by one against the up to
+    ``baseline_days`` days with data before them, from 7 on (so from the 8th
+    day); masked days are left out of the history. The history is screened
+    first: points more than 3.5 robust SDs (MAD/0.6745) from its median are
+    dropped when a prediction t-test against the other points confirms them
+    at p < 0.001/h (the MAD of a handful of points is too noisy to trim on
+    alone). Counts and times (log scale): the exact small-sample prediction
+    test :math:`t = (y_t - \bar y_h)/(s_h\\sqrt{1+1/h})`, Student's t with
+    ``h - 1`` d.f., ``s_h`` floored at the series' sampling noise
+    (Poisson, or the percentile's). Rates: the day against the pooled
+    history :math:`\bar p = \\sum k/\\sum n` by Fisher's exact test (pooled
+    z when every cell is large), which accounts for the history's size;
+    when the history is overdispersed (Pearson
+    :math:`\\hat\\phi = \\sum z_i^2/(h-1) > 1`) the z is divided by
+    :math:`\\sqrt{\\hat\\phi}` and read as Student's t with ``h - 1`` d.f.
+    Only days with ``n >= min_n`` (rates), and series whose median daily
+    ``n`` reaches ``min_n`` (counts and times), are judged. Each judged day
+    is one test; a series pays for the search over its days by Bonferroni
+    (p x days judged). Flagged days of one series and direction that touch
+    form one event, as above, and Benjamini-Hochberg runs over these events
+    plus one null test per other series the rule judged: the young days are
+    their own family, so the full period's alerts and adjusted p-values do
+    not depend on how much history precedes it (each family has FDR at most
+    ``fdr``, the union at most twice that). Such alerts have detector and
+    ``note`` ``young_baseline``; MIN_EFFECT and the severity rules apply.
+    Simulated null rejection rates at 1%/5%: normal days 1.0-1.3%/4.6-5.3%
+    for h = 7..27; Poisson counts and binomial rates are conservative
+    (``tests/test_detect_young.py``; false alarms and detection over many
+    seeds in ``benchmarks/results/young_eval.md``).
+
+    Segments that stop. A segment (any dimension but the market) whose last
+    day with decisions is before the end of the scan stopped when it had
+    decisions on 80% of the 14 days before and no decisions at all on the
+    rest is implausible had it kept its share of its dimension's volume
+    (Poisson, Bonferroni over the segments examined, at most ``fdr``); a last
+    day with less than half its median volume is the (partial) day it
+    stopped. From that day its series have no data (not zeros), so no
+    detector alerts on it. The stop is annotated, not alerted, when an event
+    of the dimension's kind (:data:`STOP_EVENT_KINDS`: ``model_release`` for
+    ``ai_model``, ``vendor_offboarding`` for ``vendor``, ``queue_retired``
+    for ``queue``; market or ``*``) is effective within 2 days of it and its
+    description names the segment, or names none of the dimension's other
+    segments that existed before (a release may name the model it brings);
+    an event of any of these kinds that names the segment also explains it.
+    A stop that lies inside another stop of the same day (95% of its
+    decisions, e.g. a vendor's site) is covered by that one. Any other stop
+    raises exactly one ``low`` alert: metric ``volume``, detector
+    ``segment_stopped``, note ``segment stopped: ...``, from the day it
+    stopped to the end of the scan, expected = its share of the
+    dimension's daily volume.
 
     Examples
     --------
