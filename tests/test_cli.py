@@ -81,6 +81,31 @@ def test_scorecard_writes_contract_columns(small_data, tmp_path):
     assert set(df.market) == {"TH"}
 
 
+def test_scorecard_over_the_whole_range_notes_the_empty_previous_period(tmp_path, capsys):
+    # Issue #14: the period before the data has no rows; prev_* stay empty, one note.
+    folder = write_tables(tmp_path / "d", tiny_tables())
+    out = tmp_path / "sc.csv"
+    args = ["scorecard", "--data", str(folder), "--market", "SG", "--by", "vendor"]
+    assert main([*args, "--start", "2026-03-02", "--end", "2026-03-02", "--out", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "note: no data in the previous period 2026-03-01..2026-03-01; "
+        "prev_value, delta and p_value are empty"
+    ]
+    df = pd.read_csv(out)
+    assert df.prev_value.isna().all()
+    vol = df[df.metric == "volume"].set_index("vendor")["value"].to_dict()
+    assert vol == {"VendorA": 3.0, "VendorB": 2.0, "inhouse": 1.0}
+
+
+def test_scorecard_for_a_period_without_data_is_one_error_line(tmp_path, capsys):
+    folder = write_tables(tmp_path / "d", tiny_tables())
+    args = ["scorecard", "--data", str(folder), "--market", "SG", "--by", "vendor"]
+    assert main([*args, "--start", "2026-05-01", "--end", "2026-05-07"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["qualitylab scorecard: error: no data for market SG in 2026-05-01..2026-05-07"]
+
+
 def test_headline(small_data, capsys):
     assert main(["headline", "--data", str(small_data)]) == 0
     out = capsys.readouterr().out

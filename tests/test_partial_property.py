@@ -9,6 +9,7 @@ anything else fails with the call and the exception.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from qualitylab.errors import QualityLabError
 from tests import partial_cases as pc
 
 MARKETS = ("SG", "ID")
+EXAMPLES = int(os.environ.get("QUALITYLAB_PROPERTY_EXAMPLES", "12"))
 DAYS = 42
 TIMESTAMP = {
     "decisions": "created_at",
@@ -223,7 +225,7 @@ def test_public_api_on_cut_data(source) -> None:  # noqa: ANN001
     tables, first, last = source
 
     @settings(
-        max_examples=8,
+        max_examples=EXAMPLES,
         deadline=None,
         phases=[Phase.explicit, Phase.reuse, Phase.generate],  # no shrinking: examples are slow
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -243,11 +245,12 @@ def test_public_api_on_cut_data(source) -> None:  # noqa: ANN001
                 except QualityLabError:
                     continue
                 except Exception as exc:  # noqa: BLE001 - the property under test
-                    where = traceback.extract_tb(exc.__traceback__)[-1]
-                    bad.append(
-                        f"{name}: {type(exc).__name__}: {str(exc)[:200]} "
-                        f"(at {Path(where.filename).name}:{where.lineno})"
+                    frames = traceback.extract_tb(exc.__traceback__)
+                    ours = [f for f in frames if f"qualitylab{os.sep}" in f.filename]
+                    where = ", ".join(
+                        f"{Path(f.filename).name}:{f.lineno}" for f in [*ours[-1:], frames[-1]]
                     )
+                    bad.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]} (at {where})")
             if bad:
                 pytest.fail(f"variant {v}:\n  " + "\n  ".join(bad), pytrace=False)
 

@@ -229,6 +229,8 @@ def _cmd_scorecard(args: argparse.Namespace) -> int:
         )
     else:
         _show(table)
+    for note in table.attrs.get("notes", ()):
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
