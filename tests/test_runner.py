@@ -347,3 +347,31 @@ def test_hub_lists_sections_short_of_data_escaped(tmp_path):
     assert "2 sections short of data" in page
     assert "Sections with too little data" in page and "2 sections in 1 notebooks" in page
     assert "the dataset has no red_team table" in page
+
+
+def test_market_cache_keeps_a_market_whose_scorecard_has_too_little_data(small_data, monkeypatch):
+    """The market still runs (its notebooks say why); a bug or bad parameter still stops it."""
+    import importlib
+
+    from qualitylab import QualityLabError, open_dataset
+    from qualitylab.runner import _scorecard_or_empty
+    from qualitylab.scorecard import SCORECARD_COLUMNS
+
+    module = importlib.import_module("qualitylab.scorecard")
+    ds = open_dataset(small_data)
+
+    def thin(*_args, **_kwargs):
+        raise QualityLabError("no decisions for SG in 2026-11-16..2026-11-22")
+
+    monkeypatch.setattr(module, "scorecard", thin)
+    empty = _scorecard_or_empty(ds, "SG", ["vendor"], None, None)
+    assert list(empty.columns) == ["market", "vendor", *SCORECARD_COLUMNS] and empty.empty
+    assert empty.attrs["note"] == "no decisions for SG in 2026-11-16..2026-11-22"
+    for error in (ParameterError("bad key", key="x"), ValueError("bug")):
+
+        def broken(*_args, error=error, **_kwargs):
+            raise error
+
+        monkeypatch.setattr(module, "scorecard", broken)
+        with pytest.raises(type(error)):
+            _scorecard_or_empty(ds, "SG", [], None, None)

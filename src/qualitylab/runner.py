@@ -247,7 +247,6 @@ def build_market_cache(
     import ibis
 
     from qualitylab.report import context, scan_period
-    from qualitylab.scorecard import scorecard
     from qualitylab.sources import open_dataset
 
     started = time.perf_counter()
@@ -278,8 +277,8 @@ def build_market_cache(
 
     with warnings.catch_warnings(record=True) as caught:  # undefined daily rates etc.
         warnings.simplefilter("always")
-        sc = scorecard(cached, market, start=ctx.start, end=ctx.end)
-        sc_vendor = scorecard(cached, market, by=["vendor"], start=ctx.start, end=ctx.end)
+        sc = _scorecard_or_empty(cached, market, [], ctx.start, ctx.end)
+        sc_vendor = _scorecard_or_empty(cached, market, ["vendor"], ctx.start, ctx.end)
         alerts = scan_period(cached, ctx)
     log.info("%s: %d warnings while computing scorecard and alerts", market, len(caught))
     con.create_table("ql_alerts", ibis.memtable(_as_text(alerts)))
@@ -307,6 +306,30 @@ def build_market_cache(
         "period": (str(ctx.start), str(ctx.end)),
         "seconds": time.perf_counter() - started,
     }
+
+
+def _scorecard_or_empty(ds: Any, market: str, by: list[str], start: Any, end: Any) -> pd.DataFrame:
+    """The market's scorecard, or an empty one when its data is too thin for it.
+
+    The notebooks then say why in their own sections; the market still runs.
+    """
+    from qualitylab.scorecard import SCORECARD_COLUMNS, scorecard
+
+    try:
+        return scorecard(ds, market, by=by, start=start, end=end)
+    except ParameterError:
+        raise
+    except QualityLabError as exc:
+        log.warning("%s: no scorecard by %s: %s", market, by or "market", redact(str(exc)))
+        text = {"market", *by, "metric", "status"}
+        empty = pd.DataFrame(
+            {
+                c: pd.Series([], dtype="string" if c in text else bool if c == "small_n" else float)
+                for c in ["market", *by, *SCORECARD_COLUMNS]
+            }
+        )
+        empty.attrs["note"] = str(exc)
+        return empty
 
 
 # --------------------------------------------------------------------------- #
