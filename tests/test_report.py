@@ -508,3 +508,30 @@ def test_notebook_notes_read_back_what_sections_displayed(tmp_path: Path):
     sentence = re.search(r"Red team</strong>: not shown, too little data \(([^)]*)\)", text)
     assert sentence and "&lt;MY&gt;" in sentence.group(1) and "<MY>" not in text
     assert report.NOTE_MIMETYPE not in text  # the JSON stays in the notebook
+
+
+def test_scan_period_scans_a_young_market_over_its_whole_range(tmp_path: Path):
+    """A period that starts before the market's data: no baseline, so the whole range."""
+    import warnings
+
+    from qualitylab import detect
+    from qualitylab.demo import generate
+    from qualitylab.errors import QualityLabError
+
+    generate(tmp_path, markets=["SG"], days=21, scale="small", seed=3, young_market="MY")
+    ctx = report.context(str(tmp_path), "MY")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(QualityLabError):  # an explicit start needs a baseline before it
+            detect.scan(ctx.ds, "MY", start=ctx.start, end=ctx.end)
+        got = report.scan_period(ctx.ds, ctx)
+        want = detect.scan(ctx.ds, "MY", end=ctx.end)
+    assert not got.attrs.get("note")
+    pd.testing.assert_frame_equal(got, want)
+    # a scan that cannot run at all: an empty table whose note require() reports
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        none = report.scan_period(ctx.ds, report.context(str(tmp_path), "MY", as_of="2026-10-01"))
+    assert none.empty and none.attrs["note"]
+    with pytest.raises(QualityLabError, match="^the alert scan: "):
+        report.require(none, "the alert scan")

@@ -921,22 +921,31 @@ def _restore(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def scan_period(ds: Dataset, ctx: ReportContext) -> pd.DataFrame:
     """Alerts for the report period, judged against the 28 days before it.
 
-    When the data does not reach back far enough for a baseline, the alert
-    window starts later; with no room at all, an empty alert table is
-    returned with a warning (and the reason in ``attrs["note"]``).
+    When the market's data starts too late for that baseline (fewer than 7
+    days before the period: a young market), the whole data range is scanned
+    instead, so the detector can judge the young days by its own rule; the
+    alerts that reach into the period are the ones shown. When no scan is
+    possible, an empty alert table is returned with a warning and the reason
+    in ``attrs["note"]`` (:func:`require` turns it into a section note).
     """
     import warnings
 
     from qualitylab.detect import ALERT_COLUMNS, scan
-    from qualitylab.errors import QualityLabError
 
     try:
         return scan(ds, ctx.market, start=ctx.start, end=ctx.end)
     except QualityLabError as exc:
-        warnings.warn(f"no alerts for {ctx.market}: {exc}", stacklevel=2)
-        empty = pd.DataFrame(columns=ALERT_COLUMNS)
-        empty.attrs["note"] = str(exc)
-        return empty
+        error = exc
+    try:
+        first = m.resolve_period(ds, market=ctx.market, start=None, end=None).start
+        if ctx.start - timedelta(days=7) < first <= ctx.end:  # too young for the baseline
+            return scan(ds, ctx.market, end=ctx.end)
+    except QualityLabError as exc:
+        error = exc
+    warnings.warn(f"no alerts for {ctx.market}: {error}", stacklevel=2)
+    empty = pd.DataFrame(columns=ALERT_COLUMNS)
+    empty.attrs["note"] = str(error)
+    return empty
 
 
 #: Alerts already scanned, per dataset (dropped with it) and market/period.
