@@ -94,7 +94,7 @@ def variants(draw: st.DrawFn, first: date, last: date) -> dict[str, object]:
         "empty": draw(st.sets(st.sampled_from(pc.OPTIONAL))),
         "drop_markets": draw(st.sets(st.sampled_from(MARKETS), max_size=2)),
         "cut": (first + timedelta(days=cut_from), first + timedelta(days=cut_from + cut_days)),
-        "market": draw(st.sampled_from(MARKETS)),
+        "market": draw(st.sampled_from([*MARKETS, "TH"])),  # TH: parameters, no data
         "period": None
         if start_off is None
         else (

@@ -94,5 +94,18 @@ def test_period_without_data_is_one_clear_error(small_data):
     from qualitylab.errors import QualityLabError
 
     ds = open_dataset(small_data)
-    with pytest.raises(QualityLabError, match=r"no data for market SG in 2027-01-01\.\.2027-01-28"):
-        scorecard(ds, "SG", by=["vendor"], start="2027-01-01", end="2027-01-28")
+    for by in (["vendor"], []):  # ungrouped, not a table of zero volume and NaN
+        with pytest.raises(
+            QualityLabError, match=r"no data for market SG in 2027-01-01\.\.2027-01-28"
+        ):
+            scorecard(ds, "SG", by=by, start="2027-01-01", end="2027-01-28")
+
+
+def test_ungrouped_whole_range_has_no_previous_volume(small_data):
+    from qualitylab.metrics import resolve_period
+
+    ds = open_dataset(small_data)
+    whole = resolve_period(ds, market="SG", start=None, end=None)
+    sc = scorecard(ds, "SG", start=whole.start, end=whole.end).set_index("metric")
+    assert sc[["prev_value", "delta", "p_value"]].isna().all().all()  # not a volume of 0
+    assert sc.loc["volume", "value"] > 0

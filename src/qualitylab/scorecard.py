@@ -148,6 +148,12 @@ def _collect(
     return pd.concat(parts, ignore_index=True)
 
 
+def _has_decisions(frame: pd.DataFrame) -> bool:
+    """Whether collected KPIs count any decision (ungrouped, an empty period has volume 0)."""
+    volume = frame.loc[frame["metric"] == "volume", "value"]
+    return bool(volume.fillna(0).sum() > 0)
+
+
 def _change_pvalues(cur: pd.DataFrame, prev: pd.DataFrame, days: tuple[int, int]) -> np.ndarray:
     """Two-sided p-values of the change, per row.
 
@@ -233,7 +239,7 @@ def scorecard(
     with warnings.catch_warnings():  # no decisions at all is the error below
         warnings.filterwarnings("ignore", message="no decisions", category=UserWarning)
         cur = _collect(ds, market, cols, period.start, period.end, thr)
-    if cur.empty:
+    if not _has_decisions(cur):
         raise QualityLabError(f"no data for market {market} in {period.start}..{period.end}")
     key = [*cols, "metric"]
     notes: list[str] = []
@@ -245,7 +251,7 @@ def scorecard(
                 prev = _collect(ds, market, cols, prev_p.start, prev_p.end, thr)
         except QualityLabError:
             prev = cur.iloc[:0]
-        if prev.empty:  # e.g. the period starts with the data: prev_* stay empty
+        if not _has_decisions(prev):  # e.g. the period starts with the data: prev_* stay empty
             prev = cur.iloc[:0]
             notes.append(
                 f"no data in the previous period {prev_p.start}..{prev_p.end}; "
