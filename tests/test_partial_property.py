@@ -26,7 +26,7 @@ from qualitylab.errors import QualityLabError
 from tests import partial_cases as pc
 
 MARKETS = ("SG", "ID")
-EXAMPLES = int(os.environ.get("QUALITYLAB_PROPERTY_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("QUALITYLAB_PROPERTY_EXAMPLES", "16"))
 DAYS = 42
 TIMESTAMP = {
     "decisions": "created_at",
