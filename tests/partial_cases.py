@@ -39,6 +39,8 @@ COMMANDS = ("validate", "headline", "scorecard", "detect", "rca", "capacity", "r
 RESULTS: dict[tuple[str, str], str] = {}
 #: Case names in display order, filled in by the matrix test.
 CASE_ORDER: list[str] = []
+#: What each case's data is, filled in by the matrix test.
+CASE_NOTES: dict[str, str] = {}
 #: Seconds per cell ("case/command") and in all ("total"), filled in by the matrix test.
 TIMINGS: dict[str, float] = {}
 
@@ -220,7 +222,7 @@ def build_cases(root: Path) -> list[Case]:
     add(
         "empty_optional",
         optional_for_other_market(base),
-        note=f"optional tables have rows for {OTHER_MARKET} only",
+        note=f"optional tables have rows for {OTHER_MARKET} only (qa_audits: none)",
     )
     empty_start, empty_end = last + timedelta(days=40), last + timedelta(days=67)
     add(
@@ -236,7 +238,7 @@ def build_cases(root: Path) -> list[Case]:
             "run": ["--markets", MARKET, "--as-of", str(first - timedelta(days=30))],
         },
         plan={"date": first - timedelta(days=60)},
-        note=f"periods after/before the data ({empty_start}..{empty_end})",
+        note=f"periods without data ({empty_start}..{empty_end}; run/readiness: before it)",
     )
     add(
         "whole_range",
@@ -264,7 +266,7 @@ def build_cases(root: Path) -> list[Case]:
             ],
             "run": ["--markets", MARKET, "--as-of", str(last)],
         },
-        note=f"{first}..{last}",
+        note=f"periods over the data's whole range {first}..{last}",
     )
     add("days10", generate_base(root / "days10" / "data", days=10), note="10 days of history")
     starts = mid + timedelta(days=30)  # inside the default 28-day window
@@ -281,6 +283,13 @@ def build_cases(root: Path) -> list[Case]:
         args={"scorecard": ["--market", MARKET, "--by", "queue"]},
         note=f"queue appeal stops after {stops}",
     )
+    for table in ("qa_audits", "staffing"):  # single tables absent (cheap: no run)
+        add(
+            f"no_{table}",
+            {k: v for k, v in base.items() if k != table},
+            args={"run": None},
+            note=f"{table} absent (run: see no_optional)",
+        )
     tiny = write_tables(root / "tiny" / "data", tiny_tables())
     add(
         "tiny",
@@ -327,8 +336,8 @@ def matrix_lines() -> list[str]:
     """The commands x cases grid of :data:`RESULTS`, one line per case and command."""
     if not RESULTS:
         return []
-    lines = []
     width = max(len(c) for c in CASE_ORDER)
+    lines = [f"{case:<{width}}  = {CASE_NOTES.get(case, '')}" for case in CASE_ORDER]
     for case in CASE_ORDER:
         for command in COMMANDS:
             text = RESULTS.get((case, command), "not run")

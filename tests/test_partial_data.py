@@ -38,19 +38,31 @@ CASES = (
     "days10",
     "segment_starts",
     "segment_stops",
+    "no_qa_audits",
+    "no_staffing",
     "tiny",
 )
 # Cells that must succeed: the data they get is partial but enough for the
 # command. Others may also stop with one clean error line.
 MUST_SUCCEED = {
     (case, cmd)
-    for case in ("no_optional", "empty_optional", "whole_range", "segment_starts", "segment_stops")
+    for case in (
+        "no_optional",
+        "empty_optional",
+        "whole_range",
+        "segment_starts",
+        "segment_stops",
+        "no_qa_audits",
+        "no_staffing",
+    )
     for cmd in pc.COMMANDS
 } - {
     ("whole_range", "rca"),  # its default baseline (28 days before the data) is empty
     ("no_optional", "rca"),  # rca of accuracy needs qa_audits: one error naming it
     ("empty_optional", "rca"),  # ... or audits of the market's decisions
     ("no_optional", "capacity"),  # handle times and rosters come from staffing
+    ("no_qa_audits", "rca"),
+    ("no_staffing", "capacity"),
 }
 MUST_SUCCEED |= {(case, "validate") for case in CASES if case != "empty_period"}
 WORKERS = int(os.environ.get("QUALITYLAB_MATRIX_JOBS", "2"))
@@ -166,6 +178,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Ce
         }
         cells = {key: f.result() for key, f in futures.items()}
     pc.CASE_ORDER[:] = list(CASES)
+    pc.CASE_NOTES.update({case.name: case.note for case in cases})
     for key, cell in cells.items():
         pc.RESULTS[key] = cell.verdict()[1]
     pc.TIMINGS["total"] = time.perf_counter() - started
