@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 import warnings
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -278,12 +279,26 @@ def test_ten_days_give_results_and_seven_days_an_empty_frame_with_the_reason(tmp
     assert empty.attrs["scanned"]["start"] == "2026-03-02"
 
 
-def test_explicit_start_without_seven_days_of_history_names_the_dates(tmp_path):
+def test_explicit_start_without_seven_days_of_history_is_scanned_young(tmp_path):
+    # data 2026-03-02..03-13: a start 3 days in has no baseline before it, so the days from
+    # the 8th day of data on are judged on the young rule, and nothing is reported before start
     folder = write_tables(tmp_path / "d", make_tables(6, 12))
+    ds = open_dataset(folder)
+    alerts = scan(ds, MARKET, start="2026-03-05")
+    sc = alerts.attrs["scanned"]
+    assert (sc["start"], sc["end"]) == ("2026-03-05", "2026-03-13")
+    assert (sc["young_start"], sc["young_end"]) == ("2026-03-09", "2026-03-13")
+    assert sc["full_start"] is None
+    assert (alerts["start_date"] >= pd.Timestamp("2026-03-05")).all()
+    # a start with 7+ days of data before it keeps them as its (short) baseline, as before
+    late = scan(ds, MARKET, start="2026-03-11")
+    assert late.attrs["scanned"]["full_start"] == "2026-03-11"
+    assert late.attrs["baseline"] == (date(2026, 3, 2), date(2026, 3, 10))
+    # a period after the data is still an error that names the dates
     with pytest.raises(
-        QualityLabError, match=r"2026-03-05\.\.2026-03-13.*2026-03-02\.\.2026-03-13"
+        QualityLabError, match=r"2026-03-20\.\.2026-03-13.*2026-03-02\.\.2026-03-13"
     ):
-        scan(open_dataset(folder), MARKET, start="2026-03-05")
+        scan(ds, MARKET, start="2026-03-20")
 
 
 # --------------------------------------------------------------------------- #

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -276,9 +277,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             by_reason.setdefault(re.sub(r"\d+", "N", str(row["reason"])), []).append(row)
         print(f"{len(skipped)} series could not be judged:", file=sys.stderr)
         ranked = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
-        for reason, rows in ranked[:6]:
+        for _, rows in ranked[:6]:
             eg = ", ".join(f"{r['metric']} {r['dimension']}={r['segment']}" for r in rows[:3])
-            print(f"  {len(rows)} x {reason} (e.g. {eg})", file=sys.stderr)
+            print(f"  {len(rows)} like {rows[0]['reason']!r} (e.g. {eg})", file=sys.stderr)
         if len(ranked) > 6:
             rest = sum(len(rows) for _, rows in ranked[6:])
             print(f"  {rest} more, for {len(ranked) - 6} other reasons", file=sys.stderr)
@@ -446,11 +447,18 @@ _COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qualitylab`` console script."""
     args = build_parser().parse_args(argv)
-    try:
-        return _COMMANDS[args.command](args)
-    except QualityLabError as exc:
-        print(f"qualitylab {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+
+    def one_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        # a library warning is a note to the user, not a source line to debug
+        print(f"qualitylab {args.command}: note: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line
+        try:
+            return _COMMANDS[args.command](args)
+        except QualityLabError as exc:
+            print(f"qualitylab {args.command}: error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1881,6 +1881,7 @@ _YOUNG = "young_baseline"
 _YOUNG_MIN_HISTORY = 7
 #: History days further than this many robust SDs from the history's median are screened out.
 _YOUNG_SCREEN = 3.5
+_YOUNG_TIMES = "response percentiles are not judged on a young baseline (sla_compliance is)"
 
 
 def _robust_keep(x: np.ndarray, floor: float = 0.0) -> np.ndarray:
@@ -1987,7 +1988,17 @@ def _young_windows(
     Returns the flagged single-day windows (p-values already Bonferroni-
     corrected over the series' judged days), the number of days judged, and
     a skip reason when none could be.
+
+    Response percentiles are not judged on a young baseline: a day's p90 of
+    a bimodal response-time distribution (most items in minutes, a tail in
+    hours) jumps ten-fold when the day's tail share crosses 10%, which a few
+    days of history cannot tell from a shift (on the demo's shape without
+    incidents, every false young alert was such a p90 day).
+    ``sla_compliance``, an exact binomial rate, watches the same response
+    times there.
     """
+    if s.metric in _TIMES:
+        return [], 0, (_YOUNG_TIMES, float(np.nansum(s.n)), int(np.isfinite(s.value).sum()))
     value = s.value.copy()
     if s.metric in _COUNTS:
         value = np.where(np.isfinite(value), value, 0.0)
@@ -2629,7 +2640,12 @@ class _Range:
     base_start: date  # first day loaded
     start: date  # first day of the full-baseline period (after ``end`` when there is none)
     end: date
-    young: bool  # default period: the days before ``start`` are scanned with young baselines
+    young: bool  # the days before ``start`` are scanned with young baselines
+    first: date | None = None  # young: the first day alerts may start on (default base_start)
+
+    @property
+    def first_alert(self) -> date:
+        return (self.first or self.base_start) if self.young else self.start
 
     @property
     def days(self) -> int:
@@ -2643,6 +2659,12 @@ def _resolve_dates(ds: Any, market: str, start: Any, end: Any, baseline_days: in
     e = _to_date(end, "end") or data.end
     s = _to_date(start, "start")
     young = s is None
+    first = None
+    if s is not None and data.start <= s <= min(e, data.end) and (s - data.start).days < 7:
+        # too little history before an explicit start for a baseline: the young rule
+        # judges the days from ``s`` on, the full detectors once baseline_days exist
+        young, first = True, s
+        s = None
     if s is None:
         s = data.start + timedelta(days=baseline_days)
         base_start = data.start
@@ -2661,7 +2683,7 @@ def _resolve_dates(ds: Any, market: str, start: Any, end: Any, baseline_days: in
                 baseline_days=baseline_days,
             )
         )
-    return _Range(data.start, data.end, base_start, s, min(e, data.end), young)
+    return _Range(data.start, data.end, base_start, s, min(e, data.end), young, first)
 
 
 def _mask_dates(ds: Any, market: str, timezone: str, kinds: Collection[str]) -> set[pd.Timestamp]:
@@ -2914,7 +2936,7 @@ def scan(
         mask=np.asarray(dates.isin(list(masked)), dtype=bool),
         min_n=int(min_n if min_n is not None else mp.min_n),
         fdr=float(q),
-        first_scan=0 if rng.young else (start_d - base_start).days,
+        first_scan=(rng.first_alert - base_start).days,
         window=baseline_days,
     )
     full = ctx.monitored_days > 0
@@ -3150,8 +3172,10 @@ def _scan_attrs(
     out: pd.DataFrame, rng: _Range, q: float, baseline_days: int, ctx: _Context | None
 ) -> None:
     """The dates a scan covered, as plain values (see :func:`scan`, Returns)."""
-    first = rng.base_start if rng.young else rng.start
-    young_from = rng.base_start + timedelta(days=_YOUNG_MIN_HISTORY) if rng.young else None
+    first = rng.first_alert
+    young_from = (
+        max(rng.base_start + timedelta(days=_YOUNG_MIN_HISTORY), first) if rng.young else None
+    )
     young_to = min(rng.start - timedelta(days=1), rng.end) if rng.young else None
     if young_from is not None and young_to is not None and young_from > young_to:
         young_from = young_to = None
