@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -535,3 +536,18 @@ def test_scan_period_scans_a_young_market_over_its_whole_range(tmp_path: Path):
     assert none.empty and none.attrs["note"]
     with pytest.raises(QualityLabError, match="^the alert scan: "):
         report.require(none, "the alert scan")
+
+
+def test_header_says_when_the_data_starts_after_the_baseline(tmp_path: Path):
+    # a market with 14 days of history: the header must not read as 28 + 28 days of data
+    from qualitylab.demo import generate
+
+    generate(tmp_path / "y", scale="small", seed=3, young_market="MY", parameters=None)
+    ctx = report.context(str(tmp_path / "y"), "MY")
+    assert ctx.data_start == ctx.as_of - timedelta(days=13)
+    assert ctx.period.days == 28 and ctx.data_start > ctx.baseline.end
+    text = report.header(ctx).data
+    assert f"MY&#x27;s data starts on {ctx.data_start}" in text
+    assert "14 of the period&#x27;s 28 days have data, and none of the 28 days before." in text
+    old = report.context(str(tmp_path / "y"), "SG")  # 90 days: nothing to say
+    assert old.coverage == "" and "starts on" not in report.header(old).data

@@ -52,6 +52,7 @@ __all__ = [
     "context",
     "data_end",
     "escape",
+    "header",
     "kpi_table",
     "moderator_aliases",
     "notebook_notes",
@@ -89,6 +90,38 @@ class ReportContext:
     period: m.Period
     baseline: m.Period
     as_of: date
+    data_start: date | None = None  # first market-local date with decisions (None: unknown)
+
+    @property
+    def coverage(self) -> str:
+        """One sentence when the market's data starts after the comparison period does.
+
+        Empty when the data covers the period and its baseline. A market with
+        two weeks of history otherwise reads "28 days, compared with the 28
+        days before" over days it has no data for.
+
+        Examples
+        --------
+        >>> from qualitylab.metrics import Period
+        >>> c = ReportContext(None, "MY", None, Period(date(2026, 10, 26), date(2026, 11, 22)),
+        ...                   Period(date(2026, 9, 28), date(2026, 10, 25)), date(2026, 11, 22),
+        ...                   data_start=date(2026, 11, 9))
+        >>> c.coverage
+        "MY's data starts on 2026-11-09: 14 of the period's 28 days have data, and none of the 28 days before."
+        """
+        first = self.data_start
+        if first is None or first <= self.baseline.start:
+            return ""
+
+        def covered(p: m.Period) -> int:
+            return max((p.end - max(first, p.start)).days + 1, 0)
+
+        cur, base = covered(self.period), covered(self.baseline)
+        before = f"{base or 'none'} of the {self.baseline.days} days before"
+        return (
+            f"{self.market}'s data starts on {first}: {cur} of the period's {self.period.days} "
+            f"days have data, and {before}."
+        )
 
     @property
     def start(self) -> date:
@@ -141,9 +174,14 @@ def context(
     """
     ds = data if isinstance(data, Dataset) else open_dataset(data, parameters=parameters or None)
     mp = ds.params.market(market)
+    try:
+        covered = m.resolve_period(ds, market=market, start=None, end=None)
+    except QualityLabError:  # no decisions for the market: its sections say so
+        covered = None
     day = m._as_date(as_of) if as_of else data_end(ds, market)
     period = m.last_full_weeks(day, weeks)
-    ctx = ReportContext(ds, market, mp, period, baseline_of(period), day)
+    first = covered.start if covered is not None else None
+    ctx = ReportContext(ds, market, mp, period, baseline_of(period), day, first)
     if prefetch_alerts and isinstance(data, str | Path) and prefetch.enabled():
         try:
             stored = "ql_alerts" in ds.backend.list_tables()
@@ -441,6 +479,27 @@ def _fmt_value(metric: str, value: object) -> str:
             return f"{int(value):,}"
         return f"{float(value):,.3g}"
     return str(value)
+
+
+def header(ctx: ReportContext):
+    """The notebook's opening line: market, period and baseline, and any gap in the data.
+
+    Examples
+    --------
+    >>> from qualitylab.metrics import Period
+    >>> c = ReportContext(None, "SG", None, Period(date(2026, 10, 26), date(2026, 11, 22)),
+    ...                   Period(date(2026, 9, 28), date(2026, 10, 25)), date(2026, 11, 22),
+    ...                   data_start=date(2026, 10, 5))
+    >>> print(header(c).data)  # doctest: +NORMALIZE_WHITESPACE
+    <p><strong>SG, 2026-10-26 to 2026-11-22</strong> &middot; 28 days, compared with the 28 days
+    before. SG&#x27;s data starts on 2026-10-05: 28 of the period&#x27;s 28 days have data, and
+    21 of the 28 days before.</p>
+    """
+    label = ctx.label if ctx.params is not None else f"{ctx.market}, {ctx.start} to {ctx.end}"
+    text = "<strong>{label}</strong> &middot; {days} days, compared with the {days} days before."
+    if ctx.coverage:
+        text += " {coverage}"
+    return say(text, label=label, days=ctx.period.days, coverage=ctx.coverage)
 
 
 def say(template: str, **values: object):
