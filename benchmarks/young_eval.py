@@ -40,80 +40,12 @@ import pandas as pd
 from qualitylab.detect import scan
 from qualitylab.sources import open_dataset
 
-MARKET = "PH"
-TZ = "Asia/Manila"
-START = pd.Timestamp("2026-03-02")
-WEEK = np.array([1.0, 0.96, 0.98, 1.0, 1.06, 1.14, 1.08])
+# the generator of the young-baseline tests (another shape than the demo), not a copy
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import write_tables  # noqa: E402
+from test_detect_young import MARKET, START, make_tables  # noqa: E402
+
 SPIKE_DAY, SPIKE_FRAC = 12, 0.8
-
-
-def make_tables(
-    seed: int, days: int = 14, *, level: float = 400.0, spike: bool = False
-) -> dict[str, pd.DataFrame]:
-    """One market's decisions and audits (the generator of ``tests/test_detect_young.py``)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for d in range(days):
-        lam = level * WEEK[(START + pd.Timedelta(days=d)).day_of_week] * rng.gamma(200.0, 1 / 200)
-        k = rng.poisson(lam)
-        secs = np.sort(rng.uniform(0, 86400, k))
-        local = START + pd.Timedelta(days=d) + pd.to_timedelta(secs, unit="s")
-        rows.append(
-            pd.DataFrame(
-                {
-                    "created_at": local.tz_localize(TZ).tz_convert("UTC"),
-                    "vendor": np.where(rng.random(k) < 0.62, "Kestrel", "Osprey"),
-                    "queue": np.where(rng.random(k) < 0.7, "live_stream", "live_report"),
-                    "day": d,
-                }
-            )
-        )
-    dec = pd.concat(rows, ignore_index=True)
-    n = len(dec)
-    dec["decision_id"] = [f"ph{seed}-{i}" for i in range(n)]
-    dec["decided_at"] = dec["created_at"] + pd.to_timedelta(rng.exponential(70.0, n), unit="s")
-    dec["market"] = MARKET
-    dec["site"] = dec["vendor"] + "-Cebu"
-    dec["language"] = np.where(rng.random(n) < 0.55, "tl", "en")
-    dec["moderator_id"] = [f"mod{j}" for j in rng.integers(0, 40, n)]
-    dec["routing"] = np.where(rng.random(n) < 0.5, "human", "ai_assisted")
-    enforced = rng.random(n) < 0.2
-    dec["action"] = np.where(enforced, "warn", "no_action")
-    dec["policy"] = np.where(enforced, "spam", "none")
-    dec["ai_model"] = "sentry-2"
-    dec["ai_score"] = np.clip(np.where(enforced, 0.8, 0.1) + rng.normal(0, 0.1, n), 0, 1)
-    dec["ai_policy"] = np.where(dec["ai_score"] >= 0.5, "spam", "none")
-    if spike:
-        pool = dec[dec["day"] == SPIKE_DAY]
-        dup = pool.sample(frac=SPIKE_FRAC, random_state=seed).copy()
-        dup["decision_id"] = dup["decision_id"] + "-dup"
-        dec = pd.concat([dec, dup], ignore_index=True)
-    dec = dec.drop(columns="day")
-    audited = dec[~dec["decision_id"].str.contains("-dup")].sample(frac=0.12, random_state=seed)
-    m = len(audited)
-    right = rng.random(m) < 0.93
-    wrong = np.where(audited["action"] == "warn", "no_action", "warn")
-    qa_action = np.where(right, audited["action"], wrong)
-    audits = pd.DataFrame(
-        {
-            "audit_id": [f"qa{seed}-{i}" for i in range(m)],
-            "decision_id": audited["decision_id"].to_numpy(),
-            "audited_at": audited["decided_at"].to_numpy() + pd.Timedelta(hours=6),
-            "qa_source": "internal",
-            "auditor_id": "aud1",
-            "qa_action": qa_action,
-            "qa_policy": np.where(qa_action == "warn", "spam", "none"),
-            "sample_weight": 1.0,
-        }
-    )
-    return {"decisions": dec, "qa_audits": audits}
-
-
-def write(folder: Path, tables: dict[str, pd.DataFrame]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, df in tables.items():
-        df.to_parquet(folder / f"{name}.parquet", index=False)
-    return folder
 
 
 def run_scan(folder: Path, market: str) -> pd.DataFrame:
@@ -137,10 +69,12 @@ def spike_found(alerts: pd.DataFrame, market: str, day: pd.Timestamp) -> bool:
 def own_generator(seeds: int, tmp: Path, say) -> dict[str, float]:
     clean_counts, hits, days_judged = [], [], []
     for seed in range(seeds):
-        clean = run_scan(write(tmp / f"c{seed}", make_tables(seed)), MARKET)
+        clean = run_scan(write_tables(tmp / f"c{seed}", make_tables(seed)), MARKET)
         clean_counts.append(len(young(clean)))
         days_judged.append(clean.attrs["young"]["days_judged"])
-        spiked = run_scan(write(tmp / f"s{seed}", make_tables(seed, spike=True)), MARKET)
+        spiked = run_scan(
+            write_tables(tmp / f"s{seed}", make_tables(seed, spike=(SPIKE_DAY, SPIKE_FRAC))), MARKET
+        )
         hits.append(spike_found(spiked, MARKET, START + pd.Timedelta(days=SPIKE_DAY)))
         shutil.rmtree(tmp / f"c{seed}")
         shutil.rmtree(tmp / f"s{seed}")

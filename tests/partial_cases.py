@@ -20,19 +20,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from qualitylab.contract import TABLES
 from tests.conftest import PARAMS, REPO, tiny_tables, write_tables
 
 MARKET = "SG"
 OTHER_MARKET = "ID"  # a market with a parameters file and, in these datasets, no decisions
-OPTIONAL = (
-    "qa_audits",
-    "staffing",
-    "calibration",
-    "vendor_reported",
-    "events",
-    "escalations",
-    "red_team",
-)
+OPTIONAL = tuple(name for name, spec in TABLES.items() if not spec.required)
 COMMANDS = ("validate", "headline", "scorecard", "detect", "rca", "capacity", "readiness", "run")
 
 #: (case, command) -> display text of the cell, filled in by the matrix test.

@@ -487,19 +487,20 @@ def header(ctx: ReportContext):
     Examples
     --------
     >>> from qualitylab.metrics import Period
-    >>> c = ReportContext(None, "SG", None, Period(date(2026, 10, 26), date(2026, 11, 22)),
+    >>> from qualitylab.params import load_parameters
+    >>> sg = load_parameters().market("SG")
+    >>> c = ReportContext(None, "SG", sg, Period(date(2026, 10, 26), date(2026, 11, 22)),
     ...                   Period(date(2026, 9, 28), date(2026, 10, 25)), date(2026, 11, 22),
     ...                   data_start=date(2026, 10, 5))
     >>> print(header(c).data)  # doctest: +NORMALIZE_WHITESPACE
-    <p><strong>SG, 2026-10-26 to 2026-11-22</strong> &middot; 28 days, compared with the 28 days
+    <p><strong>Singapore (SG), 2026-10-26 to 2026-11-22</strong> &middot; 28 days, compared with the 28 days
     before. SG&#x27;s data starts on 2026-10-05: 28 of the period&#x27;s 28 days have data, and
     21 of the 28 days before.</p>
     """
-    label = ctx.label if ctx.params is not None else f"{ctx.market}, {ctx.start} to {ctx.end}"
     text = "<strong>{label}</strong> &middot; {days} days, compared with the {days} days before."
     if ctx.coverage:
         text += " {coverage}"
-    return say(text, label=label, days=ctx.period.days, coverage=ctx.coverage)
+    return say(text, label=ctx.label, days=ctx.period.days, coverage=ctx.coverage)
 
 
 def say(template: str, **values: object):
