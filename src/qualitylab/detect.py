@@ -2047,7 +2047,11 @@ def _young_windows(
             stats.append((int(t), p, int(np.sign(tt)), float(np.expm1(mean)), h, obs, 0.0))
     if not stats:
         if rate:
-            why = f"young baseline n={largest_ref:.0f} < min_n={ctx.min_n} or daily n < min_n"
+            top = float(np.max(np.where(judge, nn, 0.0)))
+            if top < ctx.min_n:  # a young day is judged alone: it needs min_n itself
+                why = f"largest young-day n={top:.0f} < min_n={ctx.min_n}"
+                return [], 0, (why, top, n_days)
+            why = f"young baseline n={largest_ref:.0f} < min_n={ctx.min_n}"
             return [], 0, (why, largest_ref, n_days)
         return [], 0, (f"{n_days} day(s) with data (need 8, 7 of history)", 0.0, n_days)
     days = len(stats)
