@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
@@ -120,7 +121,10 @@ def test_run_isolates_failures_and_keeps_last_good_report(small_data, fake_noteb
         "scorecard.csv",
     ):
         assert (sg / f).is_file(), f
-    assert not (day / "ID").exists()  # a failed market never lands as if it were good
+    # ID's good notebook lands; its failed one never lands as if it were good
+    assert (day / "ID" / "scorecard.stakeholder.html").is_file()
+    assert not (day / "ID" / "ai.html").exists()
+    assert (day / ".failed" / first.run_id / "ID" / "ai.ipynb").is_file()
     manifest = json.loads((day / "manifest.json").read_text())
     assert {"run_id", "qualitylab_version", "data_hash", "jobs"} <= set(manifest)
     assert {j["status"] for j in manifest["jobs"]} == {"ok", "failed"}
@@ -158,7 +162,20 @@ def test_run_isolates_failures_and_keeps_last_good_report(small_data, fake_noteb
     )
     assert not second.ok
     assert (sg / "scorecard.html").stat().st_mtime_ns == stamp
-    assert len(pd.read_parquet(out / "history.parquet").run_id.unique()) == 2
+    history = pd.read_parquet(out / "history.parquet")
+    # one row set per market and date: SG's rows are the second run's, ID's the first's
+    assert not history.duplicated(["as_of", "market", "metric"]).any()
+    assert set(history.loc[history.market == "SG", "run_id"]) == {second.run_id}
+    assert set(history.loc[history.market == "ID", "run_id"]) == {first.run_id}
+    jobs = {
+        (j["market"], j["notebook"]): j
+        for j in json.loads((day / "manifest.json").read_text())["jobs"]
+    }
+    kept = jobs[("SG", "scorecard")]
+    assert kept["status"] == "failed" and kept["run_id"] == second.run_id
+    assert kept["last_good"]["run_id"] == first.run_id
+    assert jobs[("SG", "ai")]["status"] == "ok" and jobs[("SG", "ai")]["run_id"] == first.run_id
+    assert "last good report" in (day / "index.html").read_text()
 
 
 # --------------------------------------------------------------------------- #
@@ -340,9 +357,13 @@ def test_hub_lists_sections_short_of_data_escaped(tmp_path):
         JobResult("SG", "trends", status="ok", duration=3.0, notes=notes),
         JobResult("SG", "ai", status="ok", duration=2.0),
     ]
-    page = _hub(
-        "2026-11-22", "r1", ["SG"], ["trends", "ai"], results, {}, {"SG": True}, None, tmp_path
-    )
+    manifest = {
+        "run_id": "r1",
+        "markets": ["SG"],
+        "notebooks": ["trends", "ai"],
+        "jobs": [{**asdict(r), "run_id": "r1"} for r in results],
+    }
+    page = _hub("2026-11-22", manifest, None, tmp_path)
     assert "<script>" not in page and page.count("&lt;script&gt;") >= 4
     assert "2 sections short of data" in page
     assert "Sections with too little data" in page and "2 sections in 1 notebooks" in page
@@ -375,3 +396,185 @@ def test_market_cache_keeps_a_market_whose_scorecard_has_too_little_data(small_d
         monkeypatch.setattr(module, "scorecard", broken)
         with pytest.raises(type(error)):
             _scorecard_or_empty(ds, "SG", [], None, None)
+
+
+# --------------------------------------------------------------------------- #
+# Scheduled runs (issue #15): runs add to a date's folder, name their report
+# date, and a backfill reports its own date.
+# --------------------------------------------------------------------------- #
+def _files(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
+
+
+def test_two_notebooks_one_after_the_other_keep_both_reports(small_data, fake_notebooks, tmp_path):
+    out = tmp_path / "reports"
+    common = dict(markets="SG", out=out, notebooks_dir=fake_notebooks, progress=False)
+    first = run(str(small_data), notebooks="scorecard", portfolio=False, **common)
+    second = run(str(small_data), notebooks="trends", portfolio=False, **common)
+    assert first.ok and second.ok and first.out == second.out
+    sg = second.out / "SG"
+    for key in ("scorecard", "trends"):
+        for suffix in (".ipynb", ".html", ".stakeholder.html"):
+            assert (sg / f"{key}{suffix}").is_file(), (key, suffix)
+    manifest = json.loads((second.out / "manifest.json").read_text())
+    produced = {(j["market"], j["notebook"]): j["run_id"] for j in manifest["jobs"]}
+    assert produced == {("SG", "scorecard"): first.run_id, ("SG", "trends"): second.run_id}
+    assert [r["run_id"] for r in manifest["runs"]] == [first.run_id, second.run_id]
+    assert manifest["notebooks"] == ["scorecard", "trends"]
+    market_manifest = json.loads((sg / "manifest.json").read_text())
+    assert {j["notebook"]: j["run_id"] for j in market_manifest["jobs"]} == {
+        "scorecard": first.run_id,
+        "trends": second.run_id,
+    }
+    hub = (second.out / "index.html").read_text()
+    assert "SG/scorecard.stakeholder.html" in hub and "SG/trends.stakeholder.html" in hub
+    assert "2 runs for this date" in hub
+    history = pd.read_parquet(out / "history.parquet")
+    assert set(history["run_id"]) == {second.run_id}  # one row set for SG and this date
+    assert not history.duplicated(["as_of", "market", "metric"]).any()
+    assert len(history) == history["metric"].nunique()
+    # the run log keeps both runs
+    log = (second.out / "run.log").read_text()
+    assert f"run {first.run_id}" in log and f"run {second.run_id}" in log
+
+    # A failed notebook keeps the last good copy of itself and of every other one.
+    before = _files(sg)
+    _fake_notebook(fake_notebooks / NOTEBOOKS["trends"], "raise RuntimeError('trends broke')")
+    third = run(str(small_data), notebooks="trends", portfolio=False, **common)
+    assert not third.ok
+    after = _files(sg)
+    for name in ("trends.html", "trends.stakeholder.html", "trends.ipynb", "scorecard.html"):
+        assert after[name] == before[name], name
+    jobs = {
+        j["notebook"]: j for j in json.loads((second.out / "manifest.json").read_text())["jobs"]
+    }
+    assert jobs["trends"]["status"] == "failed" and jobs["trends"]["run_id"] == third.run_id
+    assert jobs["trends"]["last_good"]["run_id"] == second.run_id
+    assert jobs["scorecard"]["run_id"] == first.run_id and jobs["scorecard"]["status"] == "ok"
+    assert "trends broke" in (second.out / "index.html").read_text()
+
+
+def test_as_of_yesterday_is_resolved_in_the_markets_zone(small_data, fake_notebooks, tmp_path):
+    from datetime import UTC, datetime
+
+    # 2026-11-22 17:30 UTC is already 23 November in Singapore (01:30) and Jakarta (00:30)
+    at = datetime(2026, 11, 22, 17, 30, tzinfo=UTC)
+    summary = run(
+        str(small_data),
+        markets="SG,ID",
+        notebooks="scorecard",
+        as_of="yesterday",
+        now=at,
+        out=tmp_path / "r",
+        notebooks_dir=fake_notebooks,
+        progress=False,
+        portfolio=False,
+    )
+    assert summary.as_of == "2026-11-22" and summary.out.name == "2026-11-22"
+    assert {r.parameters["as_of"] for r in summary.results} == {"2026-11-22"}
+    # 16:30 UTC: 23 November in Singapore, still 22 November in Jakarta: the earlier day
+    early = datetime(2026, 11, 22, 16, 30, tzinfo=UTC)
+    summary = run(
+        str(small_data),
+        markets="SG,ID",
+        notebooks="scorecard",
+        as_of="today",
+        now=early,
+        out=tmp_path / "r",
+        notebooks_dir=fake_notebooks,
+        progress=False,
+        portfolio=False,
+    )
+    assert summary.as_of == "2026-11-22"
+    assert "already 2026-11-23 in SG" in (summary.out / "run.log").read_text()
+    with pytest.raises(ParameterError, match=r"--as-of: report date 'last tuesday' is not a date"):
+        run(
+            str(small_data),
+            markets="SG",
+            as_of="last tuesday",
+            out=tmp_path / "r",
+            notebooks_dir=fake_notebooks,
+        )
+
+
+def _truncated(source: Path, dest: Path, market: str, last_day: str) -> Path:
+    """The data as it stood at the end of ``last_day`` (market-local) for one market."""
+    import shutil
+    from datetime import date
+
+    from qualitylab.localtime import period_bounds_utc
+
+    shutil.copytree(source, dest)
+    _, end = period_bounds_utc(date(2026, 1, 1), date.fromisoformat(last_day), "Asia/Singapore")
+    dec = pd.read_parquet(source / "decisions")
+    keep = dec[(dec["market"] == market) & (dec["created_at"] < pd.Timestamp(end))]
+    shutil.rmtree(dest / "decisions")
+    (dest / "decisions").mkdir()
+    keep.to_parquet(dest / "decisions" / "part-00000.parquet", index=False)
+    qa = pd.read_parquet(source / "qa_audits.parquet")
+    qa[qa["decision_id"].isin(set(keep["decision_id"]))].to_parquet(
+        dest / "qa_audits.parquet", index=False
+    )
+    return dest
+
+
+def test_a_backfill_reports_its_own_date(small_data, fake_notebooks, tmp_path):
+    """``--as-of D`` on today's data gives the report a run on D's data gave."""
+    day = "2026-11-08"  # two weeks before the data's last day
+    common = dict(
+        markets="SG",
+        notebooks="scorecard",
+        notebooks_dir=fake_notebooks,
+        progress=False,
+        portfolio=False,
+    )
+    backfill = run(str(small_data), as_of=day, out=tmp_path / "backfill", **common)
+    then = _truncated(small_data, tmp_path / "then", "SG", day)
+    original = run(str(then), out=tmp_path / "original", **common)
+    assert backfill.ok and original.ok
+    assert backfill.as_of == original.as_of == day
+    for name in ("scorecard.csv", "alerts.csv"):
+        a = pd.read_csv(backfill.out / "SG" / name)
+        b = pd.read_csv(original.out / "SG" / name)
+        assert len(a), name
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+    alerts = pd.read_csv(backfill.out / "SG" / "alerts.csv")
+    assert (alerts["end_date"].astype(str) <= day).all()  # nothing after the report date
+    latest = run(str(small_data), out=tmp_path / "latest", **common)
+    assert latest.as_of == "2026-11-22"
+    assert not pd.read_csv(latest.out / "SG" / "scorecard.csv").equals(
+        pd.read_csv(backfill.out / "SG" / "scorecard.csv")
+    )
+
+
+def _run_market(args: tuple[str, str, str, str]) -> str:
+    data, market, out, nbs = args
+    return run(
+        data,
+        markets=market,
+        notebooks="scorecard",
+        out=out,
+        notebooks_dir=nbs,
+        progress=False,
+        portfolio=False,
+    ).run_id
+
+
+def test_runs_finishing_at_once_for_two_markets_both_land(small_data, fake_notebooks, tmp_path):
+    """Two scheduled tasks (SG and ID, one report date) at the same time: one manifest with both."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    out = tmp_path / "reports"
+    args = [(str(small_data), m, str(out), str(fake_notebooks)) for m in ("SG", "ID")]
+    with cf.ProcessPoolExecutor(2, mp_context=mp.get_context("spawn")) as pool:
+        run_ids = list(pool.map(_run_market, args))
+    day = next(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
+    manifest = json.loads((day / "manifest.json").read_text())
+    assert {(j["market"], j["run_id"]) for j in manifest["jobs"]} == set(
+        zip(("SG", "ID"), run_ids, strict=True)
+    )
+    assert sorted(r["run_id"] for r in manifest["runs"]) == sorted(run_ids)
+    history = pd.read_parquet(out / "history.parquet")
+    assert set(history["market"]) == {"SG", "ID"} and len(set(history["run_id"])) == 2
+    assert not [p for p in day.iterdir() if p.name.startswith(".tmp")]

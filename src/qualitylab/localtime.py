@@ -25,6 +25,7 @@ __all__ = [
     "period_bounds_utc",
     "epoch_seconds",
     "date_at_offset",
+    "report_date",
 ]
 
 _DEFAULT_START = datetime(2015, 1, 1, tzinfo=UTC)
@@ -223,3 +224,59 @@ def period_bounds_utc(start: date, end: date, timezone: str) -> tuple[datetime, 
     lo = datetime.combine(start, datetime.min.time(), tzinfo=tz).astimezone(UTC)
     hi = datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=tz).astimezone(UTC)
     return lo, hi
+
+
+#: Report-date keywords that :func:`report_date` resolves in a market's zone.
+REPORT_DATE_KEYWORDS = ("today", "yesterday")
+
+
+def report_date(value: str | date, timezone: str, now: datetime | None = None) -> date:
+    """A report date: ``YYYY-MM-DD``, or ``today`` / ``yesterday`` in a market's zone.
+
+    Scheduled runs name their report date this way: cron passes ``--as-of
+    yesterday``, which means the last calendar day that has ended in the
+    market, whatever zone the cron daemon runs in.
+
+    Parameters
+    ----------
+    value : str or date
+        A date, an ISO date string, ``"today"`` or ``"yesterday"``.
+    timezone : str
+        The market's IANA time zone.
+    now : datetime, optional
+        The instant to resolve against (aware); defaults to the wall clock.
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is neither a date nor one of the keywords.
+
+    Examples
+    --------
+    >>> at = datetime(2026, 12, 6, 20, 30, tzinfo=UTC)  # Monday 04:30 in Singapore
+    >>> report_date("yesterday", "Asia/Singapore", at).isoformat()
+    '2026-12-06'
+    >>> report_date("yesterday", "Asia/Jakarta", at).isoformat()  # 03:30 on Monday
+    '2026-12-06'
+    >>> report_date("today", "UTC", at).isoformat()
+    '2026-12-06'
+    >>> report_date("2026-11-29", "Asia/Singapore").isoformat()
+    '2026-11-29'
+    """
+    if isinstance(value, datetime):
+        raise ValueError(f"report date {value!r} is a timestamp, not a date")
+    if isinstance(value, date):
+        return value
+    text = str(value).strip().lower()
+    if text in REPORT_DATE_KEYWORDS:
+        instant = now or datetime.now(UTC)
+        if instant.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        local = instant.astimezone(ZoneInfo(timezone)).date()
+        return local - timedelta(days=1) if text == "yesterday" else local
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"report date {value!r} is not a date (use YYYY-MM-DD, today or yesterday)"
+        ) from None

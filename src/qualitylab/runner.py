@@ -26,7 +26,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ __all__ = [
     "JobResult",
     "RunSummary",
     "find_notebooks_dir",
+    "read_manifest",
     "redact",
     "run",
 ]
@@ -436,6 +437,7 @@ def run(
     portfolio: bool = True,
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
+    now: datetime | None = None,
 ) -> RunSummary:
     """Run the notebooks for every market and build the hub.
 
@@ -449,8 +451,11 @@ def run(
         Markets (codes) and notebooks (``scorecard, trends, rca, ai, capacity,
         rollout, triage``).
     as_of : str, optional
-        Last market-local date to report; defaults to each market's last day
-        with data. Names the output folder.
+        Last market-local date to report (``YYYY-MM-DD``), or ``"yesterday"`` /
+        ``"today"`` resolved in each market's time zone (with several markets,
+        the earliest of their dates: the last day that has ended in all of
+        them). Defaults to the last day with data. Names the output folder;
+        a run for a past date (a backfill) reports that date's period.
     out : path, default "reports"
     jobs : int, default 1
         Parallel worker processes.
@@ -464,6 +469,9 @@ def run(
         Progress bar; default on a terminal, off in CI and cron.
     echo : callable, optional
         Receives one-line status messages.
+    now : datetime, optional
+        The instant ``today``/``yesterday`` are resolved against (default: the
+        wall clock).
 
     Returns
     -------
@@ -486,6 +494,7 @@ def run(
     codes = _select(markets, sorted(c for c in present if c in params.markets), "market")
     if not codes:
         raise DataContractError("no market in the data has a parameters file")
+    as_of, as_of_note = _resolve_as_of(as_of, codes, params, now)
     base_params = {
         "as_of": as_of or "",
         "weeks": 4,
@@ -516,6 +525,9 @@ def run(
     show = sys.stderr.isatty() and not os.environ.get("CI") if progress is None else progress
     try:
         log.info("run %s: data %s, markets %s, notebooks %s", run_id, redact(data), codes, keys)
+        if as_of_note:
+            log.info(as_of_note)
+            say(as_of_note)
         say(
             f"validated data ({sum(report.rows.values()):,} rows); quarantined: {report.quarantined}"
         )
@@ -588,16 +600,28 @@ def run(
                     n["section"],
                     n["reason"],
                 )
-        manifest = _finish(
-            tmp, final, out_root, run_id, label, data, codes, keys, results, caches, report
-        )
         log.info(
             "run %s finished: %d jobs, %d failed",
             run_id,
             len(results),
             sum(r.status != "ok" for r in results),
         )
-        shutil.copy(logfile, final / "run.log")
+        handler.flush()
+        manifest = _finish(
+            tmp,
+            final,
+            out_root,
+            run_id,
+            label,
+            data,
+            codes,
+            keys,
+            results,
+            caches,
+            report,
+            portfolio=portfolio,
+            logfile=logfile,
+        )
         return RunSummary(run_id, label, final, tuple(results), manifest)
     finally:
         log.removeHandler(handler)
@@ -614,6 +638,36 @@ def _as_text(frame: pd.DataFrame) -> Any:
         for c in frame.columns
     }
     return pa.table(cols) if cols else pa.table({"market": pa.array([], type=pa.string())})
+
+
+def _resolve_as_of(
+    as_of: str | None, codes: Sequence[str], params: Parameters, now: datetime | None
+) -> tuple[str | None, str]:
+    """The run's report date as ``YYYY-MM-DD`` (or None: the data's last day), and a note.
+
+    ``today``/``yesterday`` are resolved in each market's zone; when the
+    markets disagree (a run near midnight), the earliest date is the report
+    date and the note says so.
+    """
+    from qualitylab.localtime import report_date
+
+    if as_of is None or not str(as_of).strip():
+        return None, ""
+    try:
+        dates = {c: report_date(as_of, params.market(c).timezone, now) for c in codes}
+    except ValueError as exc:
+        raise ParameterError(f"--as-of: {exc}", key="as_of") from None
+    day = min(dates.values())
+    later = sorted(c for c, d in dates.items() if d != day)
+    note = ""
+    if later:
+        note = (
+            f"report date {day}: '{as_of}' is already {max(dates.values())} in "
+            f"{', '.join(later)}; the run reports the last day that has ended in every market"
+        )
+    elif str(as_of).strip().lower() in ("today", "yesterday"):
+        note = f"report date {day} ('{as_of}' in the markets' time zones)"
+    return day.isoformat(), note
 
 
 def _latest_date(ds: Any, codes: Sequence[str]) -> str:
@@ -781,6 +835,63 @@ def _run_jobs(specs: list[dict[str, Any]], jobs: int, show: bool) -> list[JobRes
     return sorted(results, key=lambda r: order.get((r.market, r.notebook), 0))
 
 
+#: Market-level files a run writes beside the notebooks (from the market's cache).
+_MARKET_FILES = ("scorecard.csv", "alerts.csv")
+
+
+@contextlib.contextmanager
+def _locked(out_root: Path) -> Iterator[None]:
+    """Hold the output folder's lock: runs that finish at once take turns.
+
+    Two scheduled runs of different markets (or entries) for one report date
+    share the date's manifest, hub and the history; each run's finishing step
+    reads, merges and writes them under this lock.
+    """
+    import fcntl
+
+    out_root.mkdir(parents=True, exist_ok=True)
+    with open(out_root / ".qualitylab.lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_manifest(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """A report date's manifest (``<out>/<as_of>/manifest.json``), or ``{}`` when absent.
+
+    Older manifests (one run per date) are read as one run: their jobs get the
+    run's id.
+    """
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        man = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("%s is unreadable; a new manifest replaces it", path)
+        return {}
+    for job in man.get("jobs", []):
+        job.setdefault("run_id", man.get("run_id"))
+        job.setdefault("finished_at", man.get("finished_at"))
+    return man
+
+
+def _job_order(market: str, notebook: str, markets: Sequence[str]) -> tuple[int, int]:
+    keys = [*NOTEBOOKS, "portfolio"]
+    return (
+        markets.index(market) if market in markets else len(markets),
+        keys.index(notebook) if notebook in keys else len(keys),
+    )
+
+
 def _finish(
     tmp: Path,
     final: Path,
@@ -793,63 +904,122 @@ def _finish(
     results: list[JobResult],
     caches: Mapping[str, Mapping[str, Any]],
     report: Any,
+    *,
+    portfolio: bool = False,
+    logfile: Path | None = None,
 ) -> Path:
-    """Move good market folders into place, then write manifest, history and hub."""
-    final.mkdir(parents=True, exist_ok=True)
-    by_market: dict[str, list[JobResult]] = {}
-    for r in results:
-        by_market.setdefault(r.market, []).append(r)
-    moved: dict[str, bool] = {}
-    for market, rs in by_market.items():
-        folder = "portfolio" if market == "ALL" else market
-        src, dst = tmp / folder, final / folder
-        if all(r.status == "ok" for r in rs) and src.exists():
-            trash = final / f".old-{folder}-{run_id}"
-            if dst.exists():
-                dst.rename(trash)
-            src.rename(dst)
-            shutil.rmtree(trash, ignore_errors=True)
-            moved[market] = True
-        else:
-            moved[market] = False
-            failed_dir = final / ".failed" / run_id / folder
-            if src.exists():
-                failed_dir.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(src), str(failed_dir))
-    for r in results:
-        folder = "portfolio" if r.market == "ALL" else r.market
-        base = final / folder if moved.get(r.market) else final / ".failed" / run_id / folder
-        r.paths = {k: str(base / Path(v).name) for k, v in r.paths.items()}
-        r.parameters = {
-            k: (redact(v) if isinstance(v, str) else v) for k, v in r.parameters.items()
+    """Land this run's good notebooks beside the others; merge manifest, history and hub.
+
+    A run adds to the report date's folder: each notebook that succeeded
+    replaces only its own files (each file atomically); every other notebook
+    in the folder, from earlier runs, stays. A failed notebook leaves the last
+    good copy of itself in place and its output goes to ``.failed/<run_id>/``.
+    """
+    finished_at = datetime.now(UTC).isoformat()
+    with _locked(out_root):
+        final.mkdir(parents=True, exist_ok=True)
+        previous = read_manifest(final)
+        old_jobs = {(j["market"], j["notebook"]): j for j in previous.get("jobs", [])}
+        landed: set[str] = set()
+        for r in results:
+            folder = "portfolio" if r.market == "ALL" else r.market
+            src_dir = tmp / folder
+            names = [Path(v).name for v in r.paths.values()]
+            if r.status == "ok" and all((src_dir / n).is_file() for n in names):
+                dst = final / folder
+                dst.mkdir(parents=True, exist_ok=True)
+                for n in names:
+                    os.replace(src_dir / n, dst / n)
+                landed.add(r.market)
+            else:
+                dst = final / ".failed" / run_id / folder
+                for n in names:
+                    if (src_dir / n).is_file():
+                        dst.mkdir(parents=True, exist_ok=True)
+                        shutil.move(str(src_dir / n), str(dst / n))
+            r.paths = {k: str(dst / Path(v).name) for k, v in r.paths.items()}
+            r.parameters = {
+                k: (redact(v) if isinstance(v, str) else v) for k, v in r.parameters.items()
+            }
+        for market in landed - {"ALL"}:  # the scorecard and alerts the landed reports show
+            for n in _MARKET_FILES:
+                if (tmp / market / n).is_file():
+                    os.replace(tmp / market / n, final / market / n)
+        jobs = dict(old_jobs)
+        for r in results:
+            entry = {**asdict(r), "run_id": run_id, "finished_at": finished_at}
+            prev = old_jobs.get((r.market, r.notebook))
+            if r.status != "ok" and prev:
+                good = prev if prev.get("status") == "ok" else prev.get("last_good")
+                if good:
+                    entry["last_good"] = {
+                        k: good.get(k) for k in ("run_id", "finished_at", "paths")
+                    }
+            jobs[(r.market, r.notebook)] = entry
+        markets = list(dict.fromkeys([*previous.get("markets", []), *codes]))
+        notebooks = [k for k in NOTEBOOKS if k in {*previous.get("notebooks", []), *keys}]
+        this_run = {
+            "run_id": run_id,
+            "finished_at": finished_at,
+            "qualitylab_version": __version__,
+            "data": redact(data),
+            "data_hash": data_fingerprint(data),
+            "markets": list(codes),
+            "notebooks": list(keys),
+            "portfolio": portfolio,
+            "validation": {"rows": report.rows, "quarantined": report.quarantined},
         }
-    manifest = {
-        "run_id": run_id,
-        "as_of": label,
-        "finished_at": datetime.now(UTC).isoformat(),
-        "qualitylab_version": __version__,
-        "data": redact(data),
-        "data_hash": data_fingerprint(data),
-        "markets": list(codes),
-        "notebooks": list(keys),
-        "validation": {"rows": report.rows, "quarantined": report.quarantined},
-        "jobs": [asdict(r) for r in results],
-    }
-    path = final / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
-    history = _append_history(out_root, run_id, label, caches)
-    (final / "index.html").write_text(
-        _hub(label, run_id, codes, keys, results, caches, moved, history, out_root),
-        encoding="utf-8",
-    )
-    (out_root / "index.html").write_text(_runs_index(out_root), encoding="utf-8")
+        runs = list(previous.get("runs") or [])
+        if previous and not runs:  # a manifest written before runs were merged
+            runs = [
+                {k: previous.get(k) for k in this_run if k in previous}
+                | {"portfolio": ("ALL", "portfolio") in old_jobs}
+            ]
+        manifest = {
+            **this_run,
+            "as_of": label,
+            "markets": markets,
+            "notebooks": notebooks,
+            "runs": [*runs, this_run],
+            "jobs": sorted(
+                jobs.values(), key=lambda j: _job_order(j["market"], j["notebook"], markets)
+            ),
+        }
+        path = final / "manifest.json"
+        _write_atomic(path, json.dumps(manifest, indent=2, default=str))
+        for market in {j["market"] for j in manifest["jobs"]}:
+            folder = final / ("portfolio" if market == "ALL" else market)
+            if folder.is_dir():
+                _write_atomic(
+                    folder / "manifest.json",
+                    json.dumps(
+                        {
+                            "as_of": label,
+                            "market": market,
+                            "jobs": [j for j in manifest["jobs"] if j["market"] == market],
+                        },
+                        indent=2,
+                        default=str,
+                    ),
+                )
+        history = _append_history(out_root, run_id, label, caches)
+        _write_atomic(final / "index.html", _hub(label, manifest, history, out_root))
+        _write_atomic(out_root / "index.html", _runs_index(out_root))
+        if logfile is not None and logfile.is_file():
+            with open(final / "run.log", "a", encoding="utf-8") as fh:
+                fh.write(logfile.read_text(encoding="utf-8"))
     return path
 
 
 def _append_history(
     out_root: Path, run_id: str, label: str, caches: Mapping[str, Mapping[str, Any]]
 ) -> pd.DataFrame:
-    """Record each market's headline KPIs and alert count (``history.parquet``)."""
+    """Record each market's headline KPIs and alert count (``history.parquet``).
+
+    One row set per market and report date: a later run for the same date and
+    market replaces the earlier rows (scheduled tasks for one date run the
+    same data again; a rerun with newer data corrects them).
+    """
     rows = []
     for code, cache in caches.items():
         if "scorecard" not in cache:
@@ -872,8 +1042,13 @@ def _append_history(
     path = out_root / "history.parquet"
     new = pd.DataFrame(rows)
     old = pd.read_parquet(path) if path.exists() else None
+    if old is not None and len(new):
+        replaced = (old["as_of"].astype(str) == label) & old["market"].isin(set(new["market"]))
+        old = old[~replaced]
     hist = pd.concat([old, new], ignore_index=True) if old is not None else new
-    tmp = path.with_suffix(".parquet.tmp")
+    if len(hist):
+        hist = hist.sort_values(["as_of", "market"], kind="stable", ignore_index=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     hist.to_parquet(tmp, index=False)
     os.replace(tmp, path)
     return hist
@@ -887,58 +1062,69 @@ def _fmt(metric: str, value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def _hub(label, run_id, codes, keys, results, caches, moved, history, out_root) -> str:
+def _hub(
+    label: str, manifest: Mapping[str, Any], history: pd.DataFrame | None, out_root: Path
+) -> str:
+    """The report date's hub page: every market × notebook in the folder, from any run."""
     e = html.escape
-    cell = {(r.market, r.notebook): r for r in results}
+    codes = [c for c in manifest.get("markets", []) if c != "ALL"]
+    keys = list(manifest.get("notebooks", []))
+    jobs: list[dict[str, Any]] = [dict(j) for j in manifest.get("jobs", [])]
+    cell = {(j["market"], j["notebook"]): j for j in jobs}
+    final = out_root / label
+    runs = manifest.get("runs") or [manifest]
+    run_id = str(manifest.get("run_id", ""))
     head = "".join(f"<th>{e(TITLES[k])}</th>" for k in keys)
     kpi_head = "".join(f"<th>{e(m)}</th>" for m in HUB_METRICS)
+    now = history[history["as_of"].astype(str) == label] if history is not None else None
     rows = []
     for code in codes:
-        cache = caches.get(code, {})
         tds = []
         for k in keys:
-            r = cell.get((code, k))
-            if r is None:
+            j = cell.get((code, k))
+            if j is None:
                 tds.append("<td>–</td>")
                 continue
-            if r.status == "ok":
+            notes = j.get("notes") or []
+            produced = f"run {j.get('run_id', '')}, {str(j.get('finished_at', ''))[:16]}"
+            if j.get("status") == "ok":
                 short = (
-                    f'<br><small class="short" title="{e(_notes_title(r.notes))}">'
-                    f"{len(r.notes)} section{'s' if len(r.notes) > 1 else ''} short of data"
+                    f'<br><small class="short" title="{e(_notes_title(notes))}">'
+                    f"{len(notes)} section{'s' if len(notes) > 1 else ''} short of data"
                     "</small>"
-                    if r.notes
+                    if notes
                     else ""
                 )
                 tds.append(
-                    f'<td class="ok">ok {r.duration:.0f}s<br>'
+                    f'<td class="ok" title="{e(produced)}">ok {float(j.get("duration", 0)):.0f}s<br>'
                     f'<a href="{e(code)}/{e(k)}.stakeholder.html">report</a> · '
                     f'<a href="{e(code)}/{e(k)}.html">full</a>{short}</td>'
                 )
             else:
-                err = r.error or {}
+                err = j.get("error") or {}
                 where = f"cell {err.get('cell_index')}" if err.get("cell_index") is not None else ""
-                previous = out_root / label / code / f"{k}.stakeholder.html"
+                good = j.get("last_good") or {}
+                previous = final / code / f"{k}.stakeholder.html"
                 kept = (
                     f'<br><a href="{e(code)}/{e(k)}.stakeholder.html">last good report</a>'
+                    + (f" <small>(run {e(str(good.get('run_id', '')))})</small>" if good else "")
                     if previous.is_file()
                     else ""
                 )
                 tds.append(
-                    f'<td class="failed">{e(r.status)} {e(where)}<br>'
+                    f'<td class="failed" title="{e(produced)}">{e(str(j.get("status")))} '
+                    f"{e(where)}<br>"
                     f"<small>{e(str(err.get('ename', '')))}: "
                     f"{e(str(err.get('evalue', ''))[:160])}</small>{kept}</td>"
                 )
         kpis = []
-        sc = cache.get("scorecard")
+        mine = now[now["market"] == code] if now is not None and len(now) else None
         for metric in HUB_METRICS:
-            if sc is None:
+            row = mine[mine["metric"] == metric] if mine is not None else None
+            if row is None or row.empty:
                 kpis.append("<td>–</td>")
                 continue
-            row = sc[sc["metric"] == metric]
-            if row.empty:
-                kpis.append("<td>–</td>")
-                continue
-            r0 = row.iloc[0]
+            r0 = row.iloc[-1]
             trend = ""
             if history is not None and len(history):
                 past = history[(history.market == code) & (history.metric == metric)].tail(6)
@@ -948,9 +1134,11 @@ def _hub(label, run_id, codes, keys, results, caches, moved, history, out_root) 
                 f'<td class="{e(str(r0.status))}" title="{e(trend)}">{e(_fmt(metric, r0.value))}'
                 f"<br><small>{e(str(r0.status))}</small></td>"
             )
-        n_alerts = len(cache["alerts"]) if "alerts" in cache else "–"
+        n_alerts = int(mine["alerts"].iloc[-1]) if mine is not None and len(mine) else "–"
         alerts_link = (
-            f'<a href="{e(code)}/alerts.csv">{n_alerts}</a>' if moved.get(code) else str(n_alerts)
+            f'<a href="{e(code)}/alerts.csv">{n_alerts}</a>'
+            if (final / code / "alerts.csv").is_file()
+            else str(n_alerts)
         )
         rows.append(
             f"<tr><th>{e(code)}</th>{''.join(tds)}{''.join(kpis)}<td>{alerts_link}</td></tr>"
@@ -960,28 +1148,34 @@ def _hub(label, run_id, codes, keys, results, caches, moved, history, out_root) 
     if port is not None:
         port_html = (
             f'<p>Portfolio: <a href="portfolio/portfolio.stakeholder.html">report</a> · '
-            f'<a href="portfolio/portfolio.html">full</a> ({e(port.status)})</p>'
-            if port.status == "ok"
-            else f"<p>Portfolio: {e(port.status)} — {e(str((port.error or {}).get('evalue', '')))}</p>"
+            f'<a href="portfolio/portfolio.html">full</a> (ok, run {e(str(port.get("run_id")))})</p>'
+            if port.get("status") == "ok"
+            else f"<p>Portfolio: {e(str(port.get('status')))} — "
+            f"{e(str((port.get('error') or {}).get('evalue', '')))}</p>"
         )
-    failed = [r for r in results if r.status != "ok"]
-    noted = [r for r in results if r.notes]
+    failed = [j for j in jobs if j.get("status") != "ok"]
+    noted = [j for j in jobs if j.get("notes")]
     notes_html = ""
     if noted:
         items = "".join(
-            f"<tr><td>{e(r.market)}</td><td>{e(TITLES.get(r.notebook, r.notebook))}</td>"
+            f"<tr><td>{e(j['market'])}</td><td>{e(TITLES.get(j['notebook'], j['notebook']))}</td>"
             f"<td>{e(str(n.get('section', '')))}</td><td>{e(str(n.get('reason', '')))}</td></tr>"
-            for r in noted
-            for n in r.notes
+            for j in noted
+            for n in j["notes"]
         )
         notes_html = (
             '<h2 id="short-of-data">Sections with too little data</h2>\n'
-            f"<p>{sum(len(r.notes) for r in noted)} sections in {len(noted)} notebooks show a "
+            f"<p>{sum(len(j['notes']) for j in noted)} sections in {len(noted)} notebooks show a "
             "note instead of a result: the data for them is absent or too short. "
             "The notebooks themselves ran.</p>\n"
             '<table class="notes"><thead><tr><th>market</th><th>notebook</th><th>section</th>'
             f"<th>why</th></tr></thead><tbody>{items}</tbody></table>"
         )
+    runs_text = (
+        f"Run {e(run_id)}"
+        if len(runs) <= 1
+        else f"{len(runs)} runs for this date, the latest {e(run_id)}"
+    )
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>qualitylab reports {e(label)}</title>
 <style>
@@ -992,7 +1186,7 @@ td.green {{ color: #009E73; }} td.amber {{ color: #B07800; }} td.red {{ color: #
 small.short {{ color: #8a5a00; }}
 </style></head><body>
 <h1>qualitylab reports — {e(label)}</h1>
-<p>Run {e(run_id)}: {len(results)} notebooks, {len(failed)} failed, {len(noted)} with sections short of
+<p>{runs_text}: {len(jobs)} notebooks, {len(failed)} failed, {len(noted)} with sections short of
 data. <a href="manifest.json">manifest</a> ·
 <a href="run.log">log</a> · <a href="../index.html">previous runs</a></p>
 {port_html}
