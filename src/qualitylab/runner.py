@@ -5,8 +5,10 @@ market's slice of the data once into a local DuckDB cache (with the market's
 scorecard and alerts), executes the notebooks with papermill in parallel
 worker processes, renders the full and the stakeholder HTML, then the
 portfolio notebook and the hub ``index.html``. Work happens in a temporary
-folder; a market's reports replace the last good ones only when all its
-notebooks succeeded. A notebook whose sections lacked data (each showing a
+folder; a run then adds to its report date's folder: each notebook that
+succeeded replaces only its own files, a failed one keeps the last good copy,
+and the date's manifest, the history and the hub are merged under a lock (see
+:func:`_finish`). A notebook whose sections lacked data (each showing a
 one-line note, see :func:`qualitylab.report.section`) still succeeded: its
 notes are listed per job in the manifest and in the hub.
 """
