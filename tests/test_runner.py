@@ -487,6 +487,23 @@ def test_as_of_yesterday_is_resolved_in_the_markets_zone(small_data, fake_notebo
     )
     assert summary.as_of == "2026-11-22"
     assert "already 2026-11-23 in SG" in (summary.out / "run.log").read_text()
+    # data that has not landed yet for the report date is said in one line, not hidden
+    late = run(
+        str(small_data),
+        markets="SG",
+        notebooks="scorecard",
+        as_of="yesterday",
+        now=datetime(2026, 11, 25, 3, 0, tzinfo=UTC),
+        out=tmp_path / "r",
+        notebooks_dir=fake_notebooks,
+        progress=False,
+        portfolio=False,
+    )
+    assert late.ok and late.as_of == "2026-11-24"
+    assert (
+        "SG: the data ends 2026-11-22, 2 day(s) before the report date 2026-11-24"
+        in (late.out / "run.log").read_text()
+    )
     with pytest.raises(ParameterError, match=r"--as-of: report date 'last tuesday' is not a date"):
         run(
             str(small_data),

@@ -530,6 +530,9 @@ def run(
         if as_of_note:
             log.info(as_of_note)
             say(as_of_note)
+        for note in _late_data_notes(ds, codes, as_of):
+            log.warning(note)
+            say(note)
         say(
             f"validated data ({sum(report.rows.values()):,} rows); quarantined: {report.quarantined}"
         )
@@ -670,6 +673,29 @@ def _resolve_as_of(
     elif str(as_of).strip().lower() in ("today", "yesterday"):
         note = f"report date {day} ('{as_of}' in the markets' time zones)"
     return day.isoformat(), note
+
+
+def _late_data_notes(ds: Any, codes: Sequence[str], as_of: str | None) -> list[str]:
+    """One line per market whose data ends before the report date (late data)."""
+    from datetime import date
+
+    from qualitylab.report import data_end
+
+    if not as_of:
+        return []
+    day = date.fromisoformat(as_of)
+    notes = []
+    for code in codes:
+        try:
+            end = data_end(ds, code)
+        except QualityLabError:
+            continue  # no decisions at all: the market's cache says so
+        if end < day:
+            notes.append(
+                f"{code}: the data ends {end}, {(day - end).days} day(s) before the report "
+                f"date {day}; the days after {end} show no data"
+            )
+    return notes
 
 
 def _latest_date(ds: Any, codes: Sequence[str]) -> str:
