@@ -133,19 +133,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--notebooks", default="all", help="scorecard,trends,rca,ai,capacity,rollout,triage or all"
     )
-    p.add_argument("--as-of", default=None, help="last market-local date (YYYY-MM-DD)")
+    p.add_argument(
+        "--as-of",
+        default=None,
+        help="report date: YYYY-MM-DD, or today/yesterday in each market's time zone "
+        "(default: the data's last day)",
+    )
     p.add_argument("--out", default="reports")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--timeout", type=float, default=600, help="seconds per notebook cell")
     p.add_argument("--no-portfolio", action="store_true")
     p.add_argument("--notebooks-dir", default=None)
 
-    p = sub.add_parser("schedule", help="print crontab lines or write an Airflow DAG")
+    p = sub.add_parser(
+        "schedule",
+        help="print crontab lines or write an Airflow DAG for parameters/schedule.yaml",
+        description="Export parameters/schedule.yaml: crontab lines (in the cron daemon's "
+        "zone, or market-local CRON_TZ lines with --cron-tz) or an Airflow DAG file. Paths "
+        "are made absolute; every run passes its report date (--as-of).",
+    )
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--crontab", action="store_true")
-    g.add_argument("--airflow", metavar="DIR")
-    p.add_argument("--data", default="data/demo")
-    p.add_argument("--out", default="reports")
+    g.add_argument("--crontab", action="store_true", help="print crontab lines")
+    g.add_argument("--airflow", metavar="DIR", help="write DIR/qualitylab_dag.py")
+    p.add_argument("--data", default="data/demo", help="dataset (made absolute)")
+    p.add_argument("--out", default="reports", help="reports folder (made absolute)")
+    p.add_argument(
+        "--home",
+        default=None,
+        metavar="DIR",
+        help="project folder the runs start in, holding notebooks/ (default: found from here)",
+    )
+    p.add_argument(
+        "--host-tz",
+        default="UTC",
+        metavar="ZONE",
+        help="crontab: the zone the cron daemon's clock runs in (default UTC; see `date`)",
+    )
+    p.add_argument(
+        "--cron-tz",
+        action="store_true",
+        help="crontab: market-local lines under CRON_TZ= (cronie only; not Debian's cron)",
+    )
+
+    p = sub.add_parser(
+        "due",
+        help="exit 0 when the current minute matches a cron expression in a time zone",
+        description="The guard of crontab lines for daylight-saving zones: exits 0 when the "
+        "minute matches EXPR in ZONE, 1 (with one line on stderr) when it does not.",
+    )
+    p.add_argument("--cron", required=True, metavar="EXPR", help="5-field cron expression")
+    p.add_argument("--tz", required=True, metavar="ZONE", help="IANA time zone of EXPR")
+    p.add_argument(
+        "--at",
+        default=None,
+        metavar="ISO",
+        help="check this time instead of now (YYYY-MM-DDTHH:MM, in ZONE unless it has an offset)",
+    )
 
     p = sub.add_parser("headline", help="print a per-market headline table")
     p.add_argument("--data", required=True)
@@ -423,15 +466,54 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
     sched = load_schedule(args.parameters)
     if args.crontab:
-        print("\n".join(crontab_lines(sched, data=args.data, out=args.out)))
+        lines = crontab_lines(
+            sched,
+            data=args.data,
+            out=args.out,
+            home=args.home,
+            host_tz=args.host_tz,
+            cron_tz=args.cron_tz,
+        )
+        print("\n".join(lines))
     else:
-        path = airflow_dag(sched, args.airflow, data=args.data, out=args.out)
+        path = airflow_dag(sched, args.airflow, data=args.data, out=args.out, home=args.home)
         print(f"wrote {path}")
     return 0
 
 
+def _cmd_due(args: argparse.Namespace) -> int:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from qualitylab.cron import matches, parse
+
+    parse(args.cron)  # a bad expression or zone is an error (exit 2), not "not due"
+    try:
+        tz = ZoneInfo(args.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise QualityLabError(f"unknown time zone {args.tz!r} (an IANA name)") from None
+    if args.at is None:
+        when = datetime.now(tz)
+    else:
+        try:
+            when = datetime.fromisoformat(args.at)
+        except ValueError:
+            raise QualityLabError(f"--at {args.at!r} is not an ISO date and time") from None
+        when = when.replace(tzinfo=tz) if when.tzinfo is None else when.astimezone(tz)
+    if matches(args.cron, when, args.tz):
+        return 0
+    print(
+        f"qualitylab due: {when:%Y-%m-%d %H:%M} {args.tz} does not match {args.cron!r}; "
+        "not running (a guarded crontab line fires under each of the zone's UTC offsets; "
+        "this is not the one in effect)",
+        file=sys.stderr,
+    )
+    return 1
+
+
 _COMMANDS = {
     "capacity": _cmd_capacity,
+    "due": _cmd_due,
     "detect": _cmd_detect,
     "rca": _cmd_rca,
     "readiness": _cmd_readiness,

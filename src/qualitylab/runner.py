@@ -1104,7 +1104,11 @@ def _hub(
     run_id = str(manifest.get("run_id", ""))
     head = "".join(f"<th>{e(TITLES[k])}</th>" for k in keys)
     kpi_head = "".join(f"<th>{e(m)}</th>" for m in HUB_METRICS)
-    now = history[history["as_of"].astype(str) == label] if history is not None else None
+    now = (
+        history[history["as_of"].astype(str) == label]
+        if history is not None and "as_of" in history.columns
+        else None
+    )
     rows = []
     for code in codes:
         tds = []
