@@ -43,9 +43,9 @@ import functools
 import math
 import re
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ __all__ = [
     "DETECTOR_COLUMNS",
     "EXTRA_COLUMNS",
     "MIN_EFFECT",
+    "REBASELINED_COLUMNS",
     "SCAN_DIMENSIONS",
     "SCAN_METRICS",
     "SENSITIVITY_FDR",
@@ -74,6 +75,7 @@ __all__ = [
     "minimum_detectable_change",
     "nearby_events",
     "p_chart",
+    "rebaselined_series",
     "required_n",
     "scan",
     "scan_p_value",
@@ -112,6 +114,8 @@ DETECTOR_COLUMNS = [
 ]
 #: Columns of ``alerts.attrs["skipped"]``.
 SKIPPED_COLUMNS = ["market", "metric", "dimension", "segment", "reason", "n", "days"]
+#: Columns of ``alerts.attrs["rebaselined"]`` (see :func:`scan`, ``rebaseline``).
+REBASELINED_COLUMNS = ["market", "metric", "dimension", "segment", "from", "days", "rule", "note"]
 #: Market ``alert_sensitivity`` -> false discovery rate of a scan.
 SENSITIVITY_FDR = {"low": 0.01, "medium": 0.05, "high": 0.10}
 #: Smallest deviation :func:`scan` reports: (absolute, relative). Rates: points
@@ -156,6 +160,12 @@ MSG_BASELINE = (
 MSG_FEW_POINTS = "{detector} needs at least {need} usable points{where}; got {got}"
 MSG_UNKNOWN_METRIC = "scan cannot watch metric {metric!r}; choose from {allowed}"
 MSG_UNKNOWN_DIMENSION = "unknown dimension {dim!r}; choose from {allowed}"
+MSG_REBASELINE_KEY = (
+    "rebaseline keys must be (metric, dimension, segment) tuples of strings; got {key!r}"
+)
+MSG_REBASELINE_DATE = (
+    "rebaseline[{key!r}] must be a date or an ISO date string (YYYY-MM-DD); got {value!r}"
+)
 MSG_PERIOD = (
     "market {market}: the scan period {start}..{end} is empty or leaves no baseline; data "
     "covers {data_start}..{data_end} and baseline_days={baseline_days} (an explicit start needs "
@@ -1098,6 +1108,7 @@ class _Series:
     counterfactual: np.ndarray | None = None  # baseline level x weekly pattern (counts/times)
     floor: float = 0.0  # sampling noise of one day, on the log scale (counts/times)
     stop: int | None = None  # first day of a segment that stopped (no data from here on)
+    since: int = 0  # first day of the series' history (a re-baseline; no data before it)
 
 
 @dataclass
@@ -1813,6 +1824,7 @@ def _evaluate(s: _Series, ctx: _Context) -> list[_Window] | None:
         s.value = np.where(np.isfinite(s.value), s.value, 0.0)
         if s.stop is not None:  # a segment that stopped has no data, not zeros, after it
             s.value[s.stop :] = np.nan
+        s.value[: s.since] = np.nan  # nor before its re-baseline
     token = _AS_ARRAYS.set(True)  # the detectors' results stay inside: arrays suffice
     try:
         return _rate_windows(s, ctx) if s.metric in _RATES else _level_windows(s, ctx)
@@ -1972,6 +1984,7 @@ def _young_days(s: _Series, ctx: _Context, late: bool) -> tuple[np.ndarray, np.n
         has = np.zeros(n, bool)
         if len(pos):
             has[pos[0] : n if s.stop is None else s.stop] = True
+    has[: s.since] = False  # a re-baselined series' history begins on its date
     first = int(np.argmax(has)) if has.any() else n
     judge = has.copy()
     judge[: max(ctx.first_scan, first + _YOUNG_MIN_HISTORY)] = False
@@ -2003,7 +2016,7 @@ def _young_windows(
     if s.metric in _COUNTS:
         value = np.where(np.isfinite(value), value, 0.0)
     ys = _Series(s.metric, s.dimension, s.segment, value, s.n.copy(), s.volume.copy())
-    ys.stop = s.stop
+    ys.stop, ys.since = s.stop, s.since
     judge, usable, first = _young_days(ys, ctx, late)
     if s.metric in _COUNTS and s.stop is not None:
         ys.value[s.stop :] = np.nan
@@ -2111,6 +2124,7 @@ class _Stop:
     p_adjusted: float = float("nan")
     event: str = ""
     covered_by: str = ""
+    rebaselined: str = ""  # the re-baseline date (ISO) when the segment stopped before it
 
 
 def _find_stops(volume: dict[str, pd.DataFrame], ctx: _Context) -> list[_Stop]:
@@ -2717,6 +2731,7 @@ def scan(
     min_n: int | None = None,
     fdr: float | None = None,
     mask_events: Collection[str] = ("outage", "holiday"),
+    rebaseline: Mapping[tuple[str, str, str], date | str] | None = None,
 ) -> pd.DataFrame:
     """Scan one market for anomalies in every metric of every segment.
 
@@ -2752,6 +2767,15 @@ def scan(
         ``alert_sensitivity`` via :data:`SENSITIVITY_FDR`.
     mask_events : collection of str, default ("outage", "holiday")
         Event kinds whose market-local dates are left out of every baseline.
+    rebaseline : mapping, optional
+        ``{(metric, dimension, segment): date}``: series whose history restarts
+        on a market-local date (a ``date`` or ISO string), e.g. the date an
+        alert on it was labelled ``new_normal``. The segment of the ``market``
+        dimension is the market code. Days before the date are not used as
+        baseline or reference, and no alert of the series lies wholly before
+        it (Notes). Keys that match no series of the scan are ignored and
+        noted; a date that is not one raises :class:`ParameterError` naming
+        the key.
 
     Returns
     -------
@@ -2773,7 +2797,13 @@ def scan(
         lists the segments that stopped (records: ``dimension, segment,
         last_active, stopped_from, expected_daily, p_value, event, covered_by,
         alerted, note``) and ``attrs["young"]`` counts the series and
-        series-days the young rule judged. With fewer than 8 days of data the
+        series-days the young rule judged. ``attrs["rebaselined"]`` has one
+        record per key of ``rebaseline`` (:data:`REBASELINED_COLUMNS`;
+        :func:`rebaselined_series` makes the table): its date (``from``), the
+        days from it to the end of the scan, the ``rule`` that judged the
+        series (``"full"``, ``"young"``, ``"none"``: too little data since,
+        or ``"unknown"``: no such series, ignored) and a ``note``; unknown
+        keys are also named in the warning. With fewer than 8 days of data the
         frame is empty and ``attrs["note"]`` says why (with a warning).
 
     Notes
@@ -2887,6 +2917,26 @@ def scan(
     stopped to the end of the scan, expected = its share of the
     dimension's daily volume.
 
+    Re-baselined series (``rebaseline``, e.g. an alert labelled
+    ``new_normal``). Such a series is judged as if its data began on its
+    date: the days before it are treated as days without data, so they are
+    in no reference, and the series is judged like a segment that starts
+    that day. When at least 7 days of the full period's baseline lie on or
+    after the date, the full detectors judge the period against those days
+    (and, in a whole-range scan, the young rule the baseline days from the
+    8th day after the date); otherwise the young-baseline rule judges it
+    from the 8th day after the date, each day against the up to
+    ``baseline_days`` days since (fewer than 8 days since: not judged, listed
+    in ``attrs["skipped"]``). So a level that became the new normal on the
+    date stops alerting, and a further shift after it is judged against
+    that level. Windows that end before the date are dropped (none can
+    hold data), and a ``segment_stopped`` alert is not raised when the
+    segment stopped before its ``volume`` series was re-baselined. The
+    series' tests stay in the run's Benjamini-Hochberg family.
+    ``reporting_gap`` is tested against zero, not a baseline: a re-baseline
+    only drops its windows before the date. A date before the first day
+    loaded changes nothing; one after the end leaves the series unjudged.
+
     Examples
     --------
     >>> from qualitylab import open_dataset
@@ -2919,6 +2969,7 @@ def scan(
     q = SENSITIVITY_FDR[mp.alert_sensitivity] if fdr is None else fdr
     if not 0 < q < 1:
         raise ParameterError(MSG_RANGE.format(name="fdr", interval="(0, 1)", value=fdr), key="fdr")
+    rebase = _check_rebaseline(rebaseline)
     if hasattr(ds, "for_market"):
         ds = ds.for_market(market)  # dozens of queries follow: slice the market once
     rng = _resolve_dates(ds, market, start, end, baseline_days)
@@ -2930,7 +2981,12 @@ def scan(
             "of history)"
         )
         warnings.warn(reason, stacklevel=2)
-        return _empty_alerts(rng, q, baseline_days, reason)
+        out = _empty_alerts(rng, q, baseline_days, reason)
+        records = _rebaseline_records(rebase, dict.fromkeys(rebase, "none"), {}, market, rng)
+        for r in records:
+            r["note"] = "not judged: the scan is empty (see alerts.attrs['note'])"
+        out.attrs["rebaselined"] = records
+        return out
     dates = pd.date_range(pd.Timestamp(base_start), pd.Timestamp(end_d), freq="D")
     masked = _mask_dates(ds, market, mp.timezone, mask_events)
     ctx = _Context(
@@ -2944,6 +3000,10 @@ def scan(
         window=baseline_days,
     )
     full = ctx.monitored_days > 0
+    # re-baselined series: index of the first day of their history (len(dates): none in range)
+    since_at = {k: min(max((d - base_start).days, 0), len(dates)) for k, d in rebase.items()}
+    rb_rule: dict[tuple[str, str, str], str] = {}  # how each re-baselined series was judged
+    rb_dropped: dict[tuple[str, str, str], int] = {}  # its windows that ended before the date
     # the period whose decisions define segment sizes and overlaps (as before: the full one)
     p0, p1 = (start_d, end_d) if full else (base_start, end_d)
     daily = set(wanted) - {"reporting_gap", "red_team_recall"}
@@ -3013,6 +3073,11 @@ def scan(
             if s.stop is not None:
                 s.value[s.stop :] = np.nan
                 s.n[s.stop :] = 0.0 if metric == "volume" else np.nan
+            key = (s.metric, dim, s.segment)
+            if key in since_at:  # judged as if its history began on the re-baseline date
+                s.since = since_at[key]
+                s.value[: s.since] = np.nan
+                s.n[: s.since] = 0.0 if metric == "volume" else np.nan
             s.floor = _noise_floor(s, float(disps[i]))
             lo = ctx.base_len if full else 0
             volumes[(dim, str(seg))] = float(np.nansum(s.volume[lo:]))
@@ -3028,6 +3093,9 @@ def scan(
                 found = None
                 if not y_days and why is not None:
                     ctx.skip(s.metric, s.dimension, s.segment, *why)
+            if key in since_at:
+                y_found, found = _after_rebaseline(y_found, found, s.since, rb_dropped, key)
+                rb_rule[key] = "full" if found is not None else "young" if y_days else "none"
             young.extend(y_found)
             young_days += y_days
             young_series += bool(y_days)
@@ -3045,6 +3113,18 @@ def scan(
             except QualityLabError as exc:
                 notes.add(f"reporting_gap skipped: {exc}")
             else:
+                # the gap is tested against zero, not a baseline: a re-baseline only
+                # drops its windows before the date
+                keep = []
+                for w in gap_w:
+                    key = ("reporting_gap", "vendor", w.series.segment)
+                    if key in since_at:
+                        rb_rule[key] = "full"
+                    if w.end >= since_at.get(key, 0):
+                        keep.append(w)
+                    else:
+                        rb_dropped[key] = rb_dropped.get(key, 0) + 1
+                gap_w = keep
                 for w in gap_w:
                     w.series.volume = np.full(len(dates), np.nan)
                     vol = volumes.get(("vendor", w.series.segment))
@@ -3068,7 +3148,12 @@ def scan(
     alerts += [a for a in _merge(significant_young, ctx) if _large_enough(a)]
     stop_alerts = []
     for st in stops:
-        if not st.event and not st.covered_by:
+        key = ("volume", st.dimension, st.segment)
+        if key in since_at and since_at[key] > st.last_active:
+            # no data since its re-baseline: the stop is the level it was re-baselined to
+            st.rebaselined = rebase[key].isoformat()
+            rb_rule.setdefault(key, "none")
+        if not st.event and not st.covered_by and not st.rebaselined:
             stop_alerts.append(_stop_alert(st, ctx, seg_volume[st.dimension]))
     alerts += stop_alerts
     market_volume = volumes.get(("market", market), max(volumes.values(), default=1.0))
@@ -3107,6 +3192,13 @@ def scan(
     out.attrs["skipped"] = skipped.to_dict("records")
     out.attrs["stopped"] = [_stop_record(st, ctx) for st in stops]
     out.attrs["young"] = {"series": young_series, "days_judged": young_days}
+    out.attrs["rebaselined"] = _rebaseline_records(rebase, rb_rule, rb_dropped, market, rng)
+    unknown = sum(r["rule"] == "unknown" for r in out.attrs["rebaselined"])
+    if unknown:
+        notes.add(
+            f"{unknown} re-baselined series not in this scan, ignored "
+            "(see alerts.attrs['rebaselined'])"
+        )
     if len(skipped) or notes:
         parts = []
         if len(skipped):
@@ -3137,6 +3229,97 @@ def _benjamini_hochberg(windows: list[_Window], quiet: int, q: float) -> list[li
     return significant
 
 
+def _check_rebaseline(rebaseline: Any) -> dict[tuple[str, str, str], date]:
+    """``scan``'s ``rebaseline`` as ``{(metric, dimension, segment): date}``, validated."""
+    if rebaseline is None:
+        return {}
+    if not isinstance(rebaseline, Mapping):
+        raise ParameterError(
+            "rebaseline must be a mapping {(metric, dimension, segment): date}; "
+            f"got {type(rebaseline).__name__}",
+            key="rebaseline",
+        )
+    out: dict[tuple[str, str, str], date] = {}
+    for key, value in rebaseline.items():
+        if not (isinstance(key, tuple) and len(key) == 3 and all(isinstance(k, str) for k in key)):
+            raise ParameterError(MSG_REBASELINE_KEY.format(key=key), key="rebaseline")
+        day: date | None = None
+        if value is pd.NaT:  # a datetime subclass, but no date
+            day = None
+        elif isinstance(value, datetime):  # pandas Timestamps too
+            day = value.date()
+        elif isinstance(value, date):
+            day = value
+        elif isinstance(value, str):
+            try:
+                day = date.fromisoformat(value.strip())
+            except ValueError:
+                day = None
+        if day is None:
+            raise ParameterError(MSG_REBASELINE_DATE.format(key=key, value=value), key="rebaseline")
+        out[key] = day
+    return out
+
+
+def _after_rebaseline(
+    young: list[_Window],
+    found: list[_Window] | None,
+    since: int,
+    dropped: dict[tuple[str, str, str], int],
+    key: tuple[str, str, str],
+) -> tuple[list[_Window], list[_Window] | None]:
+    """Windows of a re-baselined series that reach its date (none lies wholly before it)."""
+    before = [w for w in [*young, *(found or [])] if w.end < since]
+    if before:
+        dropped[key] = dropped.get(key, 0) + len(before)
+        young = [w for w in young if w.end >= since]
+        found = None if found is None else [w for w in found if w.end >= since]
+    return young, found
+
+
+def _rebaseline_records(
+    rebase: dict[tuple[str, str, str], date],
+    rules: dict[tuple[str, str, str], str],
+    dropped: dict[tuple[str, str, str], int],
+    market: str,
+    rng: _Range,
+) -> list[dict[str, Any]]:
+    """``alerts.attrs["rebaselined"]``: one record per key (:data:`REBASELINED_COLUMNS`)."""
+    what = {
+        "full": "judged by the full-baseline detectors against the days since",
+        "young": "judged by the young-baseline rule (under 7 baseline days since)",
+        "none": "not judged: too little data since (see alerts.attrs['skipped'])",
+    }
+    records = []
+    for key, day in rebase.items():
+        rule = rules.get(key, "unknown")
+        if rule == "unknown":
+            note = "no such series in this scan: ignored"
+        elif key[0] == "reporting_gap":
+            note = "reporting_gap is tested against zero, not a baseline: windows before dropped"
+        elif day > rng.end:
+            note = f"from after the scan's end ({rng.end}): no data since, not judged"
+        elif day <= rng.base_start:
+            note = f"from on or before the first day loaded ({rng.base_start}): nothing dropped"
+        else:
+            note = f"days before it left out; {what[rule]}"
+        if dropped.get(key):
+            note += f"; {dropped[key]} window(s) before the date dropped"
+        records.append(
+            {
+                "market": market,
+                "metric": key[0],
+                "dimension": key[1],
+                "segment": key[2],
+                "from": day.isoformat(),
+                "days": max((rng.end - day).days + 1, 0),
+                "rule": rule,
+                "note": note,
+            }
+        )
+    return records
+
+
 def _reference_days(s: _Series, ctx: _Context) -> int:
     """Days with data in the full period's baseline (outside masked days)."""
     base = ctx.base_len
@@ -3153,6 +3336,8 @@ def _stop_record(st: _Stop, ctx: _Context) -> dict[str, Any]:
         note = "segment stopped: no event recorded (alerted)"
     if st.covered_by and st.event:
         note = f"segment stopped with {st.covered_by} at a known event: {st.event}"
+    if st.rebaselined and not st.event and not st.covered_by:
+        note = f"segment stopped before its volume was re-baselined on {st.rebaselined}"
     return {
         "market": ctx.market,
         "dimension": st.dimension,
@@ -3163,7 +3348,7 @@ def _stop_record(st: _Stop, ctx: _Context) -> dict[str, Any]:
         "p_value": st.p_value,
         "event": st.event,
         "covered_by": st.covered_by,
-        "alerted": not st.event and not st.covered_by,
+        "alerted": not st.event and not st.covered_by and not st.rebaselined,
         "note": note,
     }
 
@@ -3232,6 +3417,31 @@ def skipped_series(alerts: pd.DataFrame) -> pd.DataFrame:
     ['market', 'metric', 'dimension', 'segment', 'reason', 'n', 'days']
     """
     return pd.DataFrame(alerts.attrs.get("skipped", []), columns=SKIPPED_COLUMNS)
+
+
+def rebaselined_series(alerts: pd.DataFrame) -> pd.DataFrame:
+    """The series a scan re-baselined (its ``rebaseline`` argument), as a tidy table.
+
+    Parameters
+    ----------
+    alerts : pandas.DataFrame
+        The result of :func:`scan`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`REBASELINED_COLUMNS`, one row per key of ``rebaseline``:
+        ``from`` (the date, ISO), ``days`` (days from it to the end of the
+        scan), ``rule`` (``"full"``, ``"young"``, ``"none"``: not judged, or
+        ``"unknown"``: no such series, ignored) and ``note``. Empty when the
+        scan had no ``rebaseline`` or the frame carries no scan metadata.
+
+    Examples
+    --------
+    >>> rebaselined_series(pd.DataFrame(columns=ALERT_COLUMNS)).columns.tolist()
+    ['market', 'metric', 'dimension', 'segment', 'from', 'days', 'rule', 'note']
+    """
+    return pd.DataFrame(alerts.attrs.get("rebaselined", []), columns=REBASELINED_COLUMNS)
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
