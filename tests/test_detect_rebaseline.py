@@ -19,8 +19,9 @@ import pytest
 from conftest import write_tables
 from test_detect_young import MARKET, START, TZ, make_tables
 
+from qualitylab import report
 from qualitylab.detect import REBASELINED_COLUMNS, rebaselined_series, scan
-from qualitylab.errors import ParameterError
+from qualitylab.errors import ParameterError, QualityLabError
 from qualitylab.sources import open_dataset
 
 DAYS = 49
@@ -278,3 +279,31 @@ def test_a_stop_before_the_rebaseline_is_not_alerted_a_later_one_is(heron):
     # re-baselined while it was still active: the stop is a further change
     row = earlier[earlier["segment"] == "Heron"]
     assert len(row) == 1 and row.iloc[0]["detector"] == "segment_stopped"
+
+
+# --------------------------------------------------------------------------- #
+# report.scan_period passes it through
+# --------------------------------------------------------------------------- #
+def test_scan_period_passes_rebaseline_through(monkeypatch):
+    calls = []
+
+    def fake_scan(ds, market, **kw):
+        calls.append(kw)
+        if "start" in kw:  # as for a market too young for the period's baseline
+            raise QualityLabError("no baseline")
+        return pd.DataFrame()
+
+    monkeypatch.setattr("qualitylab.detect.scan", fake_scan)
+    monkeypatch.setattr(
+        report.m, "resolve_period", lambda *a, **k: SimpleNamespace(start=date(2026, 3, 28))
+    )
+    ctx = SimpleNamespace(market=MARKET, start=date(2026, 4, 2), end=date(2026, 4, 8))
+    rebase = {KEY: "2026-03-30"}
+    report.scan_period(None, ctx, rebaseline=rebase)
+    assert [c["rebaseline"] for c in calls] == [rebase, rebase]
+
+
+def test_scan_period_raises_a_bad_rebaseline(shifted):
+    ctx = SimpleNamespace(market=MARKET, start=_day(SHIFT + 3), end=_day(SHIFT + 9))
+    with pytest.raises(ParameterError, match="rebaseline"):
+        report.scan_period(shifted.ds, ctx, rebaseline={KEY: "not a date"})

@@ -978,7 +978,12 @@ def _restore(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return out
 
 
-def scan_period(ds: Dataset, ctx: ReportContext) -> pd.DataFrame:
+def scan_period(
+    ds: Dataset,
+    ctx: ReportContext,
+    *,
+    rebaseline: Mapping[tuple[str, str, str], date | str] | None = None,
+) -> pd.DataFrame:
     """Alerts for the report period, judged against the 28 days before it.
 
     When the market's data starts too late for that baseline (fewer than 7
@@ -987,19 +992,24 @@ def scan_period(ds: Dataset, ctx: ReportContext) -> pd.DataFrame:
     alerts that reach into the period are the ones shown. When no scan is
     possible, an empty alert table is returned with a warning and the reason
     in ``attrs["note"]`` (:func:`require` turns it into a section note).
+    ``rebaseline`` (``{(metric, dimension, segment): date}``, e.g. alerts
+    labelled ``new_normal``) is passed to :func:`qualitylab.detect.scan`; a
+    bad one raises its :class:`ParameterError`.
     """
     import warnings
 
     from qualitylab.detect import ALERT_COLUMNS, scan
 
     try:
-        return scan(ds, ctx.market, start=ctx.start, end=ctx.end)
+        return scan(ds, ctx.market, start=ctx.start, end=ctx.end, rebaseline=rebaseline)
     except QualityLabError as exc:
+        if isinstance(exc, ParameterError) and exc.key == "rebaseline":
+            raise  # a bad argument, not a market that cannot be scanned
         error = exc
     try:
         first = m.resolve_period(ds, market=ctx.market, start=None, end=None).start
         if ctx.start - timedelta(days=7) < first <= ctx.end:  # too young for the baseline
-            return scan(ds, ctx.market, end=ctx.end)
+            return scan(ds, ctx.market, end=ctx.end, rebaseline=rebaseline)
     except QualityLabError as exc:
         error = exc
     warnings.warn(f"no alerts for {ctx.market}: {error}", stacklevel=2)
