@@ -310,7 +310,7 @@ def crontab_lines(
     >>> sydney = [line for line in lines if "weekly-review AU" in line]
     >>> [line.split(" mkdir")[0] for line in sydney]  # 06:00 in AEDT (+11) and AEST (+10)
     ['0 19,20 * * 0']
-    >>> "due --cron '0 6 * * 1' --tz Australia/Sydney &&" in sydney[0]
+    >>> "due --cron '0 6 * * 1' --tz Australia/Sydney --at " in sydney[0]
     True
     """
     from qualitylab import cron
@@ -362,8 +362,11 @@ def crontab_lines(
                 lines.append(_cron_line(r.cron, command, comment))
                 continue
             for line in cron.to_zone(r.cron, zone, host_tz):
+                # the firing minute is read by the shell when the line starts, before
+                # Python's start-up (about a second) could carry it into the next minute
                 guard = (
-                    f"{q(p.executable)} due --cron {q(r.cron)} --tz {q(zone)} && "
+                    f"{q(p.executable)} due --cron {q(r.cron)} --tz {q(zone)} "
+                    '--at "$(date -u +%Y-%m-%dT%H:%M:00+00:00)" && '
                     if line.guarded
                     else ""
                 )
