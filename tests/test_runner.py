@@ -595,3 +595,42 @@ def test_runs_finishing_at_once_for_two_markets_both_land(small_data, fake_noteb
     history = pd.read_parquet(out / "history.parquet")
     assert set(history["market"]) == {"SG", "ID"} and len(set(history["run_id"])) == 2
     assert not [p for p in day.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_a_second_run_of_the_same_market_waits_or_names_the_run_holding_it(
+    small_data, fake_notebooks, tmp_path
+):
+    import threading
+
+    from qualitylab.runner import ReportsBusy, _run_locks
+
+    out = tmp_path / "reports"
+    common = dict(
+        markets="SG",
+        notebooks="scorecard",
+        out=out,
+        notebooks_dir=fake_notebooks,
+        progress=False,
+        portfolio=False,
+    )
+    with (
+        _run_locks(out.resolve(), ["SG"], "20261206T050000Z-abc123", 0),
+        pytest.raises(
+            ReportsBusy, match=r"SG is being written by run 20261206T050000Z-abc123 \(pid"
+        ),
+    ):
+        run(str(small_data), **common)
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
+    # another market goes on beside it
+    with _run_locks(out.resolve(), ["SG"], "other", 0):
+        assert run(str(small_data), **{**common, "markets": "ID"}).ok
+    # with --wait, the run starts once the holder lets go
+    held = _run_locks(out.resolve(), ["SG"], "holder", 0)
+    held.__enter__()
+    timer = threading.Timer(2.0, lambda: held.__exit__(None, None, None))
+    timer.start()
+    try:
+        summary = run(str(small_data), wait=60, **common)
+    finally:
+        timer.join()
+    assert summary.ok

@@ -43,6 +43,7 @@ from qualitylab.params import Parameters, load_parameters
 __all__ = [
     "NOTEBOOKS",
     "JobResult",
+    "ReportsBusy",
     "RunSummary",
     "find_notebooks_dir",
     "read_manifest",
@@ -440,6 +441,7 @@ def run(
     progress: bool | None = None,
     echo: Callable[[str], None] | None = None,
     now: datetime | None = None,
+    wait: float = 0,
 ) -> RunSummary:
     """Run the notebooks for every market and build the hub.
 
@@ -474,6 +476,16 @@ def run(
     now : datetime, optional
         The instant ``today``/``yesterday`` are resolved against (default: the
         wall clock).
+    wait : float, default 0
+        Seconds to wait when another run is writing one of these markets into
+        ``out`` (each market, and the portfolio, has a lock; runs of other
+        markets go on side by side). After that, :class:`ReportsBusy` names
+        the run that holds the lock.
+
+    Raises
+    ------
+    ReportsBusy
+        When a market's lock is still held after ``wait`` seconds.
 
     Returns
     -------
@@ -517,6 +529,9 @@ def run(
     out_root = Path(out).resolve()
     label = as_of or _latest_date(ds, codes)
     final = out_root / label
+    locks = _run_locks(out_root, [*codes, *(["ALL"] if portfolio else [])], run_id, wait)
+    locks.__enter__()  # released in the finally below, also when a notebook fails
+    _remove_stale_tmp(out_root)
     tmp = out_root / f".tmp-{label}-{run_id}"
     tmp.mkdir(parents=True, exist_ok=True)
     logfile = tmp / "run.log"
@@ -632,6 +647,7 @@ def run(
         log.removeHandler(handler)
         handler.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        locks.__exit__(None, None, None)
 
 
 def _as_text(frame: pd.DataFrame) -> Any:
@@ -643,6 +659,92 @@ def _as_text(frame: pd.DataFrame) -> Any:
         for c in frame.columns
     }
     return pa.table(cols) if cols else pa.table({"market": pa.array([], type=pa.string())})
+
+
+class ReportsBusy(QualityLabError):
+    """Another run is writing the same market into the same reports folder."""
+
+
+def _holder(path: Path) -> str:
+    """Who holds a market lock, from the note its holder wrote into the file."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "another run"
+    return (
+        f"run {info.get('run_id', '?')} (pid {info.get('pid', '?')}, "
+        f"started {str(info.get('started_at', '?'))[:19]}, markets {info.get('markets', '?')})"
+    )
+
+
+@contextlib.contextmanager
+def _run_locks(out_root: Path, names: Sequence[str], run_id: str, wait: float) -> Iterator[None]:
+    """Hold ``<out>/.locks/<MARKET>.lock`` for each market (and ``ALL`` for the portfolio).
+
+    The locks are ``flock`` locks: the kernel releases them when the process
+    ends, however it ends (a run killed with SIGKILL leaves no stale lock).
+    Locks are taken in sorted order, so two runs cannot deadlock.
+    """
+    import fcntl
+
+    folder = out_root / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + max(float(wait), 0.0)
+    held: list[Any] = []
+    note = json.dumps(
+        {
+            "run_id": run_id,
+            "pid": os.getpid(),
+            "started_at": datetime.now(UTC).isoformat(),
+            "markets": ",".join(sorted(set(names))),
+        }
+    )
+    try:
+        for name in sorted(set(names)):
+            path = folder / f"{name}.lock"
+            fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held until the run ends
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        fh.close()
+                        raise ReportsBusy(
+                            f"{out_root}: {name} is being written by {_holder(path)}; "
+                            + (
+                                f"waited {wait:.0f}s. "
+                                if wait
+                                else "pass --wait SECONDS to wait for it, "
+                            )
+                            + "or write to another --out"
+                        ) from None
+                    time.sleep(min(1.0, max(deadline - time.monotonic(), 0.05)))
+            fh.seek(0)
+            fh.truncate()
+            fh.write(note)
+            fh.flush()
+            held.append(fh)
+        yield
+    finally:
+        for fh in held:
+            with contextlib.suppress(OSError):
+                fh.seek(0)
+                fh.truncate()
+                fh.flush()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+
+def _remove_stale_tmp(out_root: Path, older_than: float = 24 * 3600) -> None:
+    """Remove work folders of runs that died (killed) more than a day ago."""
+    cutoff = time.time() - older_than
+    for p in out_root.glob(".tmp-*"):
+        with contextlib.suppress(OSError):
+            if p.is_dir() and p.stat().st_mtime < cutoff:
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def _resolve_as_of(
