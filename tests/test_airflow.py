@@ -226,7 +226,7 @@ def test_exported_dag_loads_in_airflow(version, tmp_path):
         return (
             f"cd {q(str(home))} && {q(str(exe))} --parameters {q(sched.params.root)} run "
             f"--data {q(str(tmp_path / 'data dir'))} --out {q(str(home / 'reports'))} "
-            f"--markets SG --notebooks scorecard,trends,rca,ai --as-of {date} --no-portfolio"
+            f"--markets SG --notebooks scorecard,trends,rca,ai --as-of {date} --wait 3600 --no-portfolio"
         )
 
     assert out["scheduled"] == command("2026-11-29")

@@ -302,7 +302,7 @@ def test_airflow_commands_quote_paths_and_follow_home_override(tmp_path, paths, 
     assert after(tokens, "--data") == str(paths["data"])
     assert after(tokens, "--out") == str(paths["out"])
     assert task["bash_command"].endswith(
-        " --as-of {{ report_date(dag_run, 'Asia/Singapore') }} --no-portfolio"
+        " --as-of {{ report_date(dag_run, 'Asia/Singapore') }} --wait 3600 --no-portfolio"
     )
     # QUALITYLAB_HOME where Airflow runs moves the paths inside it
     dags.clear()

@@ -207,13 +207,18 @@ def _check_zone(zone: str, what: str) -> None:
 # --------------------------------------------------------------------------- cron
 
 
+#: Seconds a scheduled run waits for another run of the same market (the Monday
+#: review still running when the daily trends run starts) before it gives up.
+_WAIT = 3600
+
+
 def _run_command(p: _Paths, markets: str, notebooks: str, portfolio: bool, guard: str = "") -> str:
     """``mkdir -p OUT && { cd HOME && [GUARD &&] BIN run ...; } >> OUT/cron.log 2>&1``."""
     q = shlex.quote
     run = (
         f"{q(p.executable)} --parameters {q(p.parameters)} run --data {q(p.data)} "
-        f"--out {q(p.out)} --markets {markets} --notebooks {notebooks} --as-of yesterday"
-        + ("" if portfolio else " --no-portfolio")
+        f"--out {q(p.out)} --markets {markets} --notebooks {notebooks} --as-of yesterday "
+        f"--wait {_WAIT}" + ("" if portfolio else " --no-portfolio")
     )
     log = q(os.path.join(p.out, "cron.log"))
     return f"mkdir -p {q(p.out)} && {{ cd {q(p.home)} && {guard}{run}; }} >> {log} 2>&1"
@@ -305,7 +310,8 @@ def crontab_lines(
     >>> print(next(line for line in lines if "weekly-review SG" in line))
     0 22 * * 0 mkdir -p /srv/reports && { cd /srv/qualitylab &&
     /srv/venv/bin/qualitylab --parameters ... run --data /srv/data --out /srv/reports
-    --markets SG --notebooks scorecard,trends,rca,ai --as-of yesterday --no-portfolio; }
+    --markets SG --notebooks scorecard,trends,rca,ai --as-of yesterday --wait 3600
+    --no-portfolio; }
     >> /srv/reports/cron.log 2>&1  # weekly-review SG (0 6 * * 1 Asia/Singapore)
     >>> sydney = [line for line in lines if "weekly-review AU" in line]
     >>> [line.split(" mkdir")[0] for line in sydney]  # 06:00 in AEDT (+11) and AEST (+10)
@@ -455,7 +461,7 @@ def qualitylab_run(markets, notebooks, zone, portfolio):
         f"cd {{quoted(QUALITYLAB_HOME)}} && {{quoted(QUALITYLAB_BIN)}} "
         f"--parameters {{quoted(PARAMETERS)}} run --data {{quoted(DATA)}} --out {{quoted(REPORTS)}} "
         f"--markets {{markets}} --notebooks {{notebooks}} "
-        f"--as-of {{{{{{{{ report_date(dag_run, {{zone!r}}) }}}}}}}}"
+        f"--as-of {{{{{{{{ report_date(dag_run, {{zone!r}}) }}}}}}}} --wait 3600"
     )
     return command if portfolio else command + " --no-portfolio"
 
