@@ -2,7 +2,8 @@
 
 Acceptance point of issue #4: for each planted incident, ``rca`` over the
 incident's window against the previous 28 days ranks the planted segment
-first. The incidents are read from the fixture's ``incidents.csv`` (seed 7, 56
+first (for the AI recall drop, the model release behind it; issue #16 made
+``ai_recall`` and ``red_team_recall`` explainable). The incidents are read from the fixture's ``incidents.csv`` (seed 7, 56
 days); each kind the demo plants has one case below, so a new kind of incident
 fails :func:`test_every_planted_incident_kind_has_a_case` until it gets one.
 """
@@ -36,12 +37,8 @@ KINDS: dict[tuple[str, str], str | None] = {
     ("reporting_gap", "vendor"): UNSUPPORTED.format(
         _RATES, "reporting_gap is vendor-reported minus measured (qualitylab.reconcile)"
     ),
-    ("ai_recall", "language"): UNSUPPORTED.format(
-        _RATES, "ai_recall is a model-evaluation rate (qualitylab.aieval)"
-    ),
-    ("red_team_recall", "attack"): UNSUPPORTED.format(
-        _RATES, "red_team_recall is measured on red-team items, not decisions (qualitylab.redteam)"
-    ),
+    ("ai_recall", "language"): None,
+    ("red_team_recall", "attack"): None,
 }
 
 # Seed 7: by surprise alone queue=live_comment edges out policy=scam (0.023 vs
@@ -50,6 +47,12 @@ KINDS: dict[tuple[str, str], str | None] = {
 # test): scam accuracy also fell in the other queues, while live_comment's other
 # policies did not, so policy=scam is promoted over queue.
 EXPLAINED_AWAY = {("accuracy", "policy"): "queue"}
+
+# The planted AI recall drop comes with a model release (mod-v4 misses far more
+# 'ms' content than mod-v3): over the whole market the model version is the
+# mechanism and ranks first (mod-v4 replaces mod-v3, a set of both versions),
+# and the planted language is the best segment of its own dimension.
+MECHANISM = {("ai_recall", "language"): ("ai_model", "mod-v4")}
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +105,12 @@ def test_rca_ranks_the_planted_segment_first(ds, incidents, metric, dimension):
     assert (res.estimate > 0) == (inc["direction"] == "up"), res.estimate
     rank = rca.adtributor(res)
     top = rank.dimensions.iloc[0]
+    if (metric, dimension) in MECHANISM:
+        assert (rank.top_dimension, rank.top_segment) == MECHANISM[(metric, dimension)]
+        own = rank.dimensions.set_index("dimension").loc[dimension]
+        assert own["explained"] and own["top_segment"] == inc["segment"]
+        assert own["n_selected"] == 1 and own["explanatory_power"] >= rank.ep_threshold
+        return
     assert (rank.top_dimension, rank.top_segment) == (dimension, inc["segment"]), rank.dimensions[
         ["dimension", "n_selected", "top_segment", "surprise_per_segment"]
     ]

@@ -24,10 +24,32 @@ rest is arithmetic on those sums in pandas/numpy:
 * :func:`event_impact` — before/after a dated event, with an optional
   difference-in-differences against a control.
 * :func:`summarize` — a plain-language conclusion built from the numbers.
+* :func:`explain_alert` — the breakdown that fits an alert's metric, over the
+  alert's window against the days before it: a rate decomposition, counts or
+  open items by segment, or response percentiles by segment.
 
-Metrics (:data:`RCA_METRICS`): ``accuracy``, ``over_enforcement_rate``,
-``under_enforcement_rate``, ``wrong_policy_rate`` (QA audits, design-weighted),
-``sla_compliance``, ``auto_action_rate`` and ``override_rate`` (decisions).
+Metrics (:data:`RCA_METRICS`), each with the numerator and denominator of the
+function that computes it:
+
+* QA audits, design-weighted (:func:`qualitylab.metrics.qa_metrics`):
+  ``accuracy``, ``over_enforcement_rate``, ``under_enforcement_rate``,
+  ``wrong_policy_rate``;
+* decisions (:func:`~qualitylab.metrics.operational_metrics`,
+  :func:`~qualitylab.metrics.ai_workflow_metrics`): ``sla_compliance``,
+  ``auto_action_rate``, ``override_rate``;
+* audited decisions the model scored, QA enforcement as the truth and
+  ``ai_score >= ai_threshold`` as the prediction, design-weighted
+  (:func:`qualitylab.aieval.ai_metrics`): ``ai_recall`` and ``ai_fnr`` (items
+  QA found violating), ``ai_precision`` (items the model flagged), ``ai_fpr``
+  (items QA found not violating);
+* ``qa_alignment``: decisions audited by both vendor and internal QA (the
+  latest audit of each), agreeing on the label
+  (:func:`~qualitylab.metrics.qa_alignment`);
+* ``escalation_rate``: escalations raised per decision created, by market,
+  vendor and queue (:func:`qualitylab.escalations.escalation_rate` reports it
+  per 1,000; results here are per decision, summaries per 1,000);
+* ``red_team_recall``: violating red-team items the model flags
+  (:func:`qualitylab.redteam.red_team_evaluation`).
 """
 
 from __future__ import annotations
@@ -67,19 +89,25 @@ __all__ = [
     "DECOMPOSITION_COLUMNS",
     "DEFAULT_DIMENSIONS",
     "DRILL_DOWN_COLUMNS",
+    "EXPLAINED_METRICS",
+    "EXPLANATION_COLUMNS",
     "FUNNEL_COLUMNS",
+    "METRIC_DIMENSIONS",
     "MISSING",
     "MIX_METHODS",
     "RCA_METRICS",
     "AdtributorResult",
     "DecompositionResult",
     "EventImpactResult",
+    "Explanation",
     "FunnelResult",
     "adtributor",
     "decompose",
+    "dimensions_of",
     "drill_down",
     "error_anatomy",
     "event_impact",
+    "explain_alert",
     "funnel",
     "funnel_limits",
     "jensen_shannon",
@@ -96,28 +124,60 @@ __all__ = [
 @dataclass(frozen=True)
 class _RateMetric:
     name: str
-    source: str  # "audits" or "decisions"
+    # "audits" (QA audits), "decisions", "scored" (audits the model scored),
+    # "qa_pairs" (decisions audited by both QA sources), "escalations", "red_team"
+    source: str
     higher_is_better: bool
     label: str
+    items: str = "decisions"  # the denominator's items, for messages
+    scale: float = 1.0  # reported per `scale` items (escalations per 1,000 decisions)
 
     @property
     def noun(self) -> str:
-        """The label inside a sentence (``SLA`` keeps its capitals)."""
-        return self.label if self.label.startswith("SLA") else self.label.lower()
+        """The label inside a sentence (``SLA``, ``AI``, ``QA`` keep their capitals)."""
+        return self.label if self.label[:2] in ("SL", "AI", "QA") else self.label.lower()
 
 
+_SCORED = "audited decisions the model scored"
 _METRICS: dict[str, _RateMetric] = {
-    "accuracy": _RateMetric("accuracy", "audits", True, "Accuracy"),
+    "accuracy": _RateMetric("accuracy", "audits", True, "Accuracy", "audited decisions"),
     "over_enforcement_rate": _RateMetric(
-        "over_enforcement_rate", "audits", False, "Over-enforcement rate"
+        "over_enforcement_rate", "audits", False, "Over-enforcement rate", "audited decisions"
     ),
     "under_enforcement_rate": _RateMetric(
-        "under_enforcement_rate", "audits", False, "Under-enforcement rate"
+        "under_enforcement_rate", "audits", False, "Under-enforcement rate", "audited decisions"
     ),
-    "wrong_policy_rate": _RateMetric("wrong_policy_rate", "audits", False, "Wrong-policy rate"),
+    "wrong_policy_rate": _RateMetric(
+        "wrong_policy_rate", "audits", False, "Wrong-policy rate", "audited decisions"
+    ),
     "sla_compliance": _RateMetric("sla_compliance", "decisions", True, "SLA compliance"),
     "auto_action_rate": _RateMetric("auto_action_rate", "decisions", False, "Auto-action rate"),
     "override_rate": _RateMetric("override_rate", "decisions", False, "Override rate"),
+    "ai_recall": _RateMetric(
+        "ai_recall", "scored", True, "AI recall", f"{_SCORED} that QA found violating"
+    ),
+    "ai_fnr": _RateMetric(
+        "ai_fnr", "scored", False, "AI false negative rate", f"{_SCORED} that QA found violating"
+    ),
+    "ai_precision": _RateMetric(
+        "ai_precision", "scored", True, "AI precision", f"{_SCORED} and flagged"
+    ),
+    "ai_fpr": _RateMetric(
+        "ai_fpr",
+        "scored",
+        False,
+        "AI false positive rate",
+        f"{_SCORED} that QA found not violating",
+    ),
+    "qa_alignment": _RateMetric(
+        "qa_alignment", "qa_pairs", True, "QA alignment", "decisions audited by both QA sources"
+    ),
+    "escalation_rate": _RateMetric(
+        "escalation_rate", "escalations", False, "Escalation rate", "decisions", scale=1000.0
+    ),
+    "red_team_recall": _RateMetric(
+        "red_team_recall", "red_team", True, "Red-team recall", "violating red-team items"
+    ),
 }
 #: Rate metrics the root-cause functions accept.
 RCA_METRICS = tuple(_METRICS)
@@ -139,8 +199,18 @@ _DECISION_DIMENSIONS = (
     "moderator_id",
 )
 _AUDIT_DIMENSIONS = ("auditor_id", "qa_policy", "qa_source")
+_ESCALATION_DIMENSIONS = ("market", "vendor", "queue")
+_RED_TEAM_DIMENSIONS = ("market", "language", "policy", "attack", "ai_model")
 #: Dimensions :func:`decompose` splits by unless told otherwise.
 DEFAULT_DIMENSIONS = ("vendor", "site", "queue", "language", "policy", "routing", "ai_model")
+#: Default dimensions of the metrics that are not sliced by DEFAULT_DIMENSIONS: the
+#: model scores content before anyone handles it (as the alert scan slices it), and
+#: escalations and red-team items carry only these columns.
+METRIC_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    **{name: ("queue", "language", "policy", "ai_model") for name in _METRICS if name[:3] == "ai_"},
+    "escalation_rate": ("vendor", "queue"),
+    "red_team_recall": ("language", "policy", "attack", "ai_model"),
+}
 #: Segment label for a null dimension value (e.g. ``moderator_id`` of ``ai_auto`` items).
 MISSING = "(missing)"
 
@@ -280,9 +350,32 @@ def _check_metric(metric: object) -> _RateMetric:
 
 
 def _allowed_dimensions(spec: _RateMetric) -> tuple[str, ...]:
-    if spec.source == "audits":
+    if spec.source in ("audits", "scored"):
         return (*_DECISION_DIMENSIONS, *_AUDIT_DIMENSIONS)
+    if spec.source == "escalations":
+        return _ESCALATION_DIMENSIONS
+    if spec.source == "red_team":
+        return _RED_TEAM_DIMENSIONS
     return _DECISION_DIMENSIONS
+
+
+def dimensions_of(metric: str) -> tuple[str, ...]:
+    """The dimensions a rate metric can be split by (:func:`decompose`, :func:`outlier_units`).
+
+    Examples
+    --------
+    >>> dimensions_of("escalation_rate")
+    ('market', 'vendor', 'queue')
+    >>> "moderator_id" in dimensions_of("ai_recall")
+    True
+    """
+    return _allowed_dimensions(_check_metric(metric))
+
+
+def _default_dimensions(spec: _RateMetric, where: Mapping[str, Any] | None) -> list[str]:
+    """The metric's default dimensions, less those a `where` filter fixes."""
+    dims = METRIC_DIMENSIONS.get(spec.name, DEFAULT_DIMENSIONS)
+    return [d for d in dims if d not in (where or {})]
 
 
 def _check_dimensions(dimensions: Sequence[str] | str, spec: _RateMetric) -> list[str]:
@@ -367,34 +460,141 @@ def _metric_table(
     periods: Sequence[m.Period],
     qa_source: str | None,
 ) -> ir.Table:
-    """Items of the metric's denominator in any of `periods`, with ``_period``
-    (index into `periods`), ``_y`` (0/1 outcome) and ``_w`` (design weight)."""
+    """Rows of the metric in any of `periods`, with ``_period`` (index into
+    `periods`), ``_y`` (numerator: 0/1 outcome), ``_d`` (denominator: 1, or 0
+    for a row that only counts in the numerator) and ``_w`` (design weight)."""
     span = m.Period(min(p.start for p in periods), max(p.end for p in periods))
-    if spec.source == "audits":
+    one = ibis.literal(1.0)
+    if spec.source == "escalations":
+        return _escalation_table(ds, market, span, periods)
+    if spec.source == "red_team":
+        t = _with_period(_red_team_items(ds, market, span), periods)
+        t = t.filter(t.policy != "none")
+        y = t.ai_score >= _ai_threshold(ds, market)
+        return t.mutate(_y=y.cast("float64"), _d=one, _w=one)
+    if spec.source in ("audits", "scored"):
         t = m.audited_decisions(ds, market=market, period=span, qa_source=qa_source)
+    elif spec.source == "qa_pairs":
+        t = _qa_pairs(ds, market, span)
     else:
         t = m.decisions_in_period(ds, market=market, period=span)
+    t = _with_period(t, periods)
+    w = one
+    if spec.source == "audits":
+        y = t[_QA_FLAGS[spec.name]]
+        w = t.w.cast("float64")
+    elif spec.source == "scored":
+        # truth: QA enforced; prediction: score at or above the threshold (aieval.ai_metrics)
+        thr = _ai_threshold(ds, market)
+        t = t.filter(t.ai_score.notnull())
+        if spec.name in ("ai_recall", "ai_fnr"):  # denominator: items QA found violating
+            t = t.filter(t.qa_enforced)
+        elif spec.name == "ai_fpr":  # items QA found not violating
+            t = t.filter(~t.qa_enforced)
+        else:  # ai_precision: items the model flagged
+            t = t.filter(t.ai_score >= thr)
+        flagged = t.ai_score >= thr
+        y = {
+            "ai_recall": flagged,
+            "ai_fnr": ~flagged,
+            "ai_fpr": flagged,
+            "ai_precision": t.qa_enforced,
+        }[spec.name]
+        w = t.w.cast("float64")
+    elif spec.source == "qa_pairs":
+        y = t._label_i == t._label_v
+    elif spec.name == "auto_action_rate":
+        t = t.filter(t.action.notnull())
+        y = t.routing == "ai_auto"
+    elif spec.name == "override_rate":
+        t = t.filter(t.action.notnull() & (t.routing == "ai_assisted"))
+        y = m._override_expr(t)
+    else:  # sla_compliance
+        t, y = _sla_outcome(ds, t, market, periods)
+    return t.mutate(_y=y.cast("float64"), _d=one, _w=w)
+
+
+def _with_period(t: ir.Table, periods: Sequence[m.Period]) -> ir.Table:
+    """Rows whose market-local ``date`` falls in one of `periods`, with its index ``_period``."""
     per = ibis.cases(
         *[(t.date.between(p.start, p.end), ibis.literal(i)) for i, p in enumerate(periods)],
         else_=ibis.null("int64"),
     )
     t = t.mutate(_period=per)
-    t = t.filter(t._period.notnull())
-    if spec.source == "audits":
-        y = t[_QA_FLAGS[spec.name]]
-        w = t.w.cast("float64")
-    elif spec.name == "auto_action_rate":
-        t = t.filter(t.action.notnull())
-        y = t.routing == "ai_auto"
-        w = ibis.literal(1.0)
-    elif spec.name == "override_rate":
-        t = t.filter(t.action.notnull() & (t.routing == "ai_assisted"))
-        y = m._override_expr(t)
-        w = ibis.literal(1.0)
-    else:  # sla_compliance
-        t, y = _sla_outcome(ds, t, market, periods)
-        w = ibis.literal(1.0)
-    return t.mutate(_y=y.cast("float64"), _w=w)
+    return t.filter(t._period.notnull())
+
+
+def _ai_threshold(ds: Dataset, market: str | None) -> float:
+    """The score at or above which the model flags an item (the ``ai_threshold`` parameter)."""
+    params = ds.params.market(market) if market else ds.params.defaults
+    return float(params.ai_threshold)
+
+
+def _qa_pairs(ds: Dataset, market: str | None, span: m.Period) -> ir.Table:
+    """Decisions audited by both QA sources: the decision's columns and both labels.
+
+    The latest audit of each source counts, as in
+    :func:`qualitylab.metrics.qa_alignment`; ``_label_i``/``_label_v`` are the
+    internal and vendor labels (the policy when enforced, else ``none``).
+    """
+    j = m.audited_decisions(ds, market=market, period=span, qa_source=None)
+    j = j.mutate(_label=ibis.ifelse(j.qa_enforced, j.qa_policy, ibis.literal("none")))
+    rk = ibis.row_number().over(
+        group_by=[j.decision_id, j.qa_source], order_by=ibis.desc(j.audited_at)
+    )
+    latest = j.mutate(_rk=rk)
+    latest = latest.filter(latest._rk == 0)
+    vendor = latest.filter(latest.qa_source == "vendor").select(
+        _vid=latest.decision_id, _label_v=latest._label
+    )
+    internal = latest.filter(latest.qa_source == "internal")
+    keep = [*_DECISION_DIMENSIONS, "decision_id", "date", "_label"]
+    internal = internal.select(*keep).rename(_label_i="_label")
+    pairs = internal.join(vendor, internal.decision_id == vendor._vid)
+    return pairs.select(*[c for c in pairs.columns if c != "_vid"])
+
+
+def _red_team_items(ds: Dataset, market: str | None, span: m.Period) -> ir.Table:
+    """Red-team items created on market-local dates of `span`, with ``date``."""
+    if not ds.has("red_team"):
+        raise QualityLabError("red_team is not in the dataset; red_team_recall needs it")
+    tzs = m._timezones(ds, market)
+    rt = ds.table("red_team")
+    if market is not None:
+        lo, hi = period_bounds_utc(span.start, span.end, tzs[market])
+        rt = rt.filter((rt.market == market) & (rt.created_at >= lo) & (rt.created_at < hi))
+    else:
+        rt = rt.filter(rt.market.isin(list(tzs)))
+    rt = rt.mutate(date=m._local_date(rt, "created_at", tzs, span))
+    return rt.filter(rt.date.between(span.start, span.end))
+
+
+def _escalation_table(
+    ds: Dataset, market: str | None, span: m.Period, periods: Sequence[m.Period]
+) -> ir.Table:
+    """Decisions (denominator rows) and escalations (numerator rows) in one table.
+
+    Escalations are dated by ``raised_at``, decisions by ``created_at``, both
+    market-local, as in :func:`qualitylab.escalations.escalation_rate`.
+    """
+    from qualitylab.escalations import _escalations_in_period
+
+    if not ds.has("escalations"):
+        raise QualityLabError("escalations is not in the dataset; escalation_rate needs it")
+    dec = m.decisions_in_period(ds, market=market, period=span)
+    esc = _escalations_in_period(ds, market, span, m._timezones(ds, market))
+    parts = []
+    for t, y, d in ((dec, 0.0, 1.0), (esc, 1.0, 0.0)):
+        parts.append(
+            t.select(
+                *[t[c].cast("string").name(c) for c in _ESCALATION_DIMENSIONS],
+                date=t.date.cast("date"),
+                _y=ibis.literal(y),
+                _d=ibis.literal(d),
+                _w=ibis.literal(1.0),
+            )
+        )
+    return _with_period(ibis.union(*parts, distinct=False), periods)
 
 
 def _sla_outcome(
@@ -430,10 +630,10 @@ def _sla_outcome(
 def _weighted_sums(t: ir.Table, keys: Sequence[str]) -> pd.DataFrame:
     """Per key: count, events and design-weight sums ``n, k, sw, sw2, swy``, as floats."""
     sums = {
-        "n": t.count(),
+        "n": t._d.sum(),
         "k": t._y.sum(),
-        "sw": t._w.sum(),
-        "sw2": (t._w * t._w).sum(),
+        "sw": (t._w * t._d).sum(),
+        "sw2": (t._w * t._w * t._d).sum(),
         "swy": (t._w * t._y).sum(),
     }
     df = t.group_by(list(keys)).aggregate(**sums).to_pandas()
@@ -454,10 +654,10 @@ def _aggregate(t: ir.Table, groupings: Sequence[Sequence[str]]) -> pd.DataFrame:
         segs = {f"_s{i}": t[d].cast("string").fill_null(MISSING) for i, d in enumerate(dims)}
         keyed = t.mutate(**segs)
         g = keyed.group_by([*segs, "_period"]).aggregate(
-            n=keyed.count(),
+            n=keyed._d.sum(),
             k=keyed._y.sum(),
-            sw=keyed._w.sum(),
-            sw2=(keyed._w * keyed._w).sum(),
+            sw=(keyed._w * keyed._d).sum(),
+            sw2=(keyed._w * keyed._w * keyed._d).sum(),
             swy=(keyed._w * keyed._y).sum(),
             sw2y=(keyed._w * keyed._w * keyed._y).sum(),
         )
@@ -725,6 +925,8 @@ class DecompositionResult:
         _s1`` and ``n, k, sw, sw2, swy`` per period, suffixed ``_0``/``_1``),
         which :func:`adtributor` uses to tell which of two overlapping
         explanations accounts for the other; ``None`` when not computed.
+    where : dict or None
+        The segment decomposed within (``{dimension: (values, ...)}``), or None.
     """
 
     metric: str
@@ -752,6 +954,7 @@ class DecompositionResult:
     sums: pd.DataFrame = field(repr=False, compare=False)
     nesting: dict[str, tuple[str, dict[str, str]]] = field(repr=False, compare=False)
     crossed: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    where: dict[str, tuple[str, ...]] | None = None
 
     @property
     def change(self) -> float:
@@ -825,7 +1028,8 @@ def decompose(
     current: tuple[date | str, date | str] | m.Period,
     baseline: tuple[date | str, date | str] | m.Period,
     *,
-    dimensions: Sequence[str] = DEFAULT_DIMENSIONS,
+    dimensions: Sequence[str] | None = None,
+    where: Mapping[str, str | Sequence[str]] | None = None,
     qa_source: str | None = "internal",
     weighted: bool | None = None,
     mix: str = "centered",
@@ -844,13 +1048,21 @@ def decompose(
         (then ``"market"`` is a useful dimension).
     current, baseline : (start, end) or Period
         Market-local, inclusive, disjoint date ranges (dates of the decisions).
-    dimensions : sequence of str
+    dimensions : sequence of str, optional
         Decision columns to split by (``market, vendor, site, queue, language,
-        policy, routing, ai_model, moderator_id``) and, for QA metrics,
-        ``auditor_id, qa_policy, qa_source``. Null values form the segment
-        :data:`MISSING`.
+        policy, routing, ai_model, moderator_id``) and, for QA and AI metrics,
+        ``auditor_id, qa_policy, qa_source``; ``market, vendor, queue`` for
+        ``escalation_rate``; ``market, language, policy, attack, ai_model``
+        for ``red_team_recall``. Null values form the segment :data:`MISSING`.
+        By default :data:`DEFAULT_DIMENSIONS`, or the metric's entry in
+        :data:`METRIC_DIMENSIONS`, less the dimensions `where` fixes.
+    where : mapping, optional
+        Decompose within a segment only, e.g. ``{"vendor": "VendorC"}``
+        (values may be lists): the change of the segment's rate, split by the
+        other dimensions.
     qa_source : {"internal", "vendor", None}, default "internal"
-        Whose audits are the truth for QA metrics.
+        Whose audits are the truth for QA and AI metrics (``qa_alignment``
+        always compares the two).
     weighted : bool, optional
         Use design weights ``w`` (``sample_weight``) for shares and rates; by
         default whenever any weight in the two periods differs from 1.
@@ -887,14 +1099,20 @@ def decompose(
     still pending at a period's end.
     """
     spec = _check_metric(metric)
-    dims = _check_dimensions(dimensions, spec)
+    dims = _check_dimensions(
+        _default_dimensions(spec, where) if dimensions is None else dimensions, spec
+    )
     base, cur = _check_periods(baseline, current)
     qa_source = _check_qa_source(qa_source)
     mix = _check_mix(mix)
     cl = _confidence(ds, market, confidence_level)
     t = _metric_table(ds, spec, market, (base, cur), qa_source)
+    fixed = None
+    if where is not None:
+        t = t.filter(_filter_expr(t, where, spec, "where"))
+        fixed = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in where.items()}
     agg = _aggregate(t, [(d,) for d in dims])
-    _check_nonempty(agg, spec, market, base, cur)
+    _check_nonempty(agg, spec, market, base, cur, fixed)
     use_w = _use_weights(agg, weighted)
     wide = _wide(agg, ["_d0", "_s0"])
     out = _decompose_wide(wide, use_w, ["_d0"], mix)
@@ -956,6 +1174,7 @@ def decompose(
         crossed=_wide(_aggregate(t, list(itertools.combinations(dims, 2))), _PAIR_KEYS)
         if cross and len(dims) > 1
         else None,
+        where=fixed,
     )
 
 
@@ -986,20 +1205,33 @@ def _nesting(t: ir.Table, dims: Sequence[str]) -> dict[str, tuple[str, dict[str,
 
 
 def _check_nonempty(
-    agg: pd.DataFrame, spec: _RateMetric, market: str | None, base: m.Period, cur: m.Period
+    agg: pd.DataFrame,
+    spec: _RateMetric,
+    market: str | None,
+    base: m.Period,
+    cur: m.Period,
+    where: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
-    what = "audited decisions" if spec.source == "audits" else "decisions"
     for p, which, period in ((0, "baseline", base), (1, "current", cur)):
-        if not (agg["_period"] == p).any():
+        if not (agg.loc[agg["_period"] == p, "n"] > 0).any():
             raise QualityLabError(
                 MSG_EMPTY_PERIOD.format(
-                    what=what,
+                    what=spec.items,
                     metric=spec.name,
                     market=market,
                     which=which,
                     period=_fmt_period(period),
                 )
+                + _where_text(where, prefix=" for ")
             )
+
+
+def _where_text(where: Mapping[str, Sequence[str]] | None, *, prefix: str = "") -> str:
+    """``"vendor VendorC"`` (or ``"vendor VendorA or VendorB"``) for a segment filter."""
+    if not where:
+        return ""
+    parts = [f"{k} {' or '.join(str(x) for x in v)}" for k, v in where.items()]
+    return prefix + ", ".join(parts)
 
 
 # --------------------------------------------------------------------------- #
@@ -1535,6 +1767,7 @@ def drill_down(
     """
     ep_threshold = _check_unit_interval(ep_threshold, "ep_threshold", closed=True)
     spec = _METRICS[result.metric]
+    chosen = pairs is None
     if pairs is None:
         if not isinstance(top_dimensions, int) or top_dimensions < 2:
             raise ParameterError(
@@ -1554,6 +1787,11 @@ def drill_down(
         if len(p) != 2 or p[0] == p[1]:
             raise ParameterError(f"each pair must name two different dimensions; got {p!r}")
         _check_dimensions(list(p), spec)
+    if not pairs and chosen:
+        raise QualityLabError(
+            f"no pair of dimensions to cross among {', '.join(result.dimensions)} "
+            "(a pair nested in each other adds nothing)"
+        )
     if not pairs:
         raise ParameterError(
             "no pair of dimensions to cross; give pairs= or a larger top_dimensions",
@@ -1564,6 +1802,8 @@ def drill_down(
         t = _metric_table(
             ds, spec, result.market, (result.baseline, result.current), result.qa_source
         )
+        if result.where:
+            t = t.filter(_filter_expr(t, result.where, spec, "where"))
         wide = _wide(_aggregate(t, pairs), _PAIR_KEYS)
     out = _decompose_wide(wide, result.weighted, ["_d0", "_d1"], result.mix)
     sums = out[["_num_base", "_num_cur", "_den_base", "_den_cur"]].to_numpy(float)
@@ -2004,6 +2244,7 @@ def error_anatomy(
     baseline: tuple[date | str, date | str] | m.Period,
     *,
     by: Sequence[str] = ("policy", "language"),
+    where: Mapping[str, str | Sequence[str]] | None = None,
     qa_source: str | None = "internal",
     weighted: bool | None = None,
 ) -> pd.DataFrame:
@@ -2019,6 +2260,8 @@ def error_anatomy(
         ``policy`` here is the policy *at stake*: the policy the decision cited
         for an over-enforcement, the policy QA found for an under-enforcement
         or a wrong-policy error.
+    where : mapping, optional
+        Within a segment only, e.g. ``{"vendor": "VendorC"}`` (as :func:`decompose`).
     qa_source : {"internal", "vendor", None}, default "internal"
     weighted : bool, optional
         Design weights, as :func:`decompose`.
@@ -2040,6 +2283,8 @@ def error_anatomy(
     base, cur = _check_periods(baseline, current)
     qa_source = _check_qa_source(qa_source)
     t = _metric_table(ds, spec, market, (base, cur), qa_source)
+    if where is not None:
+        t = t.filter(_filter_expr(t, where, spec, "where"))
     t = t.mutate(
         _etype=ibis.cases(
             (t.over_enforcement, "over_enforcement"),
@@ -2567,13 +2812,22 @@ def event_impact(
 # --------------------------------------------------------------------------- #
 # plain-language summary
 # --------------------------------------------------------------------------- #
-def _pp(x: float, signed: bool = True) -> str:
+def _pp(x: float, signed: bool = True, spec: _RateMetric | None = None) -> str:
+    """A change: percentage points, or per 1,000 items for a metric with a scale."""
+    if spec is not None and spec.scale != 1.0:
+        v = x * spec.scale
+        return (
+            f"{v:+.2f} per {spec.scale:,.0f}" if signed else f"{abs(v):.2f} per {spec.scale:,.0f}"
+        )
     v = x * 100.0
     digits = 2 if 0 < abs(v) < 0.05 else 1
     return f"{v:+.{digits}f} pp" if signed else f"{abs(v):.{digits}f} pp"
 
 
-def _pct(x: float) -> str:
+def _pct(x: float, spec: _RateMetric | None = None) -> str:
+    """A level: a percentage, or per 1,000 items for a metric with a scale."""
+    if spec is not None and spec.scale != 1.0:
+        return f"{x * spec.scale:.2f} per {spec.scale:,.0f} {spec.items}"
     return f"{x * 100:.1f}%"
 
 
@@ -2583,34 +2837,58 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def _how(mix: float, rate: float, plural: bool = False) -> str:
+def _how(mix: float, rate: float, plural: bool = False, spec: _RateMetric | None = None) -> str:
     its = "their" if plural else "its"
     total = abs(mix) + abs(rate)
     share = abs(rate) / total if total > 0 else 0.5
-    effects = f"rate effect {_pp(rate)}, mix effect {_pp(mix)}"
+    r, mx = _pp(rate, spec=spec), _pp(mix, spec=spec)
+    effects = f"rate effect {r}, mix effect {mx}"
     if share >= 0.8:
         return (
-            f"almost entirely through {its} own performance (rate effect {_pp(rate)}), "
-            f"not {its} share of volume (mix effect {_pp(mix)})"
+            f"almost entirely through {its} own performance (rate effect {r}), "
+            f"not {its} share of volume (mix effect {mx})"
         )
     if share <= 0.2:
         return (
-            f"almost entirely through {its} share of volume (mix effect {_pp(mix)}), "
-            f"not {its} own performance (rate effect {_pp(rate)})"
+            f"almost entirely through {its} share of volume (mix effect {mx}), "
+            f"not {its} own performance (rate effect {r})"
         )
     return f"through both {its} own performance and {its} share of volume ({effects})"
 
 
 def _segment_rates(spec: _RateMetric, r: pd.Series) -> str:
     if not np.isfinite(r["rate_base"]):
-        return f"it is new in the current period ({spec.noun} {_pct(r['rate_cur'])})"
+        return f"it is new in the current period ({spec.noun} {_pct(r['rate_cur'], spec)})"
     if not np.isfinite(r["rate_cur"]):
-        return f"it is absent from the current period ({spec.noun} was {_pct(r['rate_base'])})"
-    return f"its {spec.noun} went from {_pct(r['rate_base'])} to {_pct(r['rate_cur'])}"
+        return (
+            f"it is absent from the current period ({spec.noun} was {_pct(r['rate_base'], spec)})"
+        )
+    return f"its {spec.noun} went from {_pct(r['rate_base'], spec)} to {_pct(r['rate_cur'], spec)}"
 
 
 def _beyond(ep: float) -> str:
     return " (other segments moved the other way)" if ep > 1.05 else ""
+
+
+def _change_sentences(result: DecompositionResult, alpha: float) -> str:
+    """The change with its interval and test, and a warning when it is noise."""
+    spec = _METRICS[result.metric]
+    change = result.estimate
+    where = (f" in {result.market}" if result.market else "") + _where_text(
+        result.where, prefix=" for "
+    )
+    lo, hi = result.confidence_interval(result.confidence_level)
+    verb = "rose" if change > 0 else "fell"
+    text = (
+        f"{spec.label}{where} {verb} {_pp(change, signed=False, spec=spec)}, from "
+        f"{_pct(result.rate_base, spec)} ({_fmt_period(result.baseline)}, n = {result.n_base:,}) "
+        f"to {_pct(result.rate_cur, spec)} ({_fmt_period(result.current)}, "
+        f"n = {result.n_cur:,}); {result.confidence_level:.0%} CI for the change "
+        f"{_pp(lo, spec=spec)} to {_pp(hi, spec=spec)}, {_p(result.pvalue)}."
+    )
+    if not result.pvalue < alpha:
+        text += " The change is within sampling noise, so the breakdown below may describe noise."
+    return text
 
 
 def summarize(
@@ -2647,26 +2925,16 @@ def summarize(
     alpha = _check_unit_interval(alpha, "alpha")
     spec = _METRICS[result.metric]
     change = result.estimate
-    where = f" in {result.market}" if result.market else ""
-    lo, hi = result.confidence_interval(result.confidence_level)
+    where = (f" in {result.market}" if result.market else "") + _where_text(
+        result.where, prefix=" for "
+    )
     if change == 0:
         return (
-            f"{spec.label}{where} did not change: {_pct(result.rate_base)} in both "
+            f"{spec.label}{where} did not change: {_pct(result.rate_base, spec)} in both "
             f"{_fmt_period(result.baseline)} and {_fmt_period(result.current)}."
         )
-    verb = "rose" if change > 0 else "fell"
     noun = "rise" if change > 0 else "drop"
-    sentences = [
-        f"{spec.label}{where} {verb} {_pp(change, signed=False)}, from {_pct(result.rate_base)} "
-        f"({_fmt_period(result.baseline)}, n = {result.n_base:,}) to {_pct(result.rate_cur)} "
-        f"({_fmt_period(result.current)}, n = {result.n_cur:,}); "
-        f"{result.confidence_level:.0%} CI for the change {lo * 100:+.1f} to {hi * 100:+.1f} pp, "
-        f"{_p(result.pvalue)}."
-    ]
-    if not result.pvalue < alpha:
-        sentences.append(
-            "The change is within sampling noise, so the breakdown below may describe noise."
-        )
+    sentences = [_change_sentences(result, alpha)]
     ranking = ranking or adtributor(result)
     dim = ranking.top_dimension
     if dim is None:
@@ -2681,22 +2949,22 @@ def summarize(
         r = sel.iloc[0]
         sentences.append(
             f"By {dim}, {r['segment']} explains {r['explanatory_power']:.0%} of the {noun}"
-            f"{_beyond(r['explanatory_power'])}, {_how(r['mix_effect'], r['rate_effect'])}; "
-            f"{_segment_rates(spec, r)}."
+            f"{_beyond(r['explanatory_power'])}, "
+            f"{_how(r['mix_effect'], r['rate_effect'], spec=spec)}; {_segment_rates(spec, r)}."
         )
     else:
         names = ", ".join(sel["segment"].astype(str).iloc[:-1]) + f" and {sel['segment'].iloc[-1]}"
         ep = float(sel["explanatory_power"].sum())
+        how = _how(sel["mix_effect"].sum(), sel["rate_effect"].sum(), plural=True, spec=spec)
         sentences.append(
-            f"By {dim}, {names} together explain {ep:.0%} of the {noun}{_beyond(ep)}, "
-            f"{_how(sel['mix_effect'].sum(), sel['rate_effect'].sum(), plural=True)}."
+            f"By {dim}, {names} together explain {ep:.0%} of the {noun}{_beyond(ep)}, {how}."
         )
     tot = result.totals[result.totals["dimension"] == dim].iloc[0]
     if abs(tot["mix_effect"]) > abs(tot["rate_effect"]):
         sentences.append(
             f"Across all {dim} segments the shift in volume between segments "
-            f"({_pp(tot['mix_effect'])}) outweighs the change in their own rates "
-            f"({_pp(tot['rate_effect'])})."
+            f"({_pp(tot['mix_effect'], spec=spec)}) outweighs the change in their own rates "
+            f"({_pp(tot['rate_effect'], spec=spec)})."
         )
     # A runner-up only when its leading segment's own rate moved significantly.
     pvals = result.segments.set_index(["dimension", "segment"])["p_value"]
@@ -2711,3 +2979,828 @@ def summarize(
             )
         break
     return " ".join(sentences)
+
+
+# --------------------------------------------------------------------------- #
+# explain an alert: the breakdown that fits its metric
+# --------------------------------------------------------------------------- #
+#: Metrics :func:`explain_alert` breaks down, and how: ``rate`` (a decomposition,
+#: :func:`decompose` and :func:`adtributor`), ``count`` (items per day by segment),
+#: ``backlog`` (open items by segment), ``percentile`` (response times by segment)
+#: and ``gap`` (vendor-reported against measured KPIs).
+EXPLAINED_METRICS: dict[str, str] = {
+    **dict.fromkeys(RCA_METRICS, "rate"),
+    "volume": "count",
+    "backlog": "backlog",
+    "response_p50": "percentile",
+    "response_p90": "percentile",
+    "response_p99": "percentile",
+    "reporting_gap": "gap",
+}
+#: Columns of :attr:`Explanation.table`.
+EXPLANATION_COLUMNS = [
+    "dimension",
+    "segment",
+    "value_base",
+    "value_cur",
+    "change",
+    "n_base",
+    "n_cur",
+    "contribution",
+    "share_of_change",
+    "selected",
+]
+#: Columns of :attr:`Explanation.dimensions`.
+EXPLANATION_DIMENSION_COLUMNS = [
+    "rank",
+    "dimension",
+    "explained",
+    "concentrated",
+    "n_selected",
+    "top_segment",
+    "explanatory_power",
+    "share_of_items",
+    "surprise",
+]
+# How explain_alert decides that a change is concentrated (see _dimension_summary),
+# and the p-value above which a change is sampling noise.
+_EP_THRESHOLD = 0.67
+_MIN_SEGMENT_EP = 0.1
+_MIN_SET_EP = 0.5
+_MAX_SET_EP = 1.5
+_MIN_EXCESS = 0.1
+_NOISE_ALPHA = 0.05
+MSG_NO_BREAKDOWN = "no breakdown for metric {metric!r}; explain_alert handles {allowed}"
+MSG_ALERT_FIELD = "the alert has no {field!r}; it needs {needed}"
+_ALERT_FIELDS = ("market", "metric", "dimension", "segment", "start_date", "end_date")
+_QUANTILES = {"response_p50": 0.5, "response_p90": 0.9, "response_p99": 0.99}
+_LEVEL_LABELS = {
+    "volume": "Volume",
+    "backlog": "Backlog",
+    "response_p50": "Median response time",
+    "response_p90": "Response time p90",
+    "response_p99": "Response time p99",
+    "reporting_gap": "Reporting gap",
+}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Result of :func:`explain_alert`: the breakdown of one alert's change.
+
+    Attributes
+    ----------
+    metric, kind : str
+        The alert's metric and its kind in :data:`EXPLAINED_METRICS`.
+    market, dimension, segment : str
+        The alert's series (``dimension == "market"`` for market-wide alerts);
+        the breakdown is within that segment.
+    current, baseline : Period
+        The alert's window and the days before it.
+    value_base, value_cur : float
+        The series' value in each period in the metric's units (rates as
+        proportions, escalations per 1,000 decisions, volume per day, open
+        items, seconds; for ``gap``: measured, then vendor-reported).
+    top_dimension, top_segment : str or None
+        The dimension whose few segments explain the change, and its leading
+        segment; when no dimension concentrates it, ``top_dimension`` is None
+        and ``top_segment`` names the largest contributor of the best-ranked
+        dimension.
+    sentence : str
+        One plain sentence: the change and the segment behind it (plain text:
+        escape it before putting it into HTML).
+    summary : str
+        The change with its interval and test for rates (as :func:`summarize`
+        opens), else `sentence`.
+    table : pandas.DataFrame
+        :data:`EXPLANATION_COLUMNS`, the segments of the best-ranked dimension
+        (at most ``max_segments``), largest share of the change first:
+        per-segment values in each period and their ``change``, items
+        ``n_base``/``n_cur``, ``contribution`` to the change (additive: the
+        contributions of a dimension add up to the change; for percentiles,
+        to the change in the share of items slower than the baseline's
+        percentile) and ``share_of_change``; ``selected`` marks the smallest
+        set explaining most of it.
+    dimensions : pandas.DataFrame
+        :data:`EXPLANATION_DIMENSION_COLUMNS`, every dimension ranked (as
+        :func:`adtributor` ranks them, for rates): ``explained`` when a small
+        set reaches the threshold, ``concentrated`` when the segments named
+        (``n_selected``, led by ``top_segment``) also carry clearly more of
+        the change (``explanatory_power``) than of the items
+        (``share_of_items``); :attr:`top_dimension` is the first concentrated one.
+    result : DecompositionResult or None
+        The decomposition behind a rate (per item, so escalations per decision).
+    ranking : AdtributorResult or None
+    """
+
+    metric: str
+    kind: str
+    market: str
+    dimension: str
+    segment: str
+    current: m.Period
+    baseline: m.Period
+    value_base: float
+    value_cur: float
+    top_dimension: str | None
+    top_segment: str | None
+    sentence: str
+    summary: str
+    table: pd.DataFrame = field(repr=False, compare=False)
+    dimensions: pd.DataFrame = field(repr=False, compare=False)
+    result: DecompositionResult | None = field(default=None, repr=False, compare=False)
+    ranking: AdtributorResult | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def change(self) -> float:
+        """``value_cur - value_base``."""
+        return self.value_cur - self.value_base
+
+    @property
+    def shown_dimension(self) -> str | None:
+        """The dimension :attr:`table` shows (`top_dimension`, or the best-ranked one)."""
+        return str(self.table["dimension"].iloc[0]) if len(self.table) else None
+
+
+def explain_alert(
+    ds: Dataset,
+    alert: Mapping[str, Any] | pd.Series,
+    *,
+    baseline_days: int = 28,
+    max_segments: int = 8,
+    dimensions: Sequence[str] | None = None,
+) -> Explanation:
+    """Break an alert's change down by segment, the way its metric allows.
+
+    Parameters
+    ----------
+    ds : Dataset
+    alert : mapping or pandas.Series
+        A row of an alerts table (:data:`qualitylab.detect.ALERT_COLUMNS`):
+        ``market, metric, dimension, segment, start_date, end_date``. The
+        alert's window is the current period. Optional ``baseline_start`` and
+        ``baseline_end`` set the baseline.
+    baseline_days : int, default 28
+        Otherwise the baseline is the days before the window, as the scan's.
+    max_segments : int, default 8
+        Rows of :attr:`Explanation.table`.
+    dimensions : sequence of str, optional
+        Dimensions to break down by; by default those of :func:`decompose`
+        for rates and :data:`DEFAULT_DIMENSIONS` otherwise, less the alert's
+        own dimension.
+
+    Returns
+    -------
+    Explanation
+
+    Raises
+    ------
+    QualityLabError
+        A metric without a breakdown, or no data for the alert's segment in a
+        period (inside :func:`qualitylab.report.section`, a one-line note).
+
+    Notes
+    -----
+    A market-wide alert is broken down over the market; an alert on a segment
+    (``vendor = VendorC``) within that segment, by the other dimensions.
+
+    * ``rate`` (:data:`RCA_METRICS`): :func:`decompose` within the segment and
+      :func:`adtributor`.
+    * ``count`` (``volume``): decisions created per day in each period, per
+      segment; the changes add up to the change of the total. Weekday mix is
+      not adjusted for.
+    * ``backlog``: items open (created since the baseline's start and not yet
+      decided) at the end of the baseline and at the end of the window.
+    * ``percentile`` (``response_p50/p90/p99``): the percentile per segment
+      in each period (Kaplan–Meier, :func:`qualitylab.metrics.operational_metrics`).
+      Percentiles do not add up, so segments are ranked by their
+      contribution to the change in the share of items slower than the
+      baseline's percentile (pending items already older count as slow, the
+      rest are unknown and left out), a rate whose shift-share is exact.
+    * ``gap`` (``reporting_gap``): the vendor's reported KPIs against the
+      measured ones over the window's weeks
+      (:func:`qualitylab.reconcile.reporting_gap_summary`).
+
+    Non-additive breakdowns are ranked like :func:`adtributor`: per dimension
+    the smallest set of segments reaching 67% of the change (segments under
+    10% left out), dimensions with a set first by the Jensen–Shannon surprise
+    per segment of their set; dimensions with one segment cannot explain
+    anything and go last.
+    """
+    if isinstance(baseline_days, bool) or not isinstance(baseline_days, int) or baseline_days < 1:
+        raise ParameterError(
+            f"baseline_days must be a positive integer; got {baseline_days!r}", key="baseline_days"
+        )
+    if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1:
+        raise ParameterError(
+            f"max_segments must be a positive integer; got {max_segments!r}", key="max_segments"
+        )
+    a = _alert_fields(alert, baseline_days)
+    kind = EXPLAINED_METRICS.get(a["metric"])
+    if kind is None:
+        raise QualityLabError(
+            MSG_NO_BREAKDOWN.format(metric=a["metric"], allowed=", ".join(EXPLAINED_METRICS))
+        )
+    explain = {
+        "rate": _explain_rate,
+        "count": _explain_count,
+        "backlog": _explain_count,
+        "percentile": _explain_percentile,
+        "gap": _explain_gap,
+    }[kind]
+    return explain(ds, a, kind, max_segments, dimensions)
+
+
+def _alert_fields(alert: Mapping[str, Any] | pd.Series, baseline_days: int) -> dict[str, Any]:
+    """The alert's series and periods, validated."""
+    out: dict[str, Any] = {}
+    for name in _ALERT_FIELDS:
+        value = alert.get(name) if hasattr(alert, "get") else None
+        if value is None or (isinstance(value, float) and math.isnan(value)) or str(value) == "":
+            raise ParameterError(
+                MSG_ALERT_FIELD.format(field=name, needed=", ".join(_ALERT_FIELDS)), key=name
+            )
+        out[name] = str(value)
+    cur = _as_period((out["start_date"][:10], out["end_date"][:10]), "current")
+    b0, b1 = alert.get("baseline_start"), alert.get("baseline_end")
+    if b0 is not None and b1 is not None and not pd.isna(b0) and not pd.isna(b1) and str(b0):
+        base = _as_period((str(b0)[:10], str(b1)[:10]), "baseline")
+    else:
+        base = m.Period(cur.start - timedelta(days=baseline_days), cur.start - timedelta(days=1))
+    out["current"], out["baseline"] = _check_periods(base, cur)[::-1]
+    out["where"] = None if out["dimension"] == "market" else {out["dimension"]: (out["segment"],)}
+    return out
+
+
+def _subject(a: Mapping[str, Any], label: str) -> str:
+    """``"AI recall in SG for language ms"``."""
+    where = "" if a["where"] is None else f" for {a['dimension']} {a['segment']}"
+    return f"{label} in {a['market']}{where}"
+
+
+def _window(a: Mapping[str, Any]) -> str:
+    return f"{_fmt_period(a['current'])} against {_fmt_period(a['baseline'])}"
+
+
+def _breakdown_dimensions(
+    a: Mapping[str, Any], allowed: Sequence[str], defaults: Sequence[str], given: Any
+) -> list[str]:
+    """The dimensions to break down by: given or default, never the alert's own."""
+    if a["where"] is not None and a["dimension"] not in allowed:
+        raise QualityLabError(
+            f"cannot break {a['metric']} down within {a['dimension']} {a['segment']}: "
+            f"{a['metric']} is split by {', '.join(allowed)}"
+        )
+    dims = [d for d in (defaults if given is None else given) if d != a["dimension"]]
+    bad = [d for d in dims if d not in allowed]
+    if bad:
+        raise ParameterError(
+            f"unknown dimension {bad[0]!r} for {a['metric']}; choose from {', '.join(allowed)}",
+            key="dimensions",
+        )
+    if not dims:
+        raise QualityLabError(f"no dimension left to break {a['metric']} down by")
+    return dims
+
+
+def _segment_filter(t: ir.Table, where: Mapping[str, Sequence[str]] | None) -> ir.Table:
+    if not where:
+        return t
+    cond = ibis.literal(True)
+    for col, vals in where.items():
+        cond = cond & t[col].cast("string").fill_null(MISSING).isin([str(v) for v in vals])
+    return t.filter(cond)
+
+
+def _n_segments(seg: pd.DataFrame) -> pd.Series:
+    return seg.groupby("dimension", sort=False)["segment"].size()
+
+
+def _dimension_summary(seg: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """Per dimension, in `order`: the segments behind the change, if it is concentrated.
+
+    ``seg`` has ``dimension, segment, explanatory_power, surprise, selected``
+    and ``_share`` (the segment's share of the items). Two candidates per
+    dimension: the selected set (the smallest set explaining
+    :data:`_EP_THRESHOLD` of the change), unless it is the whole dimension,
+    and the single segment with the largest excess of change over items. A
+    candidate concentrates the change when it explains between
+    :data:`_MIN_SET_EP` and :data:`_MAX_SET_EP` of it (beyond, other segments
+    offset it: a replacement, such as volume moving to a new model version,
+    rather than a cause) and at least :data:`_MIN_EXCESS` more of the change
+    than of the items (a change spread in proportion to volume concentrates
+    nowhere). ``_picked`` holds the segments named.
+    """
+    counts = _n_segments(seg)
+    rows = []
+    for d in order:
+        g = seg[seg["dimension"] == d].sort_values(
+            "explanatory_power", ascending=False, kind="stable", na_position="last"
+        )
+        sel = g[g["selected"]]
+        ep = g["explanatory_power"].to_numpy(float)
+        excess = ep - g["_share"].to_numpy(float)
+        candidates = []
+        if len(sel) and len(sel) < len(g):
+            candidates.append(sel)
+        if len(g) > 1 and np.isfinite(excess).any():
+            candidates.append(g.iloc[[int(np.nanargmax(excess))]])
+        picked, concentrated = (sel if len(sel) else g.head(1)), False
+        for cand in candidates:
+            c_ep = float(cand["explanatory_power"].sum())
+            if _MIN_SET_EP <= c_ep <= _MAX_SET_EP and c_ep - cand["_share"].sum() >= _MIN_EXCESS:
+                picked, concentrated = cand, True
+                break
+        rows.append(
+            {
+                "dimension": d,
+                "explained": bool(len(sel)) and counts.get(d, 0) > 1,
+                "concentrated": concentrated,
+                "n_selected": len(picked) if concentrated else len(sel),
+                "top_segment": picked.iloc[0]["segment"] if len(picked) else None,
+                "explanatory_power": float(picked["explanatory_power"].sum()),
+                "share_of_items": float(picked["_share"].sum()),
+                "surprise": float(picked["surprise"].sum()),
+                "_picked": list(picked["segment"]),
+            }
+        )
+    out = pd.DataFrame(rows, columns=[*EXPLANATION_DIMENSION_COLUMNS[1:], "_picked"])
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    return out
+
+
+def _top_of(
+    dims: pd.DataFrame, seg: pd.DataFrame, *, noise: bool = False
+) -> tuple[str | None, str | None, pd.DataFrame]:
+    """(concentrating dimension, dimension shown, the segments named).
+
+    The dimension shown is the best-ranked concentrating one, else the
+    best-ranked with more than one segment (then its largest contributor is
+    named). A change within sampling noise (`noise`) concentrates nowhere.
+    """
+    counts = _n_segments(seg)
+    conc = dims[dims["concentrated"]] if not noise else dims.iloc[:0]
+    top = str(conc.iloc[0]["dimension"]) if len(conc) else None
+    ranked = [d for d in dims["dimension"] if counts.get(d, 0) > 1] or list(dims["dimension"])
+    # with nothing concentrated, show a dimension whose segments are not offsetting
+    # each other (a replacement), if there is one
+    ep_max = seg.groupby("dimension")["explanatory_power"].max()
+    plain = [d for d in ranked if ep_max.get(d, np.nan) <= _MAX_SET_EP]
+    shown = top or (plain or ranked or [None])[0]
+    g = seg[seg["dimension"] == shown].sort_values(
+        "explanatory_power", ascending=False, kind="stable", na_position="last"
+    )
+    if top is None:
+        return None, shown, g.head(1)
+    names = dims.loc[dims["dimension"] == top, "_picked"].iloc[0]
+    return top, shown, g[g["segment"].isin(names)]
+
+
+def _table(seg: pd.DataFrame, shown: str | None, max_segments: int) -> pd.DataFrame:
+    g = seg[seg["dimension"] == shown] if shown is not None else seg.iloc[:0]
+    g = g.sort_values("share_of_change", ascending=False, kind="stable", na_position="last")
+    return g[EXPLANATION_COLUMNS].head(max_segments).reset_index(drop=True)
+
+
+def _names(segments: Sequence[Any]) -> str:
+    names = [str(x) for x in segments]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+
+
+def _concentration(
+    top: str | None,
+    shown: str | None,
+    picked: pd.DataFrame,
+    noun: str,
+    dims: Sequence[str],
+    detail: str = "",
+    *,
+    noise: bool = False,
+) -> str:
+    """The clause naming the segment behind the change (`detail` about the first one)."""
+    if picked.empty:
+        return "no segment to compare"
+
+    def pct(x: float) -> str:
+        return f"{x:.0%}" if np.isfinite(x) else "an undefined share"
+
+    ep = float(picked["explanatory_power"].sum())
+    share = float(picked["_share"].sum())
+    first = str(picked.iloc[0]["segment"])
+    if noise:
+        return (
+            f"that is within sampling noise, so no segment is blamed (the largest share, "
+            f"{pct(ep)}, is {shown} {first}, with {pct(share)} of the items{detail})"
+        )
+    if top is not None and len(picked) == 1:
+        return (
+            f"by {top}, {first} explains {pct(ep)} of the {noun} with {pct(share)} of the "
+            f"items{detail}"
+        )
+    if top is not None:
+        return (
+            f"by {top}, {_names(picked['segment'])} together explain {pct(ep)} of the {noun} "
+            f"with {pct(share)} of the items; {first}{detail}"
+        )
+    listed = ", ".join(dims[:-1]) + f" or {dims[-1]}" if len(dims) > 1 else dims[0]
+    return (
+        f"no {listed} concentrates it (the largest share, {pct(ep)}, is {shown} "
+        f"{first}, with {pct(share)} of the items{detail})"
+    )
+
+
+def _explain_rate(
+    ds: Dataset, a: dict[str, Any], kind: str, max_segments: int, given: Any
+) -> Explanation:
+    spec = _METRICS[a["metric"]]
+    allowed = _allowed_dimensions(spec)
+    dims = _breakdown_dimensions(a, allowed, _default_dimensions(spec, a["where"]), given)
+    res = decompose(
+        ds,
+        spec.name,
+        a["market"],
+        current=a["current"],
+        baseline=a["baseline"],
+        dimensions=dims,
+        where=a["where"],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an unchanged rate: explanatory power undefined
+        rank = adtributor(res)
+    raw = rank.segments
+    seg = raw.rename(columns={"rate_base": "value_base", "rate_cur": "value_cur"})
+    seg["share_of_change"] = raw["explanatory_power"]
+    seg["_share"] = (raw["share_base"] + raw["share_cur"]) / 2.0
+    scale = spec.scale
+    for c in ("value_base", "value_cur", "contribution"):
+        seg[c] = seg[c] * scale
+    seg["change"] = seg["value_cur"] - seg["value_base"]
+    summary = _dimension_summary(seg, rank.dimensions["dimension"].tolist())
+    noise = not res.pvalue < _NOISE_ALPHA
+    top, shown, picked = _top_of(summary, seg, noise=noise)
+    noun = "rise" if res.estimate > 0 else "drop"
+    detail = ""
+    if len(picked):
+        row = raw[(raw["dimension"] == shown) & (raw["segment"] == picked.iloc[0]["segment"])]
+        detail = f": {_segment_rates(spec, row.iloc[0])}" if len(row) else ""
+    if res.estimate == 0:
+        sentence = (
+            f"{_subject(a, spec.label)} did not change ({_pct(res.rate_base, spec)}, {_window(a)})."
+        )
+    else:
+        sentence = (
+            f"{_subject(a, spec.label)} {'rose' if res.estimate > 0 else 'fell'} "
+            f"{_pp(res.estimate, signed=False, spec=spec)} ({_pct(res.rate_base, spec)} to "
+            f"{_pct(res.rate_cur, spec)}, {_window(a)}; {_p(res.pvalue)}); "
+            + _concentration(top, shown, picked, noun, res.dimensions, detail, noise=noise)
+            + "."
+        )
+    return Explanation(
+        metric=spec.name,
+        kind=kind,
+        market=a["market"],
+        dimension=a["dimension"],
+        segment=a["segment"],
+        current=a["current"],
+        baseline=a["baseline"],
+        value_base=res.rate_base * scale,
+        value_cur=res.rate_cur * scale,
+        top_dimension=top,
+        top_segment=str(picked.iloc[0]["segment"]) if len(picked) else None,
+        sentence=sentence,
+        summary=_change_sentences(res, _NOISE_ALPHA) if res.estimate != 0 else sentence,
+        table=_table(seg, shown, max_segments),
+        dimensions=summary[EXPLANATION_DIMENSION_COLUMNS],
+        result=res,
+        ranking=rank,
+    )
+
+
+def _additive_ranking(
+    seg: pd.DataFrame, change: float, sums: np.ndarray, higher_is_better: bool, dims: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Explanatory power, surprise, the selected sets and the dimension ranking.
+
+    ``seg`` has ``dimension, segment, contribution`` and ``_share``; ``sums``
+    the numerator and denominator of each row in each period (``num_base,
+    num_cur, den_base, den_cur``), from which the surprise is computed as in
+    :func:`adtributor`. Dimensions rank as there: those whose set reaches the
+    threshold first, by surprise per segment of the set, then by fewer
+    segments; dimensions with a single segment last.
+    """
+    spec = _RateMetric("", "", higher_is_better, "")
+    out = _ep_and_surprise(seg.reset_index(drop=True), sums, spec, change, ["dimension"])
+    out = _select(out, ["dimension"], _EP_THRESHOLD, _MIN_SEGMENT_EP)
+    out["share_of_change"] = out["explanatory_power"]
+    summary = _dimension_summary(out, dims)
+    counts = _n_segments(out)
+    summary["_single"] = summary["dimension"].map(counts).fillna(0) < 2
+    per = summary["surprise"] / summary["n_selected"].clip(lower=1)
+    summary["_key"] = -per.round(12)
+    summary["_ex"] = ~summary["explained"]
+    summary = summary.sort_values(["_single", "_ex", "_key", "n_selected"], kind="stable")
+    summary["rank"] = np.arange(1, len(summary) + 1)
+    return out, summary[[*EXPLANATION_DIMENSION_COLUMNS, "_picked"]].reset_index(drop=True)
+
+
+def _open_items(
+    ds: Dataset, a: Mapping[str, Any], t: ir.Table, periods: Sequence[m.Period]
+) -> ir.Table:
+    """Items open at the end of each period (created since the first one started)."""
+    tzs = m._timezones(ds, a["market"])
+    parts = []
+    for i, p in enumerate(periods):
+        end = ibis.literal(m._as_of(p, tzs, a["market"]))
+        still = t.decided_at.isnull() | (t.decided_at >= end)
+        parts.append(t.filter((t.created_at < end) & still).mutate(_period=ibis.literal(i)))
+    return ibis.union(*parts, distinct=False)
+
+
+def _explain_count(
+    ds: Dataset, a: dict[str, Any], kind: str, max_segments: int, given: Any
+) -> Explanation:
+    dims = _breakdown_dimensions(a, _DECISION_DIMENSIONS, DEFAULT_DIMENSIONS, given)
+    base, cur = a["baseline"], a["current"]
+    t = m.decisions_in_period(ds, market=a["market"], period=m.Period(base.start, cur.end))
+    t = _segment_filter(t, a["where"])
+    t = _open_items(ds, a, t, (base, cur)) if kind == "backlog" else _with_period(t, (base, cur))
+    one = ibis.literal(1.0)
+    t = t.mutate(_y=ibis.literal(0.0), _d=one, _w=one)
+    agg = _aggregate(t, [(d,) for d in dims])
+    what = "open items" if kind == "backlog" else "decisions"
+    for p, which, period in ((0, "baseline", base), (1, "current", cur)):
+        if kind == "count" and not (agg.loc[agg["_period"] == p, "n"] > 0).any():
+            raise QualityLabError(
+                f"no {what} in market {a['market']!r} in the {which} period "
+                f"{_fmt_period(period)}{_where_text(a['where'], prefix=' for ')}"
+            )
+    wide = _wide(agg, ["_d0", "_s0"]).rename(columns={"_d0": "dimension", "_s0": "segment"})
+    days = (1.0, 1.0) if kind == "backlog" else (float(base.days), float(cur.days))
+    n0, n1 = wide["n_0"].to_numpy(float), wide["n_1"].to_numpy(float)
+    seg = pd.DataFrame(
+        {
+            "dimension": wide["dimension"],
+            "segment": wide["segment"],
+            "value_base": n0 / days[0],
+            "value_cur": n1 / days[1],
+            "n_base": n0.astype("int64"),
+            "n_cur": n1.astype("int64"),
+        }
+    )
+    seg["change"] = seg["value_cur"] - seg["value_base"]
+    seg["contribution"] = seg["change"]
+    total0 = seg.groupby("dimension")["n_base"].transform("sum").to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seg["_share"] = np.where(total0 > 0, n0 / total0, 0.0)  # proportional change: EP = share
+    first = seg[seg["dimension"] == dims[0]]
+    v0, v1 = float(first["value_base"].sum()), float(first["value_cur"].sum())
+    change = v1 - v0
+    # surprise in the distribution of items between segments
+    sums = np.column_stack([n0, n1, n0, n1])
+    seg, ranking = _additive_ranking(seg, change, sums, False, dims)
+    top, shown, picked = _top_of(ranking, seg)
+    label = _LEVEL_LABELS[a["metric"]]
+    unit = " open items" if kind == "backlog" else " a day"
+    if change == 0:
+        sentence = f"{_subject(a, label)} did not change ({v0:,.1f}{unit}, {_window(a)})."
+    else:
+        detail = ""
+        if len(picked):
+            r = picked.iloc[0]
+            detail = f": {r['value_base']:,.1f} to {r['value_cur']:,.1f}{unit}"
+        noun = "rise" if change > 0 else "drop"
+        sentence = (
+            f"{_subject(a, label)} {'rose' if change > 0 else 'fell'} from {v0:,.1f} to "
+            f"{v1:,.1f}{unit} ({_window(a)}); "
+            + _concentration(top, shown, picked, noun, dims, detail)
+            + "."
+        )
+    return Explanation(
+        metric=a["metric"],
+        kind=kind,
+        market=a["market"],
+        dimension=a["dimension"],
+        segment=a["segment"],
+        current=cur,
+        baseline=base,
+        value_base=v0,
+        value_cur=v1,
+        top_dimension=top,
+        top_segment=str(picked.iloc[0]["segment"]) if len(picked) else None,
+        sentence=sentence,
+        summary=sentence,
+        table=_table(seg, shown, max_segments),
+        dimensions=ranking[EXPLANATION_DIMENSION_COLUMNS],
+    )
+
+
+def _percentiles(
+    ds: Dataset, a: Mapping[str, Any], by: list[str], period: m.Period
+) -> pd.DataFrame:
+    """The alert's percentile per segment of `by` (restricted to the alert's segment)."""
+    if a["where"] is not None:
+        by = [a["dimension"], *by]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        om = m.operational_metrics(
+            ds, market=a["market"], by=by, start=period.start, end=period.end
+        )
+    out = om[om["metric"].isin([a["metric"], "volume"])]
+    if a["where"] is not None:
+        out = out[out[a["dimension"]].astype(str) == a["segment"]]
+    return out
+
+
+def _explain_percentile(
+    ds: Dataset, a: dict[str, Any], kind: str, max_segments: int, given: Any
+) -> Explanation:
+    dims = _breakdown_dimensions(a, _DECISION_DIMENSIONS, DEFAULT_DIMENSIONS, given)
+    base, cur = a["baseline"], a["current"]
+    overall = {
+        i: _percentiles(ds, a, [], p).set_index("metric")["value"]
+        for i, p in enumerate((base, cur))
+    }
+    v0 = float(overall[0].get(a["metric"], np.nan))
+    v1 = float(overall[1].get(a["metric"], np.nan))
+    if not np.isfinite(v0):
+        raise QualityLabError(
+            f"{a['metric']} of the baseline {_fmt_period(base)} cannot be estimated in market "
+            f"{a['market']!r}{_where_text(a['where'], prefix=' for ')} (too few answered items)"
+        )
+    # slow: answered after the baseline's percentile, or still pending and already older
+    tzs = m._timezones(ds, a["market"])
+    t = m.decisions_in_period(ds, market=a["market"], period=m.Period(base.start, cur.end))
+    t = _with_period(_segment_filter(t, a["where"]), (base, cur))
+    as_of = ibis.cases(
+        *[
+            (t._period == i, ibis.literal(m._as_of(p, tzs, a["market"])))
+            for i, p in enumerate((base, cur))
+        ],
+        else_=ibis.null("timestamp"),
+    )
+    decided = t.decided_at.notnull() & (t.decided_at < as_of)
+    secs = (epoch_seconds(t.decided_at) - epoch_seconds(t.created_at)).cast("float64")
+    age = (epoch_seconds(as_of) - epoch_seconds(t.created_at)).cast("float64")
+    t = t.mutate(_decided=decided, _secs=secs, _age=age)
+    t = t.filter(t._decided | (t._age > v0))
+    one = ibis.literal(1.0)
+    t = t.mutate(_y=(t._decided & (t._secs > v0) | ~t._decided).cast("float64"), _d=one, _w=one)
+    agg = _aggregate(t, [(d,) for d in dims])
+    _check_nonempty(agg, _METRICS["sla_compliance"], a["market"], base, cur, a["where"])
+    wide = _wide(agg, ["_d0", "_s0"])
+    dec = _decompose_wide(wide, False, ["_d0"], "centered")
+    dec = dec.rename(columns={"_d0": "dimension", "_s0": "segment"})
+    first = dec[dec["dimension"] == dims[0]]
+    slow0 = float(first["_num_base"].sum() / first["_den_base"].sum())
+    slow1 = float(first["_num_cur"].sum() / first["_den_cur"].sum())
+    den0, den1 = float(first["_den_base"].sum()), float(first["_den_cur"].sum())
+    _, pval = _pooled_z(np.array([slow0]), np.array([den0]), np.array([slow1]), np.array([den1]))
+    sums = dec[["_num_base", "_num_cur", "_den_base", "_den_cur"]].to_numpy(float)
+    dec["_share"] = (dec["share_base"] + dec["share_cur"]) / 2.0
+    seg, ranking = _additive_ranking(
+        dec[["dimension", "segment", "contribution", "_share"]], slow1 - slow0, sums, False, dims
+    )
+    noise = not float(pval[0]) < _NOISE_ALPHA
+    top, shown, picked = _top_of(ranking, seg, noise=noise)
+    # the table: the percentile of each segment of the dimension shown, in both periods
+    seg["value_base"] = np.nan
+    seg["value_cur"] = np.nan
+    seg["n_base"] = 0
+    seg["n_cur"] = 0
+    if shown is not None:
+        for i, p in enumerate((base, cur)):
+            pc = _percentiles(ds, a, [shown], p)
+            pc = pc.assign(segment=pc[shown].astype("string").fillna(MISSING).astype(str))
+            val = pc[pc["metric"] == a["metric"]].set_index("segment")["value"]
+            vol = pc[pc["metric"] == "volume"].set_index("segment")["value"]
+            mine = seg["dimension"] == shown
+            col = ("value_base", "n_base") if i == 0 else ("value_cur", "n_cur")
+            seg.loc[mine, col[0]] = seg.loc[mine, "segment"].map(val).astype(float)
+            seg.loc[mine, col[1]] = seg.loc[mine, "segment"].map(vol).fillna(0).astype("int64")
+    seg["change"] = seg["value_cur"] - seg["value_base"]
+    label = _LEVEL_LABELS[a["metric"]]
+    noun = "rise" if slow1 > slow0 else "drop"
+    q = _QUANTILES[a["metric"]]
+    picked = seg.loc[picked.index]
+    detail = ""
+    if len(picked):
+        r = picked.iloc[0]
+        if np.isfinite(r["value_base"]) or np.isfinite(r["value_cur"]):
+            detail = f": its {a['metric'][-3:]} {_secs(r['value_base'])} to {_secs(r['value_cur'])}"
+    moved = "rose" if v1 > v0 else "fell" if v1 < v0 else "stayed"
+    sentence = (
+        f"{_subject(a, label)} {moved} from {_secs(v0)} to {_secs(v1)} ({_window(a)}), "
+        f"the items slower than the baseline's {_secs(v0)} going from {slow0:.0%} to "
+        f"{slow1:.0%} (expected {1 - q:.0%}; {_p(float(pval[0]))}); "
+        + _concentration(top, shown, picked, f"{noun} in slow items", dims, detail, noise=noise)
+        + "."
+    )
+    return Explanation(
+        metric=a["metric"],
+        kind=kind,
+        market=a["market"],
+        dimension=a["dimension"],
+        segment=a["segment"],
+        current=cur,
+        baseline=base,
+        value_base=v0,
+        value_cur=v1,
+        top_dimension=top,
+        top_segment=str(picked.iloc[0]["segment"]) if len(picked) else None,
+        sentence=sentence,
+        summary=sentence,
+        table=_table(seg, shown, max_segments),
+        dimensions=ranking[EXPLANATION_DIMENSION_COLUMNS],
+    )
+
+
+def _secs(x: float) -> str:
+    if not np.isfinite(x):
+        return "(not reached)"
+    return f"{x:,.0f} s" if x < 3600 else f"{x / 3600:,.1f} h"
+
+
+def _explain_gap(
+    ds: Dataset, a: dict[str, Any], kind: str, max_segments: int, given: Any
+) -> Explanation:
+    from qualitylab.reconcile import reporting_gap, reporting_gap_summary
+
+    if a["dimension"] != "vendor":
+        raise QualityLabError(
+            f"reporting_gap is measured per vendor; the alert is on {a['dimension']}"
+        )
+    cur = a["current"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gaps = reporting_gap(ds, a["market"], start=cur.start - timedelta(days=6), end=cur.end)
+    gaps = gaps[gaps["vendor"].astype(str) == a["segment"]]
+    if gaps.empty:
+        raise QualityLabError(
+            f"no reported KPIs of vendor {a['segment']} in market {a['market']!r} in "
+            f"{_fmt_period(cur)}"
+        )
+    pooled = reporting_gap_summary(gaps)
+    weeks = gaps.groupby("kpi")["week"].nunique()
+    seg = pd.DataFrame(
+        {
+            "dimension": "kpi",
+            "segment": pooled["kpi"].astype(str),
+            "value_base": pooled["measured"].astype(float),
+            "value_cur": pooled["reported"].astype(float),
+            "change": pooled["gap"].astype(float),
+            "n_base": pooled["kpi"].map(weeks).fillna(0).astype("int64"),
+            "n_cur": pooled["kpi"].map(weeks).fillna(0).astype("int64"),
+            "contribution": np.nan,
+            "share_of_change": np.nan,
+            "selected": pooled["flagged"].astype(bool),
+        }
+    )
+    seg["_abs"] = -seg["change"].abs()
+    seg = seg.sort_values(["selected", "_abs"], ascending=[False, True], kind="stable")
+    seg = seg.drop(columns="_abs").reset_index(drop=True)
+    if seg.empty:
+        raise QualityLabError(
+            f"vendor {a['segment']} reported no rate KPI in market {a['market']!r} in "
+            f"{_fmt_period(cur)}"
+        )
+    r = seg.iloc[0]
+    spec = _METRICS.get(str(r["segment"]))
+    level = (lambda x: _pct(x, spec)) if spec is not None else (lambda x: f"{x:,.3g}")
+    change = _pp(r["change"], spec=spec) if spec is not None else f"{r['change']:+,.3g}"
+    sentence = (
+        f"Vendor {a['segment']} in {a['market']} reported {r['segment']} of "
+        f"{level(r['value_cur'])} while QA measured {level(r['value_base'])} "
+        f"({_fmt_period(cur)}, {int(r['n_cur'])} week(s)): a gap of {change}"
+        + (", larger than sampling error explains" if r["selected"] else "")
+        + (f", the largest of its {len(seg)} KPIs." if len(seg) > 1 else ".")
+    )
+    dims = pd.DataFrame(
+        [
+            {
+                "rank": 1,
+                "dimension": "kpi",
+                "explained": bool(seg["selected"].any()),
+                "n_selected": int(seg["selected"].sum()),
+                "top_segment": str(r["segment"]),
+                "explanatory_power": np.nan,
+                "surprise": np.nan,
+            }
+        ]
+    )
+    return Explanation(
+        metric=a["metric"],
+        kind=kind,
+        market=a["market"],
+        dimension=a["dimension"],
+        segment=a["segment"],
+        current=cur,
+        baseline=a["baseline"],
+        value_base=float(r["value_base"]),
+        value_cur=float(r["value_cur"]),
+        top_dimension="kpi" if r["selected"] else None,
+        top_segment=str(r["segment"]),
+        sentence=sentence,
+        summary=sentence,
+        table=seg[EXPLANATION_COLUMNS].head(max_segments),
+        dimensions=dims,
+    )
