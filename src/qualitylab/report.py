@@ -45,17 +45,31 @@ import_jsonschema_quietly()  # before nbformat: saves ~2.5 s of import time
 import nbformat  # noqa: E402
 
 __all__ = [
+    "EXPLAIN_COLUMNS",
+    "FINDING_MIMETYPE",
     "NOTE_MIMETYPE",
+    "TARGET_COLUMNS",
+    "Finding",
     "ReportContext",
     "Section",
     "SectionNote",
+    "alert_columns",
+    "alerts_to_explain",
     "context",
     "data_end",
+    "deep_dive_targets",
     "escape",
+    "explanation_table",
+    "finding",
+    "focus_of",
     "header",
+    "incident_table",
     "kpi_table",
+    "label_controls",
     "moderator_aliases",
+    "notebook_findings",
     "notebook_notes",
+    "red_scorecard",
     "render_html",
     "require",
     "require_rows",
@@ -1345,3 +1359,658 @@ def launch_plans(ctx: ReportContext, launch: str = "") -> dict[str, Any]:
         return {Path(launch).stem: plan}
     plans = load_launch_plans(ctx.ds.params.root, parameters=ctx.ds.params)
     return {name: p for name, p in plans.items() if p.market == ctx.market}
+
+
+# --------------------------------------------------------------------------- #
+# Deep dives aimed at what the scan found (issue #16)
+# --------------------------------------------------------------------------- #
+#: Mimetype of the output :func:`finding` leaves in an executed notebook (a JSON
+#: object, :attr:`Finding.to_dict`), read back by :func:`notebook_findings`.
+FINDING_MIMETYPE = "application/vnd.qualitylab.finding+json"
+#: Columns the alert store adds to the market cache's ``ql_alerts`` in scheduled runs.
+STORE_ALERT_COLUMNS = (
+    "alert_id",
+    "status",
+    "label",
+    "first_seen",
+    "incident_id",
+    "incident_role",
+    "incident_cause",
+    "incident_event",
+)
+#: Columns of :func:`alerts_to_explain`.
+EXPLAIN_COLUMNS = [
+    "alert_id",
+    "market",
+    "metric",
+    "dimension",
+    "segment",
+    "direction",
+    "start_date",
+    "end_date",
+    "severity",
+    "observed",
+    "expected",
+    "impact",
+    "status",
+    "label",
+    "first_seen",
+    "incident_id",
+    "incident_role",
+    "incident_cause",
+    "incident_event",
+    "children",
+    "related",
+]
+#: Columns of :func:`deep_dive_targets`: :data:`EXPLAIN_COLUMNS` and the periods.
+TARGET_COLUMNS = [*EXPLAIN_COLUMNS, "baseline_start", "baseline_end", "reason"]
+#: Alert statuses a deep dive explains (new or continuing, not muted or resolved).
+EXPLAIN_STATUSES = ("new", "ongoing")
+_SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A deep dive's conclusion: one sentence naming the segment behind an alert.
+
+    Displayed in a notebook it shows the escaped sentence (``text/html``) and
+    carries :meth:`to_dict` under :data:`FINDING_MIMETYPE` for the runner.
+
+    Examples
+    --------
+    >>> f = Finding("SG-1", "AI recall fell; by ai_model, <mod-v4> explains 51% of it.")
+    >>> "&lt;mod-v4&gt;" in f._repr_mimebundle_()["text/html"]
+    True
+    """
+
+    alert_id: str
+    sentence: str
+    market: str = ""
+    metric: str = ""
+    dimension: str = ""
+    segment: str = ""
+    start_date: str = ""
+    end_date: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """``alert_id, sentence, market, metric, dimension, segment, start_date, end_date``."""
+        return {k: str(v) for k, v in self.__dict__.items()}
+
+    def _repr_mimebundle_(
+        self, include: object = None, exclude: object = None
+    ) -> dict[str, object]:
+        html_text = f'<p class="ql-finding"><strong>Finding</strong>: {escape(self.sentence)}</p>'
+        return {
+            "text/plain": self.sentence,
+            "text/html": html_text,
+            FINDING_MIMETYPE: self.to_dict(),
+        }
+
+
+def _text(value: object) -> str:
+    """A cell of an alerts frame as text ('' for missing values)."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+        return ""
+    text = str(value)
+    return "" if text in ("nan", "NaT", "None", "<NA>") else text
+
+
+def finding(
+    alert_id: object, sentence: str, *, alert: Mapping[str, Any] | pd.Series | None = None
+) -> Finding:
+    """The sentence a deep dive ends with, as a display object the runner can collect.
+
+    Parameters
+    ----------
+    alert_id : str
+        The alert's id in the store ('' when the alert came from a scan without one).
+    sentence : str
+        Plain text (it is escaped when shown), e.g. :attr:`qualitylab.rca.Explanation.sentence`.
+    alert : mapping or Series, optional
+        The alert (a row of :func:`deep_dive_targets`): its market, metric,
+        dimension, segment and window go with the sentence, so a finding
+        without an id can still be matched to its alert.
+
+    Examples
+    --------
+    >>> f = finding("SG-20261105-ai_recall-686b9f", "AI recall in SG fell.",
+    ...             alert={"market": "SG", "metric": "ai_recall", "start_date": "2026-11-05"})
+    >>> f.to_dict()["metric"], f.to_dict()["end_date"]
+    ('ai_recall', '')
+    """
+    about = {
+        k: _text(alert.get(k)) if alert is not None else ""
+        for k in ("market", "metric", "dimension", "segment", "start_date", "end_date")
+    }
+    about["start_date"], about["end_date"] = about["start_date"][:10], about["end_date"][:10]
+    return Finding(_text(alert_id), str(sentence), **about)
+
+
+def notebook_findings(notebook: str | Path | nbformat.NotebookNode) -> list[dict[str, str]]:
+    """The findings (:func:`finding`) an executed notebook displayed, in order.
+
+    Each is :meth:`Finding.to_dict` plus ``cell`` (the code cell's index).
+
+    Examples
+    --------
+    >>> nb = nbformat.v4.new_notebook()
+    >>> out = nbformat.v4.new_output("display_data", data={
+    ...     FINDING_MIMETYPE: finding("SG-1", "Accuracy fell.").to_dict(), "text/plain": "..."})
+    >>> nb.cells = [nbformat.v4.new_code_cell("", outputs=[out])]
+    >>> [(f["alert_id"], f["sentence"], f["cell"]) for f in notebook_findings(nb)]
+    [('SG-1', 'Accuracy fell.', 0)]
+    """
+    nb = (
+        notebook
+        if isinstance(notebook, nbformat.NotebookNode)
+        else nbformat.read(str(notebook), as_version=4)
+    )
+    found = []
+    fields = [f for f in Finding.__dataclass_fields__]
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            data = out.get("data", {}).get(FINDING_MIMETYPE)
+            if isinstance(data, str):  # a JSON mimetype kept as text by some writers
+                data = json.loads(data)
+            if isinstance(data, Mapping):
+                found.append({**{f: str(data.get(f, "")) for f in fields}, "cell": i})
+    return found
+
+
+def _check_max_alerts(max_alerts: object) -> int:
+    if isinstance(max_alerts, bool) or not isinstance(max_alerts, int) or max_alerts < 0:
+        raise ParameterError(
+            f"max_alerts must be a non-negative integer; got {max_alerts!r}", key="max_alerts"
+        )
+    return max_alerts
+
+
+def alerts_to_explain(
+    ctx: ReportContext, *, max_alerts: int = 3, alerts_frame: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The market's alerts a deep dive should explain, most important first.
+
+    With the alert store's columns (``ql_alerts`` of a scheduled run:
+    :data:`STORE_ALERT_COLUMNS`), the alerts whose status is ``new`` or
+    ``ongoing`` and that carry no label, each incident's children folded into
+    their lead (``children`` counts them), incident leads first, then by
+    severity and impact. Without them (an interactive session's scan), the
+    scan's alerts (each already the lead of the views ``related`` lists), by
+    severity and impact.
+
+    Parameters
+    ----------
+    ctx : ReportContext
+    max_alerts : int, default 3
+    alerts_frame : pandas.DataFrame, optional
+        Alerts to choose from; by default :func:`alerts` (those reaching into
+        the period).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`EXPLAIN_COLUMNS`, at most `max_alerts` rows; text columns the
+        alerts lack are empty strings.
+
+    Raises
+    ------
+    QualityLabError
+        When no scan was possible (the reason :func:`alerts` gives): inside
+        :func:`section`, a one-line note.
+
+    Examples
+    --------
+    >>> al = pd.DataFrame({"alert_id": ["a", "b", "c", "d"], "metric": "accuracy",
+    ...     "status": ["new", "ongoing", "muted", "new"], "label": ["", "", "", "confirmed"],
+    ...     "severity": ["medium", "high", "high", "high"], "impact": [5.0, 1.0, 9.0, 9.0],
+    ...     "incident_id": ["i1", "i2", "", ""], "incident_role": ["lead", "child", "", ""]})
+    >>> alerts_to_explain(None, alerts_frame=al)["alert_id"].tolist()
+    ['a']
+    """
+    max_alerts = _check_max_alerts(max_alerts)
+    al = require(alerts(ctx), "the alert scan") if alerts_frame is None else alerts_frame
+    out = al.copy().reset_index(drop=True)
+    stored = "status" in out.columns
+    for col in EXPLAIN_COLUMNS:
+        if col not in out.columns:
+            out[col] = float("nan") if col in ("observed", "expected", "impact") else ""
+    for col in ("observed", "expected", "impact"):
+        out[col] = pd.to_numeric(out[col], errors="coerce")
+    text = [c for c in EXPLAIN_COLUMNS if c not in ("observed", "expected", "impact", "children")]
+    for col in text:
+        values = [_text(v) for v in out[col]]
+        if col in ("start_date", "end_date", "first_seen"):  # dates, not timestamps
+            values = [v[:10] for v in values]
+        out[col] = pd.Series(values, index=out.index, dtype="object")
+    role = out["incident_role"].str.lower()
+    inc = out["incident_id"]
+    kids = inc[(role == "child") & (inc != "")].value_counts()
+    out["children"] = [
+        int(kids.get(i, 0)) if r == "lead" and i else 0 for i, r in zip(inc, role, strict=True)
+    ]
+    if stored:
+        keep = out["status"].str.lower().isin(EXPLAIN_STATUSES) & (out["label"].str.strip() == "")
+        out = out[keep & (role != "child")]
+    out = out.assign(
+        _lead=(out["incident_role"].str.lower() != "lead").astype(int),
+        _sev=out["severity"].str.lower().map(_SEVERITY_ORDER).fillna(3),
+        _impact=-out["impact"].fillna(0.0),
+    )
+    out = out.sort_values(["_lead", "_sev", "_impact"], kind="stable")
+    return out[EXPLAIN_COLUMNS].head(max_alerts).reset_index(drop=True)
+
+
+def deep_dive_targets(
+    ctx: ReportContext,
+    *,
+    max_alerts: int = 3,
+    metric: str = "",
+    segment: str = "",
+    current_start: str = "",
+    current_end: str = "",
+    baseline_days: int = 28,
+) -> pd.DataFrame:
+    """What notebook 03 explains: the given metric and dates, else the alerts.
+
+    Parameters
+    ----------
+    ctx : ReportContext
+    max_alerts : int, default 3
+        Alerts explained when no metric is given (:func:`alerts_to_explain`).
+    metric : str, optional
+        Explain this metric (any of :data:`qualitylab.rca.EXPLAINED_METRICS`)
+        instead of the alerts: over the given dates, else the window of its
+        top alert (:func:`rca_focus`).
+    segment : str, optional
+        ``dimension:value``: with a metric, explain it within that segment;
+        without, explain only the alerts on that segment.
+    current_start, current_end : str, optional
+        Both or neither: the current period, for the metric or every alert.
+    baseline_days : int, default 28
+        The baseline is the days before the current period.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`TARGET_COLUMNS`: one row per deep dive, with ``baseline_start``,
+        ``baseline_end`` and a ``reason`` for the choice. Empty when no alert
+        needs explaining.
+    """
+    from qualitylab.rca import EXPLAINED_METRICS
+
+    if bool(current_start) != bool(current_end):
+        raise ParameterError(
+            "give both current_start and current_end, or neither (the alerts' windows)",
+            key="current_start" if not current_start else "current_end",
+        )
+    if isinstance(baseline_days, bool) or not isinstance(baseline_days, int) or baseline_days < 1:
+        raise ParameterError(
+            f"baseline_days must be a positive integer; got {baseline_days!r}", key="baseline_days"
+        )
+    seg = _segment_parameter(segment)
+    if metric:
+        if metric not in EXPLAINED_METRICS:
+            raise ParameterError(
+                f"metric must be one of {', '.join(EXPLAINED_METRICS)}; got {metric!r}",
+                key="metric",
+            )
+        focus = rca_focus(
+            ctx,
+            metric,
+            current_start=current_start,
+            current_end=current_end,
+            baseline_days=baseline_days,
+            segment=segment,
+        )
+        dim, val = seg or ("market", ctx.market)
+        row = {c: "" for c in EXPLAIN_COLUMNS} | {
+            "market": ctx.market,
+            "metric": metric,
+            "dimension": dim,
+            "segment": val,
+            "start_date": str(focus.current[0]),
+            "end_date": str(focus.current[1]),
+            "observed": float("nan"),
+            "expected": float("nan"),
+            "impact": float("nan"),
+            "children": 0,
+            "baseline_start": str(focus.baseline[0]),
+            "baseline_end": str(focus.baseline[1]),
+            "reason": f"{metric} as asked. {focus.reason}",
+        }
+        return pd.DataFrame([row], columns=TARGET_COLUMNS)
+    max_alerts = _check_max_alerts(max_alerts)
+    todo = alerts_to_explain(ctx, max_alerts=10**9)
+    if seg is not None:
+        todo = todo[(todo["dimension"] == seg[0]) & (todo["segment"] == seg[1])]
+    todo = todo.head(max_alerts).reset_index(drop=True)
+    if current_start:
+        todo["start_date"], todo["end_date"] = current_start, current_end
+    starts = [m._as_date(str(s)[:10]) for s in todo["start_date"]]
+    todo["baseline_start"] = [str(s - timedelta(days=baseline_days)) for s in starts]
+    todo["baseline_end"] = [str(s - timedelta(days=1)) for s in starts]
+    todo["reason"] = [_why(r, bool(current_start)) for r in todo.itertuples()]
+    return todo[TARGET_COLUMNS]
+
+
+def _segment_parameter(segment: str) -> tuple[str, str] | None:
+    if not segment:
+        return None
+    if ":" not in segment:
+        raise ParameterError(
+            f"segment must look like dimension:value (e.g. vendor:VendorC); got {segment!r}",
+            key="segment",
+        )
+    dim, val = segment.split(":", 1)
+    return dim.strip(), val.strip()
+
+
+def _why(r: Any, given: bool) -> str:
+    """Why an alert is explained: its status and incident, in a few words."""
+    parts = []
+    if r.status == "new":
+        parts.append("new alert")
+    elif r.status == "ongoing":
+        parts.append(f"ongoing since {r.first_seen[:10]}" if r.first_seen else "ongoing")
+    else:  # a scan without the store: ranked by severity and impact
+        parts.append(f"{r.severity} severity" if r.severity else "alert")
+    if r.incident_role == "lead":
+        parts.append(f"leads incident {r.incident_id}")
+        if r.children:
+            parts.append(f"{r.children} related alert(s) folded in")
+    window = "the window as given" if given else "its window"
+    return ", ".join(parts) + f"; {window} against the days before."
+
+
+def red_scorecard(ctx: ReportContext) -> pd.DataFrame:
+    """The market's standing red scorecard items, for the market and per vendor.
+
+    Uses the scorecards the scheduled run stored (``ql_scorecard``) for the
+    period when present, else :func:`qualitylab.scorecard.scorecard`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``vendor`` (``all vendors`` for the market) then the scorecard's
+        columns, red rows only, the market first.
+    """
+    from qualitylab.scorecard import scorecard
+
+    stored = _stored_scorecards(ctx.ds)
+    mine = None
+    if stored is not None:
+        mine = stored[
+            (stored["market"] == ctx.market)
+            & (stored["period_start"] == str(ctx.start))
+            & (stored["period_end"] == str(ctx.end))
+        ]
+    if mine is not None and (mine["grain"] == "market").any():
+        market = _restore(mine[mine["grain"] == "market"], [])
+        vendor = _restore(mine[mine["grain"] == "vendor"], ["vendor"])
+    else:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            market = scorecard(ctx.ds, ctx.market, start=ctx.start, end=ctx.end)
+            vendor = scorecard(ctx.ds, ctx.market, by=["vendor"], start=ctx.start, end=ctx.end)
+    both = pd.concat([market.assign(vendor="all vendors"), vendor], ignore_index=True)
+    red = both[both["status"] == "red"]
+    cols = ["vendor", *[c for c in both.columns if c not in ("vendor", "market")]]
+    return red[cols].reset_index(drop=True)
+
+
+def _explained_value(exp: Any, value: object, *, change: bool = False) -> str:
+    """A value of an :class:`~qualitylab.rca.Explanation` in its metric's units."""
+    if value is None or pd.isna(value):
+        return "–"
+    v = float(value)
+    if exp.kind == "count":
+        return f"{v:+,.1f}/day" if change else f"{v:,.1f}/day"
+    if exp.kind == "backlog":
+        return f"{v:+,.0f}" if change else f"{v:,.0f}"
+    if exp.kind == "percentile":
+        return f"{v:+,.0f} s" if change else f"{v:,.0f} s"
+    if any(w in exp.metric for w in _NOT_PROPORTIONS):
+        return f"{v:+.2f}" if change else f"{v:.2f}"
+    return f"{100 * v:+.1f} pp" if change else f"{100 * v:.1f}%"
+
+
+def explanation_table(exp: Any):
+    """An :class:`~qualitylab.rca.Explanation`'s table, formatted and escaped."""
+    t = exp.table
+    share = "share of the change" if exp.kind != "percentile" else "share of the rise in slow items"
+    if exp.kind == "gap":
+        df = pd.DataFrame(
+            {
+                "kpi": t["segment"].astype(str),
+                "measured": [
+                    _gap_value(k, v) for k, v in zip(t["segment"], t["value_base"], strict=True)
+                ],
+                "reported": [
+                    _gap_value(k, v) for k, v in zip(t["segment"], t["value_cur"], strict=True)
+                ],
+                "gap": [
+                    _gap_value(k, v, True) for k, v in zip(t["segment"], t["change"], strict=True)
+                ],
+                "weeks": t["n_cur"].astype(int).astype(str),
+                "beyond sampling error": ["yes" if x else "" for x in t["selected"]],
+            }
+        )
+        return table(df, metric_column=None, caption=f"{exp.metric}: vendor {exp.segment}")
+    dimension = str(t["dimension"].iloc[0]) if len(t) else ""
+    df = pd.DataFrame(
+        {
+            dimension or "segment": t["segment"].astype(str),
+            "baseline": [_explained_value(exp, v) for v in t["value_base"]],
+            "current": [_explained_value(exp, v) for v in t["value_cur"]],
+            "change": [_explained_value(exp, v, change=True) for v in t["change"]],
+            "items": [
+                f"{int(a):,} → {int(b):,}" for a, b in zip(t["n_base"], t["n_cur"], strict=True)
+            ],
+            share: ["–" if pd.isna(v) else f"{float(v):.0%}" for v in t["share_of_change"]],
+            "named": ["yes" if x else "" for x in t["selected"]],
+        }
+    )
+    return table(df, metric_column=None, caption=f"{exp.metric} by {dimension}")
+
+
+def _gap_value(kpi: object, value: object, change: bool = False) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    v = float(value)
+    if str(kpi) == "volume":
+        return f"{v:+,.0f}" if change else f"{v:,.0f}"
+    return f"{100 * v:+.1f} pp" if change else f"{100 * v:.1f}%"
+
+
+def _alert_words(r: Mapping[str, Any]) -> str:
+    """``"ai_recall language=ms, down, 2026-11-05 to 2026-11-22 (high)"``."""
+    sev = _text(r.get("severity"))
+    return (
+        f"{_text(r.get('metric'))} {_text(r.get('dimension'))}={_text(r.get('segment'))}, "
+        f"{_text(r.get('direction'))}, {_text(r.get('start_date'))[:10]} to "
+        f"{_text(r.get('end_date'))[:10]}" + (f" ({sev})" if sev else "")
+    )
+
+
+def incident_table(alerts_frame: pd.DataFrame):
+    """The alerts as incidents: each lead with its children folded under it.
+
+    Needs the incident columns a scheduled run adds (``incident_id``,
+    ``incident_role``, ``incident_cause``, ``incident_event``); alerts of no
+    incident are listed after the incidents. Children are in a collapsed
+    ``<details>`` element (no script). Every value is escaped.
+
+    Raises
+    ------
+    QualityLabError
+        When the alerts carry no incidents (a scan outside a scheduled run):
+        inside :func:`section`, a one-line note.
+
+    Examples
+    --------
+    >>> al = pd.DataFrame({"metric": ["ai_recall", "override_rate"], "dimension": "policy",
+    ...     "segment": ["<b>x</b>", "scam"], "direction": "down", "start_date": "2026-11-05",
+    ...     "end_date": "2026-11-22", "severity": "high", "status": "new",
+    ...     "incident_id": ["I1", "I1"], "incident_role": ["lead", "child"],
+    ...     "incident_cause": ["model release", ""], "incident_event": ["mod-v4", ""]})
+    >>> html_text = incident_table(al).data
+    >>> "<details>" in html_text, "&lt;b&gt;x&lt;/b&gt;" in html_text, "<b>x" in html_text
+    (True, True, False)
+    """
+    from IPython.display import HTML
+
+    if alerts_frame is None or "incident_id" not in alerts_frame.columns:
+        raise QualityLabError(
+            "the alerts carry no incidents (a scheduled run groups them; this scan did not)"
+        )
+    al = alerts_frame.reset_index(drop=True)
+    inc = [_text(v) for v in al["incident_id"]]
+    role = [_text(v).lower() for v in al.get("incident_role", pd.Series([""] * len(al)))]
+    rows: list[str] = []
+    alone: list[str] = []  # alerts of no incident, listed after the incidents
+    seen: set[str] = set()
+    for i, r in al.iterrows():
+        iid = inc[i]
+        if (
+            iid
+            and role[i] == "child"
+            and any(inc[j] == iid and role[j] == "lead" for j in range(len(al)))
+        ):
+            continue  # folded under its lead
+        if iid and iid in seen:
+            continue
+        seen.add(iid)
+        children = [al.iloc[j] for j in range(len(al)) if iid and inc[j] == iid and j != i]
+        folded = ""
+        if children:
+            items = "".join(f"<li>{escape(_alert_words(c))}</li>" for c in children)
+            folded = (
+                f"<details><summary>{len(children)} related alert(s)</summary>"
+                f"<ul>{items}</ul></details>"
+            )
+        cells = [
+            escape(iid or "–"),
+            escape(_text(r.get("status")) or "–"),
+            escape(_alert_words(r)) + folded,
+            escape(_text(r.get("incident_cause")) or "–"),
+            escape(_text(r.get("incident_event")) or "–"),
+        ]
+        (rows if iid else alone).append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    rows += alone
+    head = "".join(
+        f"<th>{h}</th>" for h in ("incident", "status", "lead alert", "cause", "linked event")
+    )
+    return HTML(
+        f'<table class="ql-table"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def alert_columns(alerts_frame: pd.DataFrame) -> list[str]:
+    """The columns to show of an alerts table: the store's (id, status, label) when present."""
+    base = [
+        "metric",
+        "dimension",
+        "segment",
+        "start_date",
+        "end_date",
+        "observed",
+        "expected",
+        "direction",
+        "severity",
+        "detector",
+        "p_value",
+    ]
+    store = [c for c in ("alert_id", "status", "label") if c in alerts_frame.columns]
+    return [*store, *[c for c in base if c in alerts_frame.columns]]
+
+
+def label_controls(alerts_frame: pd.DataFrame, reports: str, *, by: str = ""):
+    """Labelling in JupyterLab: pick an alert, a label and a note, and save.
+
+    Writes through :func:`qualitylab.alertstore.label_alert` to the reports
+    folder's ``alert_labels.csv`` (the file ``qualitylab alerts label``
+    writes). Without a reports folder, or without stored alerts, returns one
+    sentence saying so instead of the controls.
+
+    Parameters
+    ----------
+    alerts_frame : pandas.DataFrame
+        Alerts with ``alert_id`` (a scheduled run's ``ql_alerts``).
+    reports : str
+        The reports folder (a run's ``--out``); empty: none.
+    by : str, optional
+        Who labels (default: the user name of the session).
+
+    Examples
+    --------
+    >>> label_controls(pd.DataFrame(), "").data
+    '<p>Labels need a reports folder: run the notebook with reports= set to the scheduled run&#x27;s --out folder.</p>'
+    """
+    if not reports:
+        return say(
+            "Labels need a reports folder: run the notebook with reports= set to the "
+            "{what} folder.",
+            what="scheduled run's --out",
+        )
+    ids = (
+        [_text(v) for v in alerts_frame["alert_id"]]
+        if alerts_frame is not None and "alert_id" in alerts_frame.columns
+        else []
+    )
+    if not any(ids):
+        return say("No stored alert to label in this period (the alerts carry no alert_id).")
+    import getpass
+
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    from qualitylab import alertstore
+
+    options = [
+        (f"{aid}: {_alert_words(r)}", aid)
+        for aid, (_, r) in zip(ids, alerts_frame.iterrows(), strict=True)
+        if aid
+    ]
+    pick = widgets.Dropdown(options=options, description="Alert", layout={"width": "90%"})
+    label = widgets.Dropdown(options=list(alertstore.LABELS), description="Label")
+    note = widgets.Text(description="Note", placeholder="why (optional)")
+    who = widgets.Text(value=by or getpass.getuser(), description="By")
+    save = widgets.Button(description="Save label", button_style="primary")
+    shown = widgets.Output()
+
+    def on_save(_: object) -> None:
+        with shown:
+            shown.clear_output()
+            try:
+                line = alertstore.label_alert(
+                    reports, pick.value, label.value, note=note.value, by=who.value
+                )
+            except QualityLabError as exc:
+                display(say("Not saved: {why}", why=_reason(exc)))
+                return
+            display(
+                say(
+                    "Saved: {aid} labelled {label} ({when}).",
+                    aid=line.alert_id,
+                    label=line.label,
+                    when=line.labelled_at,
+                )
+            )
+
+    save.on_click(on_save)
+    return widgets.VBox([pick, widgets.HBox([label, who]), note, save, shown])
+
+
+def focus_of(exp: Any) -> RcaFocus:
+    """The :class:`RcaFocus` of an :class:`~qualitylab.rca.Explanation` (for :func:`nearest_event`)."""
+    seg = None if exp.dimension == "market" else {exp.dimension: exp.segment}
+    return RcaFocus(
+        exp.metric,
+        (exp.current.start, exp.current.end),
+        (exp.baseline.start, exp.baseline.end),
+        "The alert's window.",
+        seg,
+    )
