@@ -258,6 +258,31 @@ def test_two_unrelated_problems_on_overlapping_days_stay_two_incidents(two_probl
     )
 
 
+def test_a_volume_surge_explains_the_volume_of_the_languages_it_reaches(tmp_path):
+    """Counts are split per segment in the engine: live_report's surge, not English."""
+    tables = _decisions(seed=11)
+    dec = tables["decisions"]
+    surge = dec[
+        (dec["queue"] == "live_report") & (dec["created_at"] >= pd.Timestamp(WIN0, tz="UTC"))
+    ]
+    extra = pd.concat([surge, surge], ignore_index=True)  # live_report x3 in the window
+    extra["decision_id"] = [f"x{i}" for i in range(len(extra))]
+    tables["decisions"] = pd.concat([dec, extra], ignore_index=True)
+    ds = _open(tmp_path / "surge", tables)
+    al = frame(
+        alert("volume", "queue", "live_report", "up", observed=250, expected=84),
+        alert("volume", "language", "en", "up", observed=400, expected=250),
+        alert("override_rate", "language", "zh", "up"),  # a bystander: no override change
+    )
+    out = group_incidents(al, ds, "SG", start=WIN0, end=WIN1, events=NO_EVENTS)
+    assert out["incident_id"].tolist()[:2] == [out.loc[0, "incident_id"]] * 2
+    assert out.loc[2, "incident_id"] != out.loc[0, "incident_id"]
+    assert re.match(
+        r"queue live_report \(volume \+198%\) explains \d+% of volume's change in language en$",
+        out.loc[1, "incident_cause"],
+    ), out.loc[1, "incident_cause"]
+
+
 def test_windows_that_do_not_overlap_are_not_grouped(two_problems):
     al = frame(
         alert("accuracy", "vendor", "VendorB", "down", observed=0.80, expected=0.96),

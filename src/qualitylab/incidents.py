@@ -16,11 +16,12 @@ Rules (see :func:`group_incidents` for the details and thresholds):
    whose metrics are linked (:data:`LINKED`: a volume surge slows responses, an accuracy drop raises
    error and override rates, a recall drop lowers auto-actions and raises
    overrides). The lead is the most upstream metric (:data:`CAUSE_ORDER`).
-2. **One segment of another dimension.** For each lead, :func:`qualitylab.rca.decompose`
-   over its window (one engine query set per alert, cached) says which segment
-   of the other alerted dimensions explains its change *within its own
-   segment*; when one segment explains most of it and is a hotspot, the alert
-   and its group fold under that segment's incident.
+2. **One segment of another dimension.** For each lead,
+   :func:`qualitylab.rca.decompose` over its window, within its segment
+   (``where=``, one engine query per alert, cached), says which segment of the
+   other alerted dimensions explains its change; when one segment explains
+   most of it and is a hotspot, the alert and its group fold under that
+   segment's incident.
 3. **A recorded event.** A ``model_release``, ``policy_change`` or ``outage``
    effective within a day of the start of every incident lead it gathers,
    with every lead moving as the event implies (:data:`EVENT_EFFECTS`). The
@@ -52,6 +53,8 @@ from qualitylab.errors import ParameterError, QualityLabError
 from qualitylab.metrics import Period, decisions_in_period
 
 __all__ = [
+    "ALPHA",
+    "BASELINE_DAYS",
     "CAUSE_ORDER",
     "EVENT_DAYS",
     "EVENT_EFFECTS",
@@ -378,53 +381,21 @@ class _Explanation:
     metric: str  # what was decomposed (sla_compliance for response times)
 
 
-def _rate_cells(
-    res: rca.DecompositionResult, dim: str, seg: str, other: str
-) -> pd.DataFrame | None:
-    """Per segment of `other` inside (dim, seg): w0, y0, w1, y1, neff0, neff1."""
-    if dim == "market":
-        seg_rows = res.segments["dimension"] == other
-        sums = res.sums[seg_rows.to_numpy()]
-        cells = pd.DataFrame(
-            {
-                "segment": res.segments.loc[seg_rows, "segment"].astype(str).to_numpy(),
-                "w0": sums["den_base"].to_numpy(float),
-                "y0": sums["num_base"].to_numpy(float),
-                "w1": sums["den_cur"].to_numpy(float),
-                "y1": sums["num_cur"].to_numpy(float),
-                "ne0": sums["neff_base"].to_numpy(float),
-                "ne1": sums["neff_cur"].to_numpy(float),
-            }
-        )
-        return cells
-    cr = res.crossed
-    if cr is None:
+def _rate_cells(res: rca.DecompositionResult, other: str) -> pd.DataFrame | None:
+    """Per segment of dimension `other`: w0, y0, w1, y1 (weight sums when weighted), ne0, ne1."""
+    rows = (res.segments["dimension"] == other).to_numpy()
+    if not rows.any():
         return None
-    a = cr[(cr["_d0"] == dim) & (cr["_s0"] == seg) & (cr["_d1"] == other)]
-    if a.empty:
-        a = cr[(cr["_d1"] == dim) & (cr["_s1"] == seg) & (cr["_d0"] == other)]
-        key = "_s0"
-    else:
-        key = "_s1"
-    if a.empty:
-        return None
-    if res.weighted:
-        w0, y0, w1, y1 = (a[c].to_numpy(float) for c in ("sw_0", "swy_0", "sw_1", "swy_1"))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ne0 = np.where(a["sw2_0"] > 0, w0**2 / a["sw2_0"].to_numpy(float), 0.0)
-            ne1 = np.where(a["sw2_1"] > 0, w1**2 / a["sw2_1"].to_numpy(float), 0.0)
-    else:
-        w0, y0, w1, y1 = (a[c].to_numpy(float) for c in ("n_0", "k_0", "n_1", "k_1"))
-        ne0, ne1 = w0, w1
+    sums = res.sums[rows]
     return pd.DataFrame(
         {
-            "segment": a[key].astype(str).to_numpy(),
-            "w0": w0,
-            "y0": y0,
-            "w1": w1,
-            "y1": y1,
-            "ne0": ne0,
-            "ne1": ne1,
+            "segment": res.segments.loc[rows, "segment"].astype(str).to_numpy(),
+            "w0": sums["den_base"].to_numpy(float),
+            "y0": sums["num_base"].to_numpy(float),
+            "w1": sums["den_cur"].to_numpy(float),
+            "y1": sums["num_cur"].to_numpy(float),
+            "ne0": sums["neff_base"].to_numpy(float),
+            "ne1": sums["neff_cur"].to_numpy(float),
         }
     )
 
@@ -464,16 +435,12 @@ def _rate_share(cells: pd.DataFrame, seg: str, sign: float) -> float:
     return share
 
 
-def _count_cells(counts: pd.DataFrame, dim: str, seg: str, other: str) -> pd.DataFrame | None:
-    if dim == "market":
-        a = counts[(counts["_d0"] == other) & (counts["_d1"] == "")]
-        key = "_s0"
-    else:
-        a = counts[(counts["_d0"] == dim) & (counts["_s0"] == seg) & (counts["_d1"] == other)]
-        key = "_s1"
+def _count_cells(counts: pd.DataFrame, other: str) -> pd.DataFrame | None:
+    """Per segment of dimension `other`: decisions in the baseline (c0) and window (c1)."""
+    a = counts[counts["_d"] == other]
     if a.empty:
         return None
-    wide = a.pivot_table(index=key, columns="_period", values="n", aggfunc="sum", fill_value=0)
+    wide = a.pivot_table(index="_s", columns="_period", values="n", aggfunc="sum", fill_value=0)
     for p in (0, 1):
         if p not in wide.columns:
             wide[p] = 0
@@ -531,9 +498,10 @@ class _Explainer:
 
     def _decompose(self, metric: str, a: _Alert, dims: list[str]) -> Any:
         base, cur = self._periods(a)
-        key = ("rca", metric, cur, base, tuple(dims))
+        key = ("rca", metric, a.own, cur, base, tuple(dims))
         if key not in self.cache:
             self.calls += 1
+            where = None if a.dimension == "market" else {a.dimension: [a.segment]}
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -544,87 +512,77 @@ class _Explainer:
                         cur,
                         base,
                         dimensions=dims,
-                        cross=len(dims) > 1 and dims[0] != "market",
+                        where=where,
+                        cross=False,
                     )
             except QualityLabError as exc:  # a metric or dimension rca refuses, an empty period
                 self.cache[key] = None
-                self.refused.append(f"{metric} {_where(a.dimension, a.segment)}: {exc}")
+                self.refused.append(f"{metric} {_where(*a.own)}: {exc}")
         return self.cache[key]
 
     def _counts(self, a: _Alert, dims: list[str]) -> tuple[pd.DataFrame, int, int] | None:
         base, cur = self._periods(a)
-        key = ("counts", cur, base, tuple(dims))
+        key = ("counts", a.own, cur, base, tuple(dims))
         if key not in self.cache:
             self.calls += 1
             dec = decisions_in_period(
                 self.ds, market=self.market, period=Period(base.start, cur.end)
             )
+            if a.dimension != "market":
+                dec = dec.filter(dec[a.dimension].cast("string") == a.segment)
             per = ibis.cases(
                 (dec.date.between(base.start, base.end), 0),
                 (dec.date.between(cur.start, cur.end), 1),
                 else_=ibis.null("int64"),
             )
             dec = dec.mutate(_period=per).filter(per.notnull())
-            own, others = dims[0], dims[1:]
             parts = []
-            for other in others:
-                if own == "market":
-                    keyed = dec.mutate(
-                        _d0=ibis.literal(other),
-                        _s0=dec[other].cast("string").fill_null(rca.MISSING),
-                        _d1=ibis.literal(""),
-                        _s1=ibis.literal(""),
-                    )
-                else:
-                    keyed = dec.mutate(
-                        _d0=ibis.literal(own),
-                        _s0=dec[own].cast("string").fill_null(rca.MISSING),
-                        _d1=ibis.literal(other),
-                        _s1=dec[other].cast("string").fill_null(rca.MISSING),
-                    )
-                parts.append(
-                    keyed.group_by(["_d0", "_s0", "_d1", "_s1", "_period"]).aggregate(
-                        n=keyed.count()
-                    )
+            for other in dims:
+                keyed = dec.mutate(
+                    _d=ibis.literal(other), _s=dec[other].cast("string").fill_null(rca.MISSING)
                 )
+                parts.append(keyed.group_by(["_d", "_s", "_period"]).aggregate(n=keyed.count()))
             expr = parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
-            try:
-                df = expr.to_pandas()
-            except QualityLabError as exc:
-                self.refused.append(f"volume {_where(a.dimension, a.segment)}: {exc}")
-                self.cache[key] = None
-            else:
-                self.cache[key] = (df, base.days, cur.days)
+            self.cache[key] = (expr.to_pandas(), base.days, cur.days)
         return self.cache[key]
 
     def explain(self, a: _Alert, candidates: set[tuple[str, str]]) -> _Explanation | None:
         """The candidate (dimension, segment) explaining most of `a`'s change, if any."""
-        others = sorted({d for d, _ in candidates if d != a.dimension}, key=SCAN_DIMENSIONS.index)
-        if not others:
+        metric, sign = a.metric, 1.0 if a.direction == "up" else -1.0
+        if metric in _TIMES:  # percentiles do not add up; their SLA breaches do
+            metric, sign = "sla_compliance", -sign
+        if metric == "volume":
+            allowed: tuple[str, ...] = _EXPLAINABLE_DIMS
+        else:
+            try:
+                allowed = rca.dimensions_of(metric)
+            except QualityLabError as exc:  # a metric rca does not decompose
+                self.refused.append(f"{a.metric} {_where(*a.own)}: {exc}")
+                return None
+        dims = sorted(
+            {d for d, _ in candidates if d != a.dimension and d in allowed},
+            key=SCAN_DIMENSIONS.index,
+        )
+        if not dims:
             return None
-        dims = [a.dimension, *others]
-        sign = 1.0 if a.direction == "up" else -1.0
         best: _Explanation | None = None
-        if a.metric == "volume":
+        if metric == "volume":
             got = self._counts(a, dims)
             if got is None:
                 return None
             counts, days0, days1 = got
             for d, s in sorted(candidates):
-                cells = _count_cells(counts, a.dimension, a.segment, d)
+                cells = _count_cells(counts, d)
                 if cells is not None:
                     share = _count_share(cells, s, sign, days0, days1)
                     if share and (best is None or share > best.share):
                         best = _Explanation(d, s, share, "volume")
             return best
-        metric = a.metric
-        if metric in _TIMES:  # percentiles do not add up; their SLA breaches do
-            metric, sign = "sla_compliance", -sign
         res = self._decompose(metric, a, dims)
         if res is None:
             return None
         for d, s in sorted(candidates):
-            cells = _rate_cells(res, a.dimension, a.segment, d)
+            cells = _rate_cells(res, d)
             if cells is not None:
                 share = _rate_share(cells, s, sign)
                 if share and (best is None or share > best.share):
@@ -795,11 +753,11 @@ def group_incidents(
        on the same day.
     2. *Another dimension's segment*: for the lead of each such group,
        :func:`qualitylab.rca.decompose` of its metric over its window against
-       the baseline, split by its own dimension and the dimensions of the
-       other alerts overlapping it (``cross=True``, so the change can be
-       split *within* the alert's segment; response percentiles are
-       decomposed through ``sla_compliance``, their SLA breaches; volume
-       through decision counts per segment, one engine query). A candidate
+       the baseline, *within* the alert's segment (``where=``), split by the
+       dimensions of the other alerts overlapping it (one engine query;
+       response percentiles are decomposed through ``sla_compliance``, their
+       SLA breaches, which add up where percentiles do not; volume through
+       decision counts per segment, one engine query). A candidate
        segment S (the segment of an overlapping alert of another group)
        explains the alert when, inside the alert's segment, S's shift-share
        contribution is at least :data:`MIN_EXPLAINED` of the change, S's own
