@@ -1840,13 +1840,8 @@ def incident_table(alerts_frame: pd.DataFrame):
     Needs the incident columns a scheduled run adds (``incident_id``,
     ``incident_role``, ``incident_cause``, ``incident_event``); alerts of no
     incident are listed after the incidents. Children are in a collapsed
-    ``<details>`` element (no script). Every value is escaped.
-
-    Raises
-    ------
-    QualityLabError
-        When the alerts carry no incidents (a scan outside a scheduled run):
-        inside :func:`section`, a one-line note.
+    ``<details>`` element (no script). Every value is escaped. Alerts without
+    those columns (a scan outside a scheduled run) get one sentence saying so.
 
     Examples
     --------
@@ -1858,12 +1853,16 @@ def incident_table(alerts_frame: pd.DataFrame):
     >>> html_text = incident_table(al).data
     >>> "<details>" in html_text, "&lt;b&gt;x&lt;/b&gt;" in html_text, "<b>x" in html_text
     (True, True, False)
+    >>> "not grouped into incidents" in incident_table(al.drop(columns="incident_id")).data
+    True
     """
     from IPython.display import HTML
 
     if alerts_frame is None or "incident_id" not in alerts_frame.columns:
-        raise QualityLabError(
-            "the alerts carry no incidents (a scheduled run groups them; this scan did not)"
+        return say(
+            "These alerts come from a scan without the alert store, so they are not grouped "
+            "into incidents (a scheduled run groups them); each alert lists the views of it "
+            "that the scan folded in."
         )
     al = alerts_frame.reset_index(drop=True)
     inc = [_text(v) for v in al["incident_id"]]
