@@ -3186,6 +3186,25 @@ def explain_alert(
     10% left out), dimensions with a set first by the Jensen–Shannon surprise
     per segment of their set; dimensions with one segment cannot explain
     anything and go last.
+
+    Examples
+    --------
+    A two-day volume spike on demo data (a viral live event in SG):
+
+    >>> import tempfile
+    >>> from qualitylab.demo import generate
+    >>> from qualitylab.sources import open_dataset
+    >>> alert = {"market": "SG", "metric": "volume", "dimension": "market", "segment": "SG",
+    ...          "start_date": "2026-11-17", "end_date": "2026-11-18"}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = generate(tmp, markets=["SG"], days=42, scale="small", seed=1)
+    ...     exp = explain_alert(open_dataset(tmp), alert)
+    >>> exp.kind, exp.top_dimension, exp.top_segment
+    ('count', 'site', 'VendorA-Manila')
+    >>> round(exp.value_base, 1), round(exp.value_cur, 1)
+    (139.9, 248.0)
+    >>> exp.sentence[:70]
+    'Volume in SG rose from 139.9 to 248.0 a day (2026-11-17..2026-11-18 ag'
     """
     if isinstance(baseline_days, bool) or not isinstance(baseline_days, int) or baseline_days < 1:
         raise ParameterError(
