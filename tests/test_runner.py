@@ -634,3 +634,235 @@ def test_a_second_run_of_the_same_market_waits_or_names_the_run_holding_it(
     finally:
         timer.join()
     assert summary.ok
+
+
+# --------------------------------------------------------------------------- #
+# The daily loop (issue #16): the store, the hub's new alerts, the digest, the
+# webhook, and a run killed mid-way.
+# --------------------------------------------------------------------------- #
+def test_runs_remember_alerts_label_mutes_and_digest(small_data, fake_notebooks, tmp_path):
+    from qualitylab import alertstore
+
+    out = tmp_path / "reports"
+    common = dict(
+        markets="SG",
+        notebooks="scorecard",
+        out=out,
+        notebooks_dir=fake_notebooks,
+        progress=False,
+        portfolio=False,
+    )
+    first = run(str(small_data), as_of="2026-11-15", **common)
+    store = alertstore.read_store(out)
+    assert len(store) and set(store["run_id"]) == {first.run_id}
+    assert set(store["status"]) <= {"new", "resolved"} and (store["status"] == "new").any()
+    alerts = pd.read_csv(first.out / "SG" / "alerts.csv")
+    assert {"alert_id", "status", "incident_id"} <= set(alerts.columns)
+    assert alerts["alert_id"].notna().all()
+    hub = (first.out / "index.html").read_text()
+    assert "New since the last run" in hub
+    lead = store[(store["status"] == "new") & (store["incident_role"] != "child")].iloc[0]
+    assert lead["alert_id"] in hub
+    assert (first.out / "digest.md").is_file() and (first.out / "digest.html").is_file()
+
+    # a person marks it a false alarm; the next day's run shows it muted, not counted
+    alertstore.label_alert(out, lead["alert_id"], "false_alarm", note="known test traffic")
+    second = run(str(small_data), as_of="2026-11-16", **common)
+    day = alertstore.read_store(out)
+    day = day[day["as_of"].astype(str).str[:10] == "2026-11-16"]
+    row = day[day["alert_id"] == lead["alert_id"]]
+    if len(row) and row["status"].iloc[0] != "resolved":
+        assert row["status"].iloc[0] == "muted"
+        hub = (second.out / "index.html").read_text()
+        assert "muted alert" in hub
+        assert lead["alert_id"] not in (second.out / "digest.md").read_text()
+    kept = day[(day["status"] != "new") & day["alert_id"].isin(store["alert_id"])]
+    assert len(kept)  # alerts seen again keep their ids
+
+
+def test_a_run_killed_mid_way_leaves_store_labels_and_reports(small_data, fake_notebooks, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from qualitylab import alertstore
+
+    out = tmp_path / "reports"
+    first = run(
+        str(small_data),
+        markets="SG",
+        notebooks="scorecard",
+        out=out,
+        notebooks_dir=fake_notebooks,
+        progress=False,
+        portfolio=False,
+    )
+    lead = alertstore.read_store(out)["alert_id"].iloc[0]
+    alertstore.label_alert(out, lead, "confirmed")
+    before = {
+        p.relative_to(out): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and ".locks" not in p.parts and ".tmp" not in str(p)
+    }
+    slow = fake_notebooks / NOTEBOOKS["scorecard"]
+    _fake_notebook(slow, "import time\ntime.sleep(600)")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qualitylab.cli",
+            "run",
+            "--data",
+            str(small_data),
+            "--markets",
+            "SG",
+            "--notebooks",
+            "scorecard",
+            "--out",
+            str(out),
+            "--notebooks-dir",
+            str(fake_notebooks),
+            "--no-portfolio",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # wait until the notebook kernel is running
+        tmp = [p for p in out.glob(".tmp-*") if (p / "SG").is_dir()]
+        if tmp and any((p / "SG" / "alerts.csv").exists() for p in tmp):
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the run never reached its notebooks")
+    time.sleep(3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    after = {
+        p.relative_to(out): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and ".locks" not in p.parts and ".tmp" not in str(p)
+    }
+    assert after == before  # store, labels, reports, manifest, history, hub: byte for byte
+    # the killed run left no stale lock: the next run goes ahead at once
+    _fake_notebook(slow, "print('back')")
+    again = run(
+        str(small_data),
+        markets="SG",
+        notebooks="scorecard",
+        out=out,
+        notebooks_dir=fake_notebooks,
+        progress=False,
+        portfolio=False,
+    )
+    assert again.ok and again.as_of == first.as_of
+
+
+def test_notify_posts_the_digest_and_a_dead_webhook_is_only_a_warning(
+    small_data, fake_notebooks, tmp_path
+):
+    import http.server
+    import socket
+    import threading
+
+    got: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    common = dict(
+        markets="SG",
+        notebooks="scorecard",
+        notebooks_dir=fake_notebooks,
+        progress=False,
+        portfolio=False,
+    )
+    messages: list[str] = []
+    try:
+        summary = run(
+            str(small_data),
+            out=tmp_path / "a",
+            notify=f"http://127.0.0.1:{server.server_port}/hook",
+            echo=messages.append,
+            **common,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert summary.ok and len(got) == 1
+    assert got[0]["as_of"] == summary.as_of and got[0]["run_id"] == summary.run_id
+    assert got[0]["text"] == (summary.out / "digest.md").read_text().rstrip("\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    messages.clear()
+    down = run(
+        str(small_data),
+        out=tmp_path / "b",
+        notify=f"http://127.0.0.1:{port}/hook",
+        echo=messages.append,
+        **common,
+    )
+    assert down.ok
+    assert any(m.startswith(f"warning: could not notify http://127.0.0.1:{port}") for m in messages)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed")
+def test_hub_new_alerts_render_offline_and_hostile_segments_stay_inert(tmp_path):
+    from qualitylab import alertstore
+    from qualitylab.runner import _hub
+
+    out = tmp_path / "reports"
+    day = out / "2026-11-22"
+    (day / "SG").mkdir(parents=True)
+    bad = "<img src=x onerror=alert(1)><script>document.title='pwned'</script>"
+    alerts = pd.DataFrame(
+        {
+            "market": ["SG", "SG"],
+            "metric": ["ai_recall", "override_rate"],
+            "dimension": ["language", "policy"],
+            "segment": [bad, "hate"],
+            "start_date": ["2026-11-16", "2026-11-16"],
+            "end_date": ["2026-11-22", "2026-11-22"],
+            "observed": [0.6, 0.3],
+            "expected": [0.8, 0.2],
+            "direction": ["down", "up"],
+            "severity": ["high", "medium"],
+            "detector": ["ewma", "p_chart"],
+            "p_value": [1e-6, 1e-4],
+            "incident_id": ["k1", "k1"],
+            "incident_role": ["lead", "child"],
+            "incident_cause": [f"model release {bad}", ""],
+        }
+    )
+    rows = alertstore.track(
+        alertstore.read_store(out),
+        alerts,
+        None,
+        run_id="r1",
+        as_of="2026-11-22",
+        market="SG",
+        period=("2026-10-26", "2026-11-22"),
+    )
+    alertstore.commit(out, rows)
+    manifest = {"run_id": "r1", "markets": ["SG"], "notebooks": ["scorecard"], "jobs": []}
+    (day / "index.html").write_text(_hub("2026-11-22", manifest, None, out))
+    with Chromium(tmp_path / "profile") as browser:
+        page = browser.check_page(day / "index.html")
+        assert page.loaded and not page.problems(), page.problems()
+        assert "New since the last run (1)" in page.text
+        assert "ai_recall down in language" in page.text and bad in page.text
+        assert "1 related alert (same cause)" in page.text
+        assert "pwned" not in page.title

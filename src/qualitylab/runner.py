@@ -126,6 +126,8 @@ class JobResult:
     error: dict[str, Any] | None = None
     #: Sections shown as "too little data": ``{"section", "reason", "cell"}`` each.
     notes: list[dict[str, Any]] = field(default_factory=list)
+    #: Deep-dive sentences (:func:`qualitylab.report.finding`): ``alert_id``, ``sentence``, ...
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,7 @@ def build_market_cache(
     parameters: str | None,
     as_of: str | None = None,
     weeks: int = 4,
+    rebaseline: Mapping[tuple[str, str, str], Any] | None = None,
 ) -> dict[str, Any]:
     """Extract one market's typed, quarantined tables into a DuckDB file.
 
@@ -283,7 +286,8 @@ def build_market_cache(
         warnings.simplefilter("always")
         sc = _scorecard_or_empty(cached, market, [], ctx.start, ctx.end)
         sc_vendor = _scorecard_or_empty(cached, market, ["vendor"], ctx.start, ctx.end)
-        alerts = scan_period(cached, ctx)
+        alerts = scan_period(cached, ctx, rebaseline=dict(rebaseline) if rebaseline else None)
+        alerts = _incidents(alerts, cached, market, ctx)
     log.info("%s: %d warnings while computing scorecard and alerts", market, len(caught))
     con.create_table("ql_alerts", ibis.memtable(_as_text(alerts)))
     note = alerts.attrs.get("note")  # why the scan found nothing (e.g. too short a history)
@@ -310,6 +314,21 @@ def build_market_cache(
         "period": (str(ctx.start), str(ctx.end)),
         "seconds": time.perf_counter() - started,
     }
+
+
+def _incidents(alerts: pd.DataFrame, ds: Any, market: str, ctx: Any) -> pd.DataFrame:
+    """The scan's alerts folded into incidents (lead and children; the scan's attrs kept)."""
+    from qualitylab.incidents import group_incidents
+
+    if alerts.empty:
+        return alerts
+    try:
+        grouped = group_incidents(alerts, ds, market, start=ctx.start, end=ctx.end)
+    except QualityLabError as exc:  # too little data to explain: each alert its own incident
+        log.warning("%s: alerts not grouped into incidents: %s", market, redact(str(exc)))
+        return alerts
+    grouped.attrs = {**alerts.attrs, **grouped.attrs}
+    return grouped
 
 
 def _scorecard_or_empty(ds: Any, market: str, by: list[str], start: Any, end: Any) -> pd.DataFrame:
@@ -342,7 +361,12 @@ def _scorecard_or_empty(ds: Any, market: str, by: list[str], start: Any, end: An
 def _execute(job: dict[str, Any]) -> dict[str, Any]:
     import papermill as pm
 
-    from qualitylab.report import moderator_aliases, notebook_notes, render_html
+    from qualitylab.report import (
+        moderator_aliases,
+        notebook_findings,
+        notebook_notes,
+        render_html,
+    )
 
     res = JobResult(job["market"], job["notebook"], parameters=job["parameters"])
     out_dir = Path(job["out_dir"])
@@ -397,6 +421,10 @@ def _execute(job: dict[str, Any]) -> dict[str, Any]:
                 {k: redact(v) if isinstance(v, str) else v for k, v in n.items()}
                 for n in notebook_notes(ipynb)
             ]
+            res.findings = [
+                {k: redact(v) if isinstance(v, str) else v for k, v in f.items()}
+                for f in notebook_findings(ipynb)
+            ]
         title = f"{TITLES[job['notebook']]} — {job['title']}"
         aliases = moderator_aliases(job.get("moderators", ()))
         try:
@@ -442,6 +470,7 @@ def run(
     echo: Callable[[str], None] | None = None,
     now: datetime | None = None,
     wait: float = 0,
+    notify: str | None = None,
 ) -> RunSummary:
     """Run the notebooks for every market and build the hub.
 
@@ -482,6 +511,10 @@ def run(
         markets go on side by side). After that, :class:`ReportsBusy` names
         the run that holds the lock.
 
+    notify : str, optional
+        A webhook URL: the run's digest is POSTed to it as JSON when the run
+        finishes. A failure to reach it is a warning, never a failed run.
+
     Raises
     ------
     ReportsBusy
@@ -498,6 +531,7 @@ def run(
     load_launch_plans(params.root, parameters=params)  # a broken launch plan stops the run here
     nb_dir = find_notebooks_dir(notebooks_dir)
     keys = _select(notebooks, list(NOTEBOOKS), "notebook")
+    from qualitylab import alertstore
     from qualitylab.sources import open_dataset
 
     ds = open_dataset(data, parameters=params)
@@ -515,6 +549,9 @@ def run(
         "parameters": str(Path(params.root).resolve()),
         "interactive": False,
     }
+    import papermill as pm
+
+    with_reports = {k for k in keys if "reports" in pm.inspect_notebook(str(nb_dir / NOTEBOOKS[k]))}
     for key in keys:
         check_notebook_parameters(
             nb_dir / NOTEBOOKS[key], {**base_params, "market": "", "data": ""}
@@ -552,7 +589,23 @@ def run(
             f"validated data ({sum(report.rows.values()):,} rows); quarantined: {report.quarantined}"
         )
         cache_dir = tmp / "cache"
-        caches = _build_caches(data, codes, cache_dir, str(params.root), jobs, say, as_of)
+        store = alertstore.read_store(out_root)
+        labels = alertstore.read_labels(out_root)
+        rebase = {c: alertstore.rebaselines(store, labels, market=c) for c in codes}
+        for code, series in rebase.items():
+            for (metric, dim, seg), since in series.items():
+                log.info(
+                    "%s: %s of %s %s re-baselined from %s (new_normal)",
+                    code,
+                    metric,
+                    dim,
+                    seg,
+                    since,
+                )
+        caches = _build_caches(
+            data, codes, cache_dir, str(params.root), jobs, say, as_of, rebaseline=rebase
+        )
+        tracked = _track_alerts(caches, store, labels, run_id, label)
         job_specs = []
         for code in codes:
             cache = caches[code]
@@ -581,6 +634,8 @@ def run(
                             **base_params,
                             "market": code,
                             "data": str(cache.get("path", "")),
+                            # notebooks that read the alert store and write labels
+                            **({"reports": str(out_root)} if key in with_reports else {}),
                         },
                     }
                 )
@@ -641,7 +696,16 @@ def run(
             report,
             portfolio=portfolio,
             logfile=logfile,
+            tracked=tracked,
         )
+        digest = _write_digest(final, out_root, label, run_id, codes)
+        if notify:
+            warning = notify_webhook(notify, digest)
+            if warning:
+                log.warning(warning)
+                say(f"warning: {warning}")
+            else:
+                say("digest posted to the webhook")
         return RunSummary(run_id, label, final, tuple(results), manifest)
     finally:
         log.removeHandler(handler)
@@ -777,6 +841,82 @@ def _resolve_as_of(
     return day.isoformat(), note
 
 
+#: Store columns the notebooks see beside each alert in the cache's ``ql_alerts``.
+_STATUS_COLUMNS = (
+    "alert_id",
+    "status",
+    "label",
+    "label_note",
+    "first_seen",
+    "incident_id",
+    "incident_role",
+)
+_ALERT_KEY = ("metric", "dimension", "segment", "direction", "start_date", "end_date")
+
+
+def _day_text(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: "" if v is None or pd.isna(v) else str(v)[:10])
+
+
+def _track_alerts(
+    caches: Mapping[str, dict[str, Any]],
+    store: pd.DataFrame,
+    labels: pd.DataFrame,
+    run_id: str,
+    label: str,
+) -> dict[str, pd.DataFrame]:
+    """Each market's store rows for this run; its alerts gain their ids and statuses.
+
+    Nothing is written to the store here (the run commits it when it finishes,
+    so a run killed mid-way leaves the store as it was); the statuses go into
+    each market's cache (``ql_alerts``, and ``ql_alert_store`` with the
+    resolved ones) for the notebooks.
+    """
+    from qualitylab import alertstore
+
+    tracked: dict[str, pd.DataFrame] = {}
+    for code, cache in caches.items():
+        if "error" in cache:
+            continue
+        alerts = cache["alerts"]
+        start, end = cache["period"]
+        scanned_end = (alerts.attrs.get("scanned") or {}).get("end")
+        if scanned_end:  # the scan's last day (the data's), not the report date
+            end = max(min(str(end), str(scanned_end)[:10]), str(start))
+        rows = alertstore.track(
+            store, alerts, labels, run_id=run_id, as_of=label, market=code, period=(start, end)
+        )
+        tracked[code] = rows
+        if len(alerts):
+            keyed = alerts.drop(columns=[c for c in _STATUS_COLUMNS if c in alerts.columns])
+            keyed = keyed.assign(_s=_day_text(keyed["start_date"]), _e=_day_text(keyed["end_date"]))
+            status = rows[[c for c in (*_ALERT_KEY, *_STATUS_COLUMNS) if c in rows.columns]]
+            status = status.assign(
+                _s=_day_text(status["start_date"]), _e=_day_text(status["end_date"])
+            ).drop(columns=["start_date", "end_date"])
+            keys = ["metric", "dimension", "segment", "direction", "_s", "_e"]
+            merged = keyed.merge(status.drop_duplicates(keys), on=keys, how="left")
+            merged = merged.drop(columns=["_s", "_e"])
+            merged.attrs = alerts.attrs
+            cache["alerts"] = merged
+        _store_statuses(cache["path"], cache["alerts"], rows)
+    return tracked
+
+
+def _store_statuses(path: Path, alerts: pd.DataFrame, rows: pd.DataFrame) -> None:
+    """Replace the cache's ``ql_alerts`` with the tracked alerts; add ``ql_alert_store``."""
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    try:
+        for name, frame in (("ql_alerts", alerts), ("ql_alert_store", rows)):
+            con.register("frame_view", _as_text(frame))
+            con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM frame_view')
+            con.unregister("frame_view")
+    finally:
+        con.close()
+
+
 def _late_data_notes(ds: Any, codes: Sequence[str], as_of: str | None) -> list[str]:
     """One line per market whose data ends before the report date (late data)."""
     from datetime import date
@@ -857,12 +997,14 @@ def _combine_caches(paths: Sequence[Path], dest: Path) -> None:
         con.close()
 
 
-def _cache_job(args: tuple[str, str, str, str, str | None]) -> dict[str, Any]:
+def _cache_job(args: tuple[str, str, str, str, str | None, dict[Any, Any]]) -> dict[str, Any]:
     """Build one market's cache (in a worker); errors come back as data."""
-    data, code, path, parameters, as_of = args
+    data, code, path, parameters, as_of, rebaseline = args
     t0 = time.perf_counter()
     try:
-        out = build_market_cache(data, code, Path(path), parameters=parameters, as_of=as_of)
+        out = build_market_cache(
+            data, code, Path(path), parameters=parameters, as_of=as_of, rebaseline=rebaseline
+        )
     except QualityLabError as exc:
         return {"error": redact(str(exc)), "seconds": time.perf_counter() - t0}
     out["path"] = Path(path)
@@ -877,9 +1019,21 @@ def _build_caches(
     jobs: int,
     say: Callable[[str], None],
     as_of: str | None = None,
+    rebaseline: Mapping[str, Mapping[tuple[str, str, str], Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every market's cache (slice, scorecard, alerts), ``jobs`` markets at a time."""
-    args = [(data, code, str(cache_dir / f"{code}.duckdb"), parameters, as_of) for code in codes]
+    rebaseline = rebaseline or {}
+    args = [
+        (
+            data,
+            code,
+            str(cache_dir / f"{code}.duckdb"),
+            parameters,
+            as_of,
+            dict(rebaseline.get(code, {})),
+        )
+        for code in codes
+    ]
     caches: dict[str, dict[str, Any]] = {}
 
     def record(code: str, cache: dict[str, Any]) -> None:
@@ -1037,6 +1191,7 @@ def _finish(
     *,
     portfolio: bool = False,
     logfile: Path | None = None,
+    tracked: Mapping[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Land this run's good notebooks beside the others; merge manifest, history and hub.
 
@@ -1045,6 +1200,8 @@ def _finish(
     in the folder, from earlier runs, stays. A failed notebook leaves the last
     good copy of itself in place and its output goes to ``.failed/<run_id>/``.
     """
+    from qualitylab import alertstore
+
     finished_at = datetime.now(UTC).isoformat()
     with _locked(out_root):
         final.mkdir(parents=True, exist_ok=True)
@@ -1132,6 +1289,9 @@ def _finish(
                         default=str,
                     ),
                 )
+        rows = [r for r in (tracked or {}).values() if len(r)]
+        if rows:  # the alert store: one atomic write, after every report has landed
+            alertstore.commit(out_root, pd.concat(rows, ignore_index=True))
         history = _append_history(out_root, run_id, label, caches)
         _write_atomic(final / "index.html", _hub(label, manifest, history, out_root))
         _write_atomic(out_root / "index.html", _runs_index(out_root))
@@ -1139,6 +1299,168 @@ def _finish(
             with open(final / "run.log", "a", encoding="utf-8") as fh:
                 fh.write(logfile.read_text(encoding="utf-8"))
     return path
+
+
+def _day_alerts(out_root: Path, label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The store's rows of a report date (labels in force now applied) and the labels.
+
+    An alert labelled ``false_alarm``/``expected`` after the run that wrote it
+    shows ``muted`` at once.
+    """
+    from qualitylab import alertstore
+
+    store = alertstore.read_store(out_root)
+    labels = alertstore.read_labels(out_root)
+    if store.empty:
+        return store, labels
+    day = store[(store["as_of"].astype(str).str[:10] == label) & (store["kind"] == "daily")]
+    current = alertstore.latest_labels(labels).set_index("alert_id")
+    if len(day) and len(current):
+        now = day["alert_id"].map(current["label"])
+        note = day["alert_id"].map(current["note"])
+        day = day.assign(
+            label=now.where(now.notna(), day["label"]),
+            label_note=note.where(now.notna(), day["label_note"]),
+        )
+        muting = day["label"].isin(alertstore.MUTING_LABELS) & day["status"].isin(
+            ["new", "ongoing"]
+        )
+        day = day.assign(status=day["status"].where(~muting, "muted"))
+    return day, labels
+
+
+def _findings(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """``alert_id`` → the deep dive's sentence, from every notebook of the date."""
+    out: dict[str, str] = {}
+    for job in manifest.get("jobs", []):
+        for f in job.get("findings") or []:
+            if f.get("alert_id") and f.get("sentence"):
+                out.setdefault(str(f["alert_id"]), str(f["sentence"]))
+    return out
+
+
+def _alerts_html(day: pd.DataFrame, findings: Mapping[str, str], final: Path) -> str:
+    """The hub's alert sections: new since the last run, ongoing, resolved; muted counted."""
+    e = html.escape
+    if day is None or day.empty:
+        return (
+            '<h2 id="new">New since the last run</h2><p>No alerts are recorded for this '
+            "date (no scan, or nothing found).</p>"
+        )
+    role = day["incident_role"] if "incident_role" in day.columns else pd.Series("", day.index)
+    leads = day[~role.eq("child")]
+    kids = day[role.eq("child")]
+    sev = {"high": 0, "medium": 1, "low": 2}
+
+    def where(a: Any) -> str:
+        return "market" if a.dimension == "market" else f"{a.dimension} {a.segment}"
+
+    def item(a: Any) -> str:
+        children = kids[kids["incident_id"] == a.alert_id] if "incident_id" in kids else kids[:0]
+        sentence = findings.get(str(a.alert_id), "") or str(getattr(a, "incident_cause", "") or "")
+        deep = (
+            f' · <a href="{e(a.market)}/rca.stakeholder.html">deep dive</a>'
+            if (final / str(a.market) / "rca.stakeholder.html").is_file()
+            else ""
+        )
+        folded = ""
+        if len(children):
+            lis = "".join(
+                f"<li>{e(str(c.severity))} {e(str(c.metric))} {e(str(c.direction))} in "
+                f"{e(where(c))} <code>{e(str(c.alert_id))}</code></li>"
+                for c in children.itertuples()
+            )
+            folded = (
+                f"<details><summary>{len(children)} related alert"
+                f"{'s' if len(children) > 1 else ''} (same cause)</summary><ul>{lis}</ul></details>"
+            )
+        label = f" <small>label: {e(str(a.label))}</small>" if str(a.label or "") else ""
+        return (
+            f'<li class="{e(str(a.severity))}"><strong>{e(str(a.market))}</strong> '
+            f"{e(str(a.severity))} {e(str(a.metric))} {e(str(a.direction))} in {e(where(a))}, "
+            f"{e(str(a.start_date)[:10])} to {e(str(a.end_date)[:10])} "
+            f"<code>{e(str(a.alert_id))}</code>{label}{deep}"
+            + (f'<br><span class="why">{e(sentence)}</span>' if sentence else "")
+            + f"{folded}</li>"
+        )
+
+    parts = []
+    for status, title, anchor in (
+        ("new", "New since the last run", "new"),
+        ("ongoing", "Ongoing", "ongoing"),
+        ("resolved", "Resolved", "resolved"),
+    ):
+        rows = leads[leads["status"] == status]
+        rows = rows.assign(_o=rows["severity"].map(sev)).sort_values(["market", "_o"])
+        body = (
+            '<ul class="alerts">' + "".join(item(a) for a in rows.itertuples()) + "</ul>"
+            if len(rows)
+            else "<p>None.</p>"
+        )
+        parts.append(f'<h2 id="{anchor}">{title} ({len(rows)})</h2>{body}')
+    muted = leads[leads["status"] == "muted"]
+    if len(muted):
+        parts.append(
+            f"<p><small>{len(muted)} muted alert{'s' if len(muted) > 1 else ''} (labelled "
+            "false alarm or expected) left out: "
+            + ", ".join(f"<code>{e(str(a))}</code>" for a in muted["alert_id"])
+            + "</small></p>"
+        )
+    return "\n".join(parts)
+
+
+def _precision_html(out_root: Path) -> str:
+    """Alert precision per metric and detector from the labels (Wilson 95% intervals)."""
+    from qualitylab import alertstore
+
+    store = alertstore.read_store(out_root)
+    labels = alertstore.read_labels(out_root)
+    prec = alertstore.alert_precision(store, labels) if len(labels) else None
+    if prec is None or prec.empty:
+        return ""
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(str(r.by))}</td><td>{e(str(r.group))}</td><td>{int(r.n)}</td>"
+        f"<td>{int(r.confirmed)}</td><td>{_fmt('p', r.precision)} "
+        f"<small>({_fmt('p', r.ci_low)}–{_fmt('p', r.ci_high)})</small></td></tr>"
+        for r in prec.itertuples()
+    )
+    return (
+        '<h2 id="precision">Alert precision</h2><p>Share of labelled alerts that people '
+        "confirmed, with a Wilson 95% interval.</p><table><thead><tr><th>by</th><th></th>"
+        f"<th>labelled</th><th>confirmed</th><th>precision</th></tr></thead><tbody>{rows}"
+        "</tbody></table>"
+    )
+
+
+def _write_digest(final: Path, out_root: Path, label: str, run_id: str, codes: Sequence[str]):
+    """Write ``digest.md`` and ``digest.html`` for the report date; return the digest."""
+    from qualitylab.digest import build_digest, turned_red
+
+    day, _ = _day_alerts(out_root, label)
+    manifest = read_manifest(final)
+    path = out_root / "history.parquet"
+    history = pd.read_parquet(path) if path.is_file() else None
+    digest = build_digest(
+        label,
+        day,
+        turned_red(history, label),
+        run_id=run_id,
+        findings=_findings(manifest),
+        hub="index.html",
+        markets=list(codes),
+    )
+    _write_atomic(final / "digest.md", digest.markdown)
+    _write_atomic(final / "digest.html", digest.html)
+    return digest
+
+
+def notify_webhook(url: str, digest: Any) -> str | None:
+    """POST the digest to ``url``; a warning (never an exception) when that fails."""
+    from qualitylab.digest import notify
+
+    warning = notify(url, digest)
+    return redact(warning) if warning else None
 
 
 def _append_history(
@@ -1206,6 +1528,12 @@ def _hub(
     run_id = str(manifest.get("run_id", ""))
     head = "".join(f"<th>{e(TITLES[k])}</th>" for k in keys)
     kpi_head = "".join(f"<th>{e(m)}</th>" for m in HUB_METRICS)
+    day, _ = _day_alerts(out_root, label)
+    open_alerts = (
+        day[day["status"].isin(["new", "ongoing"])].groupby("market").size()
+        if len(day)
+        else pd.Series(dtype=int)
+    )
     now = (
         history[history["as_of"].astype(str) == label]
         if history is not None and "as_of" in history.columns
@@ -1268,7 +1596,10 @@ def _hub(
                 f'<td class="{e(str(r0.status))}" title="{e(trend)}">{e(_fmt(metric, r0.value))}'
                 f"<br><small>{e(str(r0.status))}</small></td>"
             )
-        n_alerts = int(mine["alerts"].iloc[-1]) if mine is not None and len(mine) else "–"
+        if len(day):  # open alerts from the store: muted and resolved ones left out
+            n_alerts: Any = int(open_alerts.get(code, 0))
+        else:
+            n_alerts = int(mine["alerts"].iloc[-1]) if mine is not None and len(mine) else "–"
         alerts_link = (
             f'<a href="{e(code)}/alerts.csv">{n_alerts}</a>'
             if (final / code / "alerts.csv").is_file()
@@ -1318,17 +1649,22 @@ table {{ border-collapse: collapse; }} th, td {{ border: 1px solid #ddd; padding
 td.ok {{ background: #eef8f4; }} td.failed, td.timeout {{ background: #fbeae5; }}
 td.green {{ color: #009E73; }} td.amber {{ color: #B07800; }} td.red {{ color: #D55E00; font-weight: bold; }}
 small.short {{ color: #8a5a00; }}
+ul.alerts li {{ margin-bottom: 6px; }} li.high strong {{ color: #D55E00; }} span.why {{ color: #444; }}
 </style></head><body>
 <h1>qualitylab reports — {e(label)}</h1>
 <p>{runs_text}: {len(jobs)} notebooks, {len(failed)} failed, {len(noted)} with sections short of
 data. <a href="manifest.json">manifest</a> ·
 <a href="run.log">log</a> · <a href="../index.html">previous runs</a></p>
 {port_html}
-<table><thead><tr><th>market</th>{head}{kpi_head}<th>alerts</th></tr></thead>
+<p><a href="digest.html">digest</a> (also <a href="digest.md">digest.md</a>, to paste into chat)</p>
+{_alerts_html(day, _findings(manifest), final)}
+<h2 id="reports">Reports</h2>
+<table><thead><tr><th>market</th>{head}{kpi_head}<th>open alerts</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 <p><small>KPI cells: value for the last four full weeks, status against target (hover for the
 trend across runs).</small></p>
 {notes_html}
+{_precision_html(out_root)}
 </body></html>"""
 
 
