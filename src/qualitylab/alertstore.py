@@ -289,8 +289,7 @@ def _conform(frame: pd.DataFrame) -> pd.DataFrame:
         elif c in _FLOATS:
             out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
         else:
-            out[c] = out[c].astype("str").where(out[c].notna())
-            out[c] = out[c].astype("str")
+            out[c] = out[c].astype("str")  # missing stays missing (NaN)
     extra = [c for c in out.columns if c not in STORE_COLUMNS]
     return out[[*STORE_COLUMNS, *extra]].reset_index(drop=True)
 
@@ -1217,16 +1216,13 @@ def alert_precision(
     latest = latest_alerts(store)[["alert_id", "metric", "detector"]]
     cur = latest_labels(labels if labels is not None else _empty_labels())
     merged = latest.merge(cur[["alert_id", "label"]], on="alert_id", how="inner")
+    dtypes = {"by": "str", "group": "str", **{c: "int64" for c in ("n", *LABELS)}}
+    if not len(merged):
+        empty = {c: pd.Series([], dtype=dtypes.get(c, "float64")) for c in PRECISION_COLUMNS}
+        return pd.DataFrame(empty)
     parts = [merged.assign(by="all", group="all")]
     parts += [merged.assign(by=col, group=merged[col]) for col in ("metric", "detector")]
     long = pd.concat(parts, ignore_index=True)
-    if not len(merged):
-        return pd.DataFrame(
-            {
-                c: pd.Series([], dtype="str" if c in ("by", "group") else "float64")
-                for c in PRECISION_COLUMNS
-            }
-        ).astype({c: "int64" for c in ("n", *LABELS)})
     counts = pd.crosstab([long["by"], long["group"].fillna("")], long["label"])
     counts = counts.reindex(columns=list(LABELS), fill_value=0)
     counts["n"] = counts[list(LABELS)].sum(axis=1)
@@ -1242,4 +1238,4 @@ def alert_precision(
     )
     out = out[PRECISION_COLUMNS].reset_index(drop=True)
     out.columns.name = None
-    return out.astype({"by": "str", "group": "str", **{c: "int64" for c in ("n", *LABELS)}})
+    return out.astype(dtypes)
