@@ -299,6 +299,17 @@ def test_a_rerun_for_the_same_date_replaces_it(tmp_path):
     assert st.read_store(tmp_path)["run_id"].tolist() == ["a", "d"]
 
 
+def test_commit_replaces_the_runs_it_stands_for(tmp_path):
+    rows, _ = run(EMPTY, frame(alert()), "2026-11-08")
+    st.commit(tmp_path, rows)
+    st.commit(tmp_path, rows)
+    assert len(st.read_store(tmp_path)) == 1
+    st.commit(tmp_path, EMPTY, runs=[("SG", "2026-11-08")])  # another market: kept
+    assert len(st.read_store(tmp_path)) == 1
+    st.commit(tmp_path, EMPTY, runs=[("ID", date(2026, 11, 8))])  # a rerun that found nothing
+    assert st.read_store(tmp_path).empty
+
+
 def test_reruns_of_one_market_leave_the_others(tmp_path):
     period = ("2026-10-12", "2026-11-08")
     st.update_store(

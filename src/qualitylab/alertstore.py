@@ -386,13 +386,20 @@ def _write_store(path: Path, frame: pd.DataFrame) -> None:
     _replace_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def commit(reports_dir: str | os.PathLike[str], rows: pd.DataFrame) -> Path:
+def commit(
+    reports_dir: str | os.PathLike[str],
+    rows: pd.DataFrame,
+    *,
+    runs: Sequence[tuple[str, date | str]] | None = None,
+    kind: str = "daily",
+) -> Path:
     """Add one run's rows (from :func:`track`) to the store, atomically.
 
     Rows already stored for the same market, kind and ``as_of`` as ``rows``
-    are replaced (a rerun for a date does not duplicate it). The new store is
-    written to a temporary file and renamed over ``alerts.parquet``; a failure
-    (or a kill) before the rename leaves the previous store.
+    (and as ``runs``) are replaced (a rerun for a date does not duplicate it).
+    The new store is written to a temporary file and renamed over
+    ``alerts.parquet``; a failure (or a kill) before the rename leaves the
+    previous store.
 
     Parameters
     ----------
@@ -400,6 +407,12 @@ def commit(reports_dir: str | os.PathLike[str], rows: pd.DataFrame) -> Path:
         The reports folder; created if missing.
     rows : pandas.DataFrame
         :data:`STORE_COLUMNS` rows of one or more runs.
+    runs : sequence of (market, as_of), optional
+        The market runs these rows stand for, also those that wrote no row
+        (a rerun of a date that now finds nothing still replaces that date's
+        earlier rows). Default: the pairs found in ``rows``.
+    kind : str, default "daily"
+        The kind of the ``runs`` pairs.
 
     Returns
     -------
@@ -414,11 +427,14 @@ def commit(reports_dir: str | os.PathLike[str], rows: pd.DataFrame) -> Path:
     ('alerts.parquet', 0)
     """
     folder = _folder(reports_dir, must_exist=False)
+    also = {(str(m), kind, _day(d, "as_of")) for m, d in (runs or ())}
     with _locked(folder):
-        return _commit(folder, read_store(folder), rows)
+        return _commit(folder, read_store(folder), rows, also)
 
 
-def _commit(folder: Path, store: pd.DataFrame, rows: pd.DataFrame) -> Path:
+def _commit(
+    folder: Path, store: pd.DataFrame, rows: pd.DataFrame, also: set[tuple] | None = None
+) -> Path:
     missing = [c for c in ("market", "kind", "as_of", "alert_id") if c not in rows.columns]
     if missing:
         raise ParameterError(
@@ -426,8 +442,8 @@ def _commit(folder: Path, store: pd.DataFrame, rows: pd.DataFrame) -> Path:
             key="rows",
         )
     new = _conform(rows)
-    if len(new):
-        runs = set(zip(new["market"], new["kind"], new["as_of"], strict=True))
+    runs = set(zip(new["market"], new["kind"], new["as_of"], strict=True)) | (also or set())
+    if runs:
         keys = list(zip(store["market"], store["kind"], store["as_of"], strict=True))
         store = store[[k not in runs for k in keys]]
     parts = [f for f in (store, new) if len(f)]
@@ -1005,7 +1021,7 @@ def update_store(
         stale = (store["market"] == market) & (store["kind"] == kind)
         stale &= store["as_of"] == _day(as_of, "as_of")
         if len(rows) or stale.any():  # a rerun that finds nothing still replaces the date
-            _commit(folder, store[~stale], rows)
+            _commit(folder, store, rows, {(market, kind, _day(as_of, "as_of"))})
     return rows
 
 
