@@ -29,7 +29,8 @@ DIGEST_SEVERITIES = ("high", "medium")
 #: At most this many alerts per market (the rest are counted).
 MAX_PER_MARKET = 5
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>])")
+# characters that make markup inside a list item (links, emphasis, code, HTML, tables)
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 
 
 def _md(text: Any) -> str:
@@ -118,7 +119,7 @@ def _alert_line(a: Mapping[str, Any], finding: str) -> tuple[str, str]:
     more = f" (+{folded} related alert{'s' if folded != 1 else ''} folded)" if folded else ""
     md = (
         f"- **{_md(a['severity'])}** {_md(a['metric'])} {_md(a['direction'])} in {_md(where)}: "
-        f"{change}, {_md(window)}{more} `{_md(a['alert_id'])}`"
+        f"{change}, {_md(window)}{more} `{str(a['alert_id']).replace('`', '')}`"
         + (f"  \n  {_md(finding)}" if finding else "")
     )
     e = html.escape
@@ -176,7 +177,7 @@ def build_digest(
     ...     "end_date": ["2026-11-22"], "observed": [0.62], "expected": [0.81]})
     >>> d = build_digest("2026-11-22", a, turned_red(None, "2026-11-22"), markets=["SG", "ID"])
     >>> print(d.markdown.splitlines()[2])
-    - **high** ai\\_recall down in language ms: 81.0% → 62.0%, 2026\\-11\\-16 to 2026\\-11\\-22 `SG\\-1`
+    - **high** ai\\_recall down in language ms: 81.0% → 62.0%, 2026-11-16 to 2026-11-22 `SG-1`
     >>> d.payload["quiet_markets"]
     ['ID']
     """

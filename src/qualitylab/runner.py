@@ -1374,7 +1374,8 @@ def _alerts_html(day: pd.DataFrame, findings: Mapping[str, str], final: Path) ->
                 f"<details><summary>{len(children)} related alert"
                 f"{'s' if len(children) > 1 else ''} (same cause)</summary><ul>{lis}</ul></details>"
             )
-        label = f" <small>label: {e(str(a.label))}</small>" if str(a.label or "") else ""
+        given = "" if a.label is None or pd.isna(a.label) else str(a.label)
+        label = f" <small>label: {e(given)}</small>" if given else ""
         return (
             f'<li class="{e(str(a.severity))}"><strong>{e(str(a.market))}</strong> '
             f"{e(str(a.severity))} {e(str(a.metric))} {e(str(a.direction))} in {e(where(a))}, "
