@@ -144,6 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600, help="seconds per notebook cell")
     p.add_argument("--no-portfolio", action="store_true")
     p.add_argument("--notebooks-dir", default=None)
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait this long when another run is writing the same market into --out "
+        "(default: stop at once, naming that run)",
+    )
+    p.add_argument(
+        "--notify",
+        default=None,
+        metavar="URL",
+        help="POST the run's digest as JSON to this webhook (a failure is a warning only)",
+    )
 
     p = sub.add_parser(
         "schedule",
@@ -192,6 +206,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("headline", help="print a per-market headline table")
     p.add_argument("--data", required=True)
+    p.add_argument("--assume-utc", action="store_true")
+
+    p = sub.add_parser(
+        "alerts",
+        help="the alert store of a reports folder: list, label, stats",
+        description="Alerts remembered across runs (alerts.parquet in the reports folder) "
+        "and their labels (alert_labels.csv).",
+    )
+    asub = p.add_subparsers(dest="alerts_command", required=True, metavar="{list,label,stats}")
+    q = asub.add_parser("list", help="the latest state of each alert")
+    q.add_argument("--reports", required=True, metavar="DIR", help="reports folder (a run's --out)")
+    q.add_argument("--market", default=None, help="one market, e.g. SG")
+    q.add_argument(
+        "--status", default=None, help="comma-separated: new,ongoing,muted,resolved (default: all)"
+    )
+    q.add_argument("--format", choices=["table", "csv"], default="table")
+    q.add_argument("--out", default=None, metavar="FILE", help="write here instead of printing")
+    q = asub.add_parser("label", help="label an alert (appends to alert_labels.csv)")
+    q.add_argument("alert_id", help="an id from `qualitylab alerts list`")
+    q.add_argument(
+        "--as",
+        dest="label",
+        required=True,
+        metavar="{confirmed,expected,false_alarm,new_normal}",
+        help="confirmed: keep; expected/false_alarm: mute while it continues; "
+        "new_normal: re-baseline its series from the alert's start",
+    )
+    q.add_argument("--note", default="", help="why (free text)")
+    q.add_argument("--by", default="", help="who")
+    q.add_argument("--reports", required=True, metavar="DIR")
+    q = asub.add_parser("stats", help="alert precision from the labels, and counts by status")
+    q.add_argument("--reports", required=True, metavar="DIR")
+
+    p = sub.add_parser(
+        "replay",
+        help="build the alert store day by day over past dates (detection only, no notebooks)",
+        description="For each day from --from to --to and each market, scan the report period "
+        "of `qualitylab run --as-of DAY`, fold the alerts into incidents and update the alert "
+        "store in --out, as the daily runs would have. One line per day.",
+    )
+    p.add_argument("--data", required=True)
+    p.add_argument("--from", dest="from_", required=True, metavar="D1", help="first day")
+    p.add_argument("--to", required=True, metavar="D2", help="last day (inclusive)")
+    p.add_argument("--markets", required=True, help="e.g. SG,ID,TH or all")
+    p.add_argument("--out", required=True, metavar="DIR", help="reports folder")
+    p.add_argument(
+        "--period",
+        choices=["report", "trailing"],
+        default="report",
+        help="report: the run's last four full weeks (default); trailing: the 28 days to the day",
+    )
+    p.add_argument("--no-incidents", action="store_true", help="store alerts without grouping")
     p.add_argument("--assume-utc", action="store_true")
     return parser
 
@@ -450,6 +516,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         notebooks_dir=args.notebooks_dir,
         portfolio=not args.no_portfolio,
         echo=lambda msg: print(msg, file=sys.stderr),
+        wait=args.wait,
+        notify=args.notify,
     )
     with pd.option_context("display.width", 200, "display.max_colwidth", 80):
         print(summary.table().to_string(index=False))
@@ -511,7 +579,86 @@ def _cmd_due(args: argparse.Namespace) -> int:
     return 1
 
 
+def _reports(path: str):  # noqa: ANN202
+    from pathlib import Path
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise QualityLabError(f"reports folder {path!r} does not exist")
+    return folder
+
+
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    from qualitylab import alertstore as st
+
+    folder = _reports(args.reports)
+    if args.alerts_command == "label":
+        line = st.label_alert(folder, args.alert_id, args.label, note=args.note, by=args.by)
+        print(f"labelled {line.alert_id} {line.label} ({folder / st.LABELS_FILE})")
+        return 0
+    store, labels = st.read_store(folder), st.read_labels(folder)
+    if args.alerts_command == "stats":
+        precision = st.alert_precision(store, labels)
+        print("Alert precision (share of labelled alerts confirmed, Wilson 95% interval):")
+        shown = precision.assign(
+            precision=precision["precision"].map("{:.0%}".format),
+            interval=[
+                f"{lo:.0%}-{hi:.0%}"
+                for lo, hi in zip(precision.ci_low, precision.ci_high, strict=True)
+            ],
+        ).drop(columns=["ci_low", "ci_high"])
+        _show(shown, "no labelled alerts yet (qualitylab alerts label ID --as ...)")
+        counts = st.status_counts(store, labels)
+        print("\nAlerts by status (latest state):")
+        table = counts.pivot(index="market", columns="status", values="alerts")
+        _show(table.reindex(columns=list(st.STATUSES)).reset_index(), "no alerts stored")
+        return 0
+    latest = st.latest_alerts(store, labels, market=args.market, status=args.status)
+    if args.format == "csv":
+        text = st.alerts_csv(latest)
+    else:
+        with pd.option_context("display.width", 250, "display.max_colwidth", 60):
+            shown = latest[st.LIST_COLUMNS].astype({"label": "object"}).fillna("")
+            text = (shown.to_string(index=False) if len(shown) else "no alerts") + "\n"
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {len(latest)} alerts to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from qualitylab.replay import replay
+
+    started = time.perf_counter()
+    markets = "all" if args.markets.strip() == "all" else _csv_list(args.markets)
+    summary = replay(
+        args.data,
+        start=args.from_,
+        end=args.to,
+        markets=markets,
+        out=args.out,
+        parameters=args.parameters,
+        period=args.period,
+        incidents=not args.no_incidents,
+        assume_utc=args.assume_utc,
+        progress=lambda msg: print(msg, file=sys.stderr),
+    )
+    days = summary["as_of"].nunique()
+    print(
+        f"replayed {days} days x {summary['market'].nunique()} markets into "
+        f"{args.out}/alerts.parquet in {time.perf_counter() - started:.0f}s: "
+        f"{int(summary['new'].sum())} new alerts, {int(summary['resolved'].sum())} resolved"
+    )
+    return 0
+
+
 _COMMANDS = {
+    "alerts": _cmd_alerts,
+    "replay": _cmd_replay,
     "capacity": _cmd_capacity,
     "due": _cmd_due,
     "detect": _cmd_detect,
