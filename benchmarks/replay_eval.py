@@ -194,9 +194,10 @@ def render(results: list[dict], args: argparse.Namespace, days: list[date], tota
         ended = [f for f in found if f["ended_by"] <= days[-1] - timedelta(days=3)]
         resolved_ended = sum(f["verdict"] == "ok" for f in ended)
         title = {
-            "report": "Period `report` (what `qualitylab run --as-of DAY` scans: the last four "
-            "full weeks on or before the day)",
-            "trailing": "Period `trailing` (the 28 days ending on each day)",
+            "report": "Period `report` (the last four full weeks on or before the day: what "
+            "the scorecards report)",
+            "trailing": "Period `trailing` (the 28 days ending on each day: what "
+            "`qualitylab run --as-of DAY` scans)",
         }[res["period"]]
         lines += [
             f"## {title}",

@@ -706,7 +706,8 @@ def test_cli_missing_reports_folder(tmp_path, capsys):
 def test_replay_builds_the_store_day_by_day(small_data, tmp_path, capsys):
     out = tmp_path / "reports"
     argv = ["replay", "--data", str(small_data), "--from", "2026-11-14", "--to", "2026-11-16"]
-    assert main([*argv, "--markets", "SG,ID", "--out", str(out)]) == 0
+    # the report period (the last four full weeks), which moves on Sundays only
+    assert main([*argv, "--markets", "SG,ID", "--out", str(out), "--period", "report"]) == 0
     captured = capsys.readouterr()
     progress = [ln for ln in captured.err.splitlines() if ln.startswith("2026-11-1")]
     assert len(progress) == 3 and "SG" in progress[0] and "ID" in progress[0]
@@ -735,10 +736,21 @@ def test_replay_builds_the_store_day_by_day(small_data, tmp_path, capsys):
     assert (
         main(
             [*argv[:4], "2026-11-16", "--to", "2026-11-16", "--markets", "SG,ID", "--out", str(out)]
+            + ["--period", "report"]
         )
         == 0
     )
     assert len(st.read_store(out)) == before
+
+
+def test_replay_scans_the_28_days_ending_on_each_day_by_default(small_data, tmp_path):
+    out = tmp_path / "reports"
+    argv = ["replay", "--data", str(small_data), "--from", "2026-11-14", "--to", "2026-11-16"]
+    assert main([*argv, "--markets", "SG", "--out", str(out)]) == 0
+    store = st.read_store(out)
+    ends = store.groupby("as_of")["period_end"].first()
+    # as `qualitylab run` does: the period moves every day
+    assert [str(d)[:10] for d in ends] == ["2026-11-14", "2026-11-15", "2026-11-16"]
 
 
 def test_replay_bad_arguments(small_data, tmp_path, capsys):

@@ -254,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--period",
         choices=["report", "trailing"],
-        default="report",
-        help="report: the run's last four full weeks (default); trailing: the 28 days to the day",
+        default="trailing",
+        help="trailing: the 28 days ending on each day, what `qualitylab run` scans (default); "
+        "report: the last four full weeks",
     )
     p.add_argument("--no-incidents", action="store_true", help="store alerts without grouping")
     p.add_argument("--assume-utc", action="store_true")

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -286,8 +286,9 @@ def build_market_cache(
         warnings.simplefilter("always")
         sc = _scorecard_or_empty(cached, market, [], ctx.start, ctx.end)
         sc_vendor = _scorecard_or_empty(cached, market, ["vendor"], ctx.start, ctx.end)
-        alerts = scan_period(cached, ctx, rebaseline=dict(rebaseline) if rebaseline else None)
-        alerts = _incidents(alerts, cached, market, ctx)
+        scan_ctx = _daily_scan_context(cached, ctx)
+        alerts = scan_period(cached, scan_ctx, rebaseline=dict(rebaseline) if rebaseline else None)
+        alerts = _incidents(alerts, cached, market, scan_ctx)
     log.info("%s: %d warnings while computing scorecard and alerts", market, len(caught))
     con.create_table("ql_alerts", ibis.memtable(_as_text(alerts)))
     note = alerts.attrs.get("note")  # why the scan found nothing (e.g. too short a history)
@@ -312,8 +313,31 @@ def build_market_cache(
         "scorecard": sc,
         "alerts": alerts,
         "period": (str(ctx.start), str(ctx.end)),
+        "scan_period": (str(scan_ctx.start), str(scan_ctx.end)),
         "seconds": time.perf_counter() - started,
     }
+
+
+def _daily_scan_context(ds: Any, ctx: Any) -> Any:
+    """The context the run's scan uses: the 28 days ending on the report date.
+
+    Scorecards report the last full weeks; the alert scan of a daily loop
+    moves every day, so an alert is new on the day its window starts, not on
+    the next Sunday. The scan ends on the data's last day when the data ends
+    before the report date (late data), so missing days are not read as a
+    stop.
+    """
+    from dataclasses import replace
+
+    from qualitylab.metrics import Period
+    from qualitylab.report import baseline_of, data_end
+
+    try:
+        last = min(ctx.as_of, data_end(ds, ctx.market))
+    except QualityLabError:
+        return ctx
+    period = Period(last - timedelta(days=27), last)
+    return replace(ctx, period=period, baseline=baseline_of(period))
 
 
 def _incidents(alerts: pd.DataFrame, ds: Any, market: str, ctx: Any) -> pd.DataFrame:
@@ -879,7 +903,7 @@ def _track_alerts(
         if "error" in cache:
             continue
         alerts = cache["alerts"]
-        start, end = cache["period"]
+        start, end = cache.get("scan_period", cache["period"])
         scanned_end = (alerts.attrs.get("scanned") or {}).get("end")
         if scanned_end:  # the scan's last day (the data's), not the report date
             end = max(min(str(end), str(scanned_end)[:10]), str(start))
@@ -1289,9 +1313,13 @@ def _finish(
                         default=str,
                     ),
                 )
-        rows = [r for r in (tracked or {}).values() if len(r)]
-        if rows:  # the alert store: one atomic write, after every report has landed
-            alertstore.commit(out_root, pd.concat(rows, ignore_index=True))
+        if tracked:  # the alert store: one atomic write, after every report has landed
+            rows = [r for r in tracked.values() if len(r)]
+            alertstore.commit(
+                out_root,
+                pd.concat(rows, ignore_index=True) if rows else next(iter(tracked.values())),
+                runs=[(code, label) for code in tracked],  # a rerun that finds nothing too
+            )
         history = _append_history(out_root, run_id, label, caches)
         _write_atomic(final / "index.html", _hub(label, manifest, history, out_root))
         _write_atomic(out_root / "index.html", _runs_index(out_root))
