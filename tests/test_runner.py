@@ -235,9 +235,18 @@ def test_hub_in_browser_links_work_and_statuses_show(ten_market_run, tmp_path):
             _local_path(u).resolve() for u in root_page.links
         }
         # every market's row shows each notebook's status and its headline KPIs
-        for code in ALL_MARKETS:
-            line = next(ln for ln in hub.text.splitlines() if ln.strip() == code)
-            assert line
+        from qualitylab.runner import HUB_METRICS
+
+        table = [ln.strip() for ln in hub.text.split("\nReports\n", 1)[1].splitlines()]
+        table = [ln for ln in table if ln]
+        starts = sorted(table.index(code) for code in ALL_MARKETS)
+        statuses = {(r.market, r.notebook): r.status for r in summary.results}
+        for i, j in zip(starts, [*starts[1:], len(table)], strict=True):
+            code, row = table[i], table[i + 1 : j]
+            assert row[0].split()[0] == statuses[(code, "scorecard")], (code, row)
+            kpi_statuses = [w for w in row if w in {"green", "amber", "red", "na"}]
+            assert len(kpi_statuses) == len(HUB_METRICS), (code, row)
+        assert statuses[("ID", "scorecard")] == "failed"
         assert hub.text.count("ok ") >= len(ALL_MARKETS) - 1
         assert hub.text.count("failed") >= 1 and "boom for ID" in hub.text
         # every link resolves to a file on disk, and every linked page opens offline
