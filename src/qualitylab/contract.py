@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import ibis
@@ -73,6 +73,7 @@ class ColumnSpec:
     upper: float | None = None
     lower_inclusive: bool = True
     vocab_severity: Severity = "error"
+    optional: bool = False  # the column may be absent from the table
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ TABLES: dict[str, TableSpec] = {
                 _c("qa_action", vocab=ACTIONS),
                 _c("qa_policy"),
                 _c("sample_weight", "float", True, lower=0.0, lower_inclusive=False),
+                # the sampling stratum of the audit (optional column; see metrics.qa_metrics)
+                _c("stratum", nullable=True, optional=True),
             ),
             key="audit_id",
         ),
@@ -347,6 +350,11 @@ def conform(
     []
     """
     schema = raw.schema()
+    if any(c.optional and c.name not in schema for c in spec.columns):
+        # an optional column that is absent is simply not part of this table
+        spec = replace(
+            spec, columns=tuple(c for c in spec.columns if c.name in schema or not c.optional)
+        )
     problems: list[Problem] = []
     checks: list[Check] = []
     missing = [c.name for c in spec.columns if c.name not in schema]
