@@ -27,7 +27,7 @@ from scipy import stats as sps
 from qualitylab.errors import QualityLabError
 from qualitylab.localtime import date_at_offset, epoch_seconds, offset_segments, period_bounds_utc
 from qualitylab.sources import Dataset
-from qualitylab.stats import proportion_ci, weighted_proportion
+from qualitylab.stats import proportion_ci, stratified_proportion, weighted_proportion
 
 __all__ = [
     "GRAINS",
@@ -724,6 +724,7 @@ def qa_metrics(
     end: date | str | None = None,
     qa_source: str | None = "internal",
     weighted: bool | None = None,
+    strata: str = "auto",
     confidence_level: float | None = None,
 ) -> pd.DataFrame:
     """Accuracy and error rates from QA audits.
@@ -739,6 +740,13 @@ def qa_metrics(
     weighted : bool, optional
         Use ``sample_weight`` (design-weighted estimate); by default weights
         are used whenever any audit in a segment has a weight other than 1.
+    strata : {"auto", "column", "weight", "none"}, default "auto"
+        The sampling strata the variance is combined over. ``"column"``: the
+        ``qa_audits.stratum`` column (required); ``"weight"``: the distinct
+        ``sample_weight`` values of a segment (the common design of one audit
+        rate per stratum); ``"auto"``: ``stratum`` when the table has it, else
+        the weights; ``"none"``: one stratum (with-replacement variance of the
+        whole segment).
     confidence_level : float, optional
 
     Returns
@@ -751,15 +759,43 @@ def qa_metrics(
     Notes
     -----
     A decision is correct when its enforcement matches QA's and, if enforced,
-    its policy matches. With stratified sampling the Hajek estimator
-    :math:`\\sum w y / \\sum w` is used with a Wilson interval at Kish's
-    effective sample size (see :func:`qualitylab.stats.weighted_proportion`);
-    with equal weights this is the plain Wilson interval.
+    its policy matches. With weighted audits the Hajek estimator
+    :math:`\\sum w y / \\sum w` is used; the engine aggregates per segment and
+    stratum and :func:`qualitylab.stats.stratified_proportion` combines the
+    strata with the stratified variance
+    :math:`\\sum_h (\\hat N_h/\\hat N)^2 s_h^2/n_h` (:math:`\\hat N_h` the
+    stratum's weight total) and gives the Clopper-Pearson interval at the
+    design effective sample size (Korn & Graubard 1998). The variance assumes
+    a fixed number of audits per stratum (stratified sampling); when each
+    decision is audited independently with its probability (Bernoulli
+    sampling), ``strata="none"`` is the matching variance. No
+    finite-population correction is applied: unaudited decisions carry no
+    stratum, so the stratum sizes are not known from ``decisions`` (the
+    interval is slightly conservative when an audit rate is large). With
+    equal weights (a self-weighting sample) the interval is the plain Wilson
+    interval, as before.
     """
+    if strata not in ("auto", "column", "weight", "none"):
+        raise QualityLabError(
+            f"strata must be 'auto', 'column', 'weight' or 'none'; got {strata!r}"
+        )
     cols = _check_by(by, (*GRAINS, "qa_source", *getattr(ds, "extra_grains", ())))
     period = resolve_period(ds, market=market, start=start, end=end)
     cl = confidence_level or _confidence(ds, market)
     j = audited_decisions(ds, market=market, period=period, qa_source=qa_source)
+    has_column = "stratum" in j.columns
+    if strata == "column" and not has_column:
+        raise QualityLabError(
+            "strata='column' needs a 'stratum' column in qa_audits; it has none "
+            "(use strata='auto' to stratify by sample_weight)"
+        )
+    if strata == "none":
+        key = ibis.literal("")
+    elif has_column and strata in ("auto", "column"):
+        key = j.stratum.cast("string").fill_null("")
+    else:
+        key = j.w.cast("string")
+    j = j.mutate(_stratum=key)
     flags = {
         "accuracy": j.correct,
         "over_enforcement_rate": j.over_enforcement,
@@ -776,24 +812,33 @@ def qa_metrics(
         aggs[f"{name}__k"] = y.sum()
         aggs[f"{name}__wy"] = (j.w * y).sum()
         aggs[f"{name}__w2y"] = (j.w * j.w * y).sum()
-    agg = (j.group_by(cols).aggregate(**aggs) if cols else j.aggregate(**aggs)).to_pandas()
-    agg = agg[agg["n"] > 0]
-    if agg.empty:
+    by_h = j.group_by([*cols, "_stratum"]).aggregate(**aggs).to_pandas()
+    by_h = by_h[by_h["n"] > 0]
+    if by_h.empty:
         warnings.warn("no audited decisions in the period; QA metrics are empty", stacklevel=2)
         return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
+    sums = [c for c in by_h.columns if c not in (*cols, "_stratum")]
+    if cols:
+        seg = by_h.groupby(cols, sort=True, dropna=False).ngroup().to_numpy(dtype=np.int64)
+        agg = by_h.groupby(cols, sort=True, dropna=False, as_index=False)[sums].sum()
+    else:
+        seg = np.zeros(len(by_h), dtype=np.int64)
+        agg = pd.DataFrame([by_h[sums].sum()])
     use_w = (
         (~np.isclose(agg["sum_w2"], agg["n"]) | ~np.isclose(agg["sum_w"], agg["n"]))
         if weighted is None
         else pd.Series(bool(weighted), index=agg.index)
     )
+    unequal = ~np.isclose(agg["sum_w"] ** 2, agg["n"] * agg["sum_w2"])
     rows = []
     for name in flags:
-        wp = weighted_proportion(
-            agg[f"{name}__wy"].to_numpy(float),
-            agg["sum_w"].to_numpy(float),
-            agg["sum_w2"].to_numpy(float),
-            agg[f"{name}__w2y"].to_numpy(float),
-            n=agg["n"].to_numpy(float),
+        sp = stratified_proportion(
+            by_h[f"{name}__wy"].to_numpy(float),
+            by_h["sum_w"].to_numpy(float),
+            by_h["sum_w2"].to_numpy(float),
+            by_h[f"{name}__w2y"].to_numpy(float),
+            n=by_h["n"].to_numpy(float),
+            segment=seg,
             confidence_level=cl,
         )
         plain = agg[f"{name}__k"].to_numpy(float) / agg["n"].to_numpy(float)
@@ -801,12 +846,14 @@ def qa_metrics(
             agg[f"{name}__k"].to_numpy(float), agg["n"].to_numpy(float), confidence_level=cl
         )
         uw = np.asarray(use_w, dtype=bool)
+        # a self-weighting (equal-weight) segment keeps the plain Wilson interval
+        design = uw & np.asarray(unequal, dtype=bool)
         part = agg[cols].copy()
         part["metric"] = name
-        part["value"] = np.where(uw, wp.estimate, plain)
+        part["value"] = np.where(uw, sp.estimate, plain)
         part["n"] = agg["n"].to_numpy(float)
-        part["ci_low"] = np.where(uw, wp.ci_low, lo_p)
-        part["ci_high"] = np.where(uw, wp.ci_high, hi_p)
+        part["ci_low"] = np.where(design, sp.ci_low, lo_p)
+        part["ci_high"] = np.where(design, sp.ci_high, hi_p)
         rows.append(part)
     return _finish(pd.concat(rows, ignore_index=True), cols, _min_n(ds, market))
 
