@@ -154,15 +154,43 @@ def _has_decisions(frame: pd.DataFrame) -> bool:
     return bool(volume.fillna(0).sum() > 0)
 
 
-def _change_pvalues(cur: pd.DataFrame, prev: pd.DataFrame, days: tuple[int, int]) -> np.ndarray:
+def _wilson_n(p: float, lo: float, hi: float, z: float) -> float:
+    """The sample size at which ``(lo, hi)`` is the Wilson interval of ``p``, else NaN.
+
+    Wilson's bounds solve ``(p - b)**2 = z**2 b (1 - b) / n``; ``n`` is read
+    from the bound farther from ``p`` and kept only if the Wilson interval at
+    that ``n`` gives back both bounds. For a design-weighted rate it is the
+    design effective sample size of its interval (Kish); for a plain rate
+    the number of observations.
+    """
+    far = lo if p - lo >= hi - p else hi
+    if not (0 < far < 1) or far == p:
+        return np.nan
+    n = z**2 * far * (1 - far) / (p - far) ** 2
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    if abs(centre - half - lo) > 1e-6 or abs(centre + half - hi) > 1e-6:
+        return np.nan
+    return n
+
+
+def _change_pvalues(
+    cur: pd.DataFrame, prev: pd.DataFrame, days: tuple[int, int], confidence_level: float
+) -> np.ndarray:
     """Two-sided p-values of the change, per row.
 
-    Rates, percentiles and ratios: a Wald test on the difference with standard
-    errors recovered from each interval's half-width (intervals are asymmetric
-    near 0 and 1, so this is approximate). Counts: the exact conditional test
-    that two Poisson counts share one daily rate (binomial on k1 | k1 + k2).
+    Rates with a Wilson interval (plain or at the design effective n): the
+    pooled two-proportion z-test on the counts ``k = p n`` of each period,
+    ``z = (p1 - p2) / sqrt(pp (1 - pp) (1/n1 + 1/n2))`` with
+    ``pp = (k1 + k2) / (n1 + n2)``; ``n`` is the effective sample size of the
+    rate's interval, which is the number of observations for equal weights
+    (tested against ``statsmodels.stats.proportion.proportions_ztest``).
+    Counts: the exact conditional test that two Poisson counts share one
+    daily rate (binomial on k1 | k1 + k2). Percentiles, ratios and
+    bootstrapped rates: a Wald test on the difference with standard errors
+    recovered from each interval's half-width (approximate).
     """
-    z = sps.norm.ppf(0.975)
+    z = sps.norm.ppf(0.5 + confidence_level / 2)
     p = np.full(len(cur), np.nan)
     for i, (c, q) in enumerate(zip(cur.itertuples(), prev.itertuples(), strict=True)):
         if np.isnan(q.value) or np.isnan(c.value):
@@ -174,9 +202,15 @@ def _change_pvalues(cur: pd.DataFrame, prev: pd.DataFrame, days: tuple[int, int]
             share = days[0] / (days[0] + days[1])
             p[i] = sps.binomtest(k1, k1 + k2, share).pvalue
             continue
-        se1 = (c.ci_high - c.ci_low) / (2 * z)
-        se2 = (q.ci_high - q.ci_low) / (2 * z)
-        se = np.sqrt(se1**2 + se2**2)
+        n1 = _wilson_n(c.value, c.ci_low, c.ci_high, z)
+        n2 = _wilson_n(q.value, q.ci_low, q.ci_high, z)
+        if np.isfinite(n1) and np.isfinite(n2):
+            pooled = (c.value * n1 + q.value * n2) / (n1 + n2)
+            se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+        else:
+            se1 = (c.ci_high - c.ci_low) / (2 * z)
+            se2 = (q.ci_high - q.ci_low) / (2 * z)
+            se = np.sqrt(se1**2 + se2**2)
         if not np.isfinite(se):
             continue
         if se == 0:
@@ -267,7 +301,10 @@ def scorecard(
             columns={"value_prev": "value", "ci_low_prev": "ci_low", "ci_high_prev": "ci_high"}
         )
         merged["p_value"] = _change_pvalues(
-            merged[["metric", "value", "ci_low", "ci_high"]], prev_frame, (period.days, prev_p.days)
+            merged[["metric", "value", "ci_low", "ci_high"]],
+            prev_frame,
+            (period.days, prev_p.days),
+            mp.confidence_level,
         )
         merged["prev_value"] = merged["value_prev"]
         merged["delta"] = merged["value"] - merged["prev_value"]

@@ -1,0 +1,161 @@
+"""The numbers the glue shows, against an independent computation (issue #17, part 4).
+
+``scorecard``, ``reconcile``, ``readiness``, ``calibration``, ``findings``,
+``headline`` and ``report`` mostly pass on numbers from :mod:`qualitylab.metrics`.
+Here each is checked against pandas on the raw rows of the demo data, against
+statsmodels, or against a case worked by hand, so that a wrong number fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.proportion import proportion_confint, proportions_ztest
+
+import qualitylab as ql
+from qualitylab.params import load_parameters
+from qualitylab.scorecard import _change_pvalues, status_against_target
+from qualitylab.sources import open_dataset
+
+MARKET = "SG"
+TZ = load_parameters().market(MARKET).tz
+START, END = date(2026, 10, 26), date(2026, 11, 22)
+PREV_START, PREV_END = date(2026, 9, 28), date(2026, 10, 25)
+#: Rates whose interval is a Wilson interval on plain counts when weights are equal.
+COUNT_RATES = (
+    "accuracy",
+    "over_enforcement_rate",
+    "under_enforcement_rate",
+    "wrong_policy_rate",
+    "override_rate",
+)
+
+
+# --------------------------------------------------------------------------- #
+# Raw rows, read with pandas only
+# --------------------------------------------------------------------------- #
+def _decisions(folder: Path) -> pd.DataFrame:
+    dec = pd.read_parquet(folder / "decisions")
+    dec = dec[dec["market"] == MARKET].copy()
+    dec["date"] = dec["created_at"].dt.tz_convert(TZ).dt.date
+    return dec
+
+
+def _audited(folder: Path, qa_source: str | None = "internal") -> pd.DataFrame:
+    """Audits joined to their decisions with the correctness flags of the data README."""
+    qa = pd.read_parquet(folder / "qa_audits.parquet")
+    if qa_source is not None:
+        qa = qa[qa["qa_source"] == qa_source]
+    dec = _decisions(folder)
+    j = qa.merge(dec[dec["action"].notna()], on="decision_id")
+    enforced = j["action"] != "no_action"
+    qa_enforced = j["qa_action"] != "no_action"
+    same_policy = j["policy"].fillna("none") == j["qa_policy"]
+    j["correct"] = (enforced == qa_enforced) & (~enforced | same_policy)
+    j["w"] = j["sample_weight"].fillna(1.0)
+    return j
+
+
+def _accuracy(j: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Design-weighted accuracy sum(w * correct) / sum(w), the count of correct and n."""
+    j = j.assign(wy=j["w"] * j["correct"])
+    g = j.groupby(by).agg(wy=("wy", "sum"), w=("w", "sum"), k=("correct", "sum"), n=("w", "size"))
+    return g.assign(accuracy=g["wy"] / g["w"])[["accuracy", "k", "n"]]
+
+
+def _in(frame: pd.DataFrame, start: date, end: date) -> pd.DataFrame:
+    return frame[(frame["date"] >= start) & (frame["date"] <= end)]
+
+
+@pytest.fixture(scope="module")
+def ds(small_data):
+    return open_dataset(small_data)
+
+
+@pytest.fixture(scope="module")
+def audited(small_data):
+    return _audited(small_data)
+
+
+@pytest.fixture(scope="module")
+def equal_weights(small_data, tmp_path_factory) -> Path:
+    """The small data with every audit weighted 1: rates are plain counts over n."""
+    out = tmp_path_factory.mktemp("equal-weights")
+    shutil.copytree(small_data, out, dirs_exist_ok=True)
+    qa = pd.read_parquet(out / "qa_audits.parquet")
+    qa["sample_weight"] = 1.0
+    qa.to_parquet(out / "qa_audits.parquet", index=False)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# scorecard: the change test and the status
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def equal_scorecards(equal_weights):
+    eq = open_dataset(equal_weights)
+    cur = ql.scorecard(eq, MARKET, by=["vendor"], start=START, end=END)
+    prev = ql.scorecard(eq, MARKET, by=["vendor"], start=PREV_START, end=PREV_END, compare=False)
+    return cur, prev
+
+
+def test_scorecard_counts_are_the_raw_audits(equal_weights, equal_scorecards):
+    cur, _ = equal_scorecards
+    raw = _accuracy(_in(_audited(equal_weights), START, END), ["vendor"])
+    acc = cur[cur["metric"] == "accuracy"].set_index("vendor")
+    assert list(acc.index) == list(raw.index)
+    np.testing.assert_allclose(acc["n"], raw["n"])
+    np.testing.assert_allclose(acc["value"] * acc["n"], raw["k"], rtol=1e-9)
+
+
+def test_scorecard_change_is_the_pooled_two_proportion_z_test(equal_scorecards):
+    cur, prev = equal_scorecards
+    prev = prev.set_index(["vendor", "metric"])
+    checked = 0
+    for r in cur[cur["metric"].isin(COUNT_RATES)].itertuples():
+        q = prev.loc[(r.vendor, r.metric)]
+        k1, n1, k2, n2 = r.value * r.n, r.n, q["value"] * q["n"], q["n"]
+        if not (0 < k1 + k2 < n1 + n2):
+            continue
+        # statsmodels: proportions_ztest([k1, k2], [n1, n2]) (pooled variance, two-sided)
+        _, expected = proportions_ztest([round(k1), round(k2)], [n1, n2])
+        assert r.p_value == pytest.approx(expected, rel=1e-6), (r.vendor, r.metric)
+        checked += 1
+    assert checked >= 10
+
+
+def test_scorecard_change_hand_worked():
+    # 90 of 100 against 80 of 100: pooled p = 0.85, se = sqrt(0.85 * 0.15 * 2 / 100)
+    # = 0.050498, z = 0.10 / 0.050498 = 1.98030, two-sided p = 2 * (1 - Phi(1.98030))
+    # = 0.047670. R: prop.test(c(90, 80), c(100, 100), correct = FALSE)$p.value
+
+    lo1, hi1 = proportion_confint(90, 100, method="wilson")
+    lo2, hi2 = proportion_confint(80, 100, method="wilson")
+    cur = pd.DataFrame({"metric": ["accuracy"], "value": [0.9], "ci_low": [lo1], "ci_high": [hi1]})
+    prev = pd.DataFrame({"metric": ["accuracy"], "value": [0.8], "ci_low": [lo2], "ci_high": [hi2]})
+    (p,) = _change_pvalues(cur, prev, (28, 28), 0.95)
+    assert p == pytest.approx(0.047670, abs=5e-6)
+
+
+def test_scorecard_status_against_statsmodels_wilson(equal_scorecards):
+    cur, _ = equal_scorecards
+    acc = cur[cur["metric"] == "accuracy"]
+    assert (acc["target"] == 0.95).all()
+    for r in acc.itertuples():
+        # statsmodels: proportion_confint(k, n, alpha=0.05, method="wilson")
+        lo, hi = proportion_confint(round(r.value * r.n), r.n, alpha=0.05, method="wilson")
+        assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi), abs=1e-9)
+        expected = "green" if lo >= 0.95 else "red" if hi < 0.95 else "amber"
+        assert r.status == expected, (r.vendor, r.value, lo, hi)
+    # Hand-worked Wilson 95% intervals: 180 of 200 correct, 0.8506-0.9343, wholly below the
+    # 0.95 target → red; 196 of 200, 0.9497-0.9922, its lower bound just under 0.95 → amber;
+    # an error rate of 4 in 200, 0.0078-0.0503, straddles a 0.05 target → amber.
+    assert status_against_target(0.90, 0.8506, 0.9343, 0.95, "accuracy") == "red"
+    assert status_against_target(0.98, 0.9497, 0.9922, 0.95, "accuracy") == "amber"
+    assert status_against_target(0.02, 0.0078, 0.0503, 0.05, "over_enforcement_rate") == "amber"
+    assert status_against_target(0.02, 0.0078, 0.0503, 0.06, "over_enforcement_rate") == "green"
