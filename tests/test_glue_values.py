@@ -8,8 +8,9 @@ statsmodels, or against a case worked by hand, so that a wrong number fails.
 
 from __future__ import annotations
 
+import re
 import shutil
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,14 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 import qualitylab as ql
+from qualitylab.calibration import calibration_summary
+from qualitylab.demo import DEMO_LAUNCH
 from qualitylab.params import load_parameters
+from qualitylab.readiness import load_launch_plan, readiness
+from qualitylab.reconcile import reporting_gap
 from qualitylab.scorecard import _change_pvalues, status_against_target
 from qualitylab.sources import open_dataset
+from tests.conftest import PARAMS, tiny_tables, write_tables
 
 MARKET = "SG"
 TZ = load_parameters().market(MARKET).tz
@@ -159,3 +165,127 @@ def test_scorecard_status_against_statsmodels_wilson(equal_scorecards):
     assert status_against_target(0.98, 0.9497, 0.9922, 0.95, "accuracy") == "amber"
     assert status_against_target(0.02, 0.0078, 0.0503, 0.05, "over_enforcement_rate") == "amber"
     assert status_against_target(0.02, 0.0078, 0.0503, 0.06, "over_enforcement_rate") == "green"
+
+
+# --------------------------------------------------------------------------- #
+# reconcile: measured values are the data's
+# --------------------------------------------------------------------------- #
+def test_reporting_gap_measured_values_are_the_data(small_data, ds, audited):
+    gaps = reporting_gap(ds, MARKET)
+    rep = pd.read_parquet(small_data / "vendor_reported.parquet")
+    rep = rep[rep["market"] == MARKET]
+    weeks = sorted(pd.to_datetime(rep["week_start"]).dt.date.unique())
+    # pandas: a decision's week is the Monday of its market-local creation date
+    dec = _decisions(small_data)
+    dec["week"] = [d - timedelta(days=d.weekday()) for d in dec["date"]]
+    volume = dec.groupby(["vendor", "week"]).size()
+    j = audited.assign(week=[d - timedelta(days=d.weekday()) for d in audited["date"]])
+    j = j[j["week"].isin(weeks)]
+    acc = _accuracy(j, ["vendor", "week"])
+
+    vol = gaps[gaps["kpi"] == "volume"].set_index(["vendor", "week"])
+    assert len(vol) == len(rep[rep["metric"] == "volume"])
+    np.testing.assert_allclose(vol["measured"], volume.reindex(vol.index).to_numpy(float))
+    a = gaps[gaps["kpi"] == "accuracy"].set_index(["vendor", "week"])
+    assert len(a) == len(rep[rep["metric"] == "accuracy"])
+    np.testing.assert_allclose(a["measured"], acc["accuracy"].reindex(a.index), rtol=1e-9)
+    np.testing.assert_allclose(a["n"], acc["n"].reindex(a.index))
+    # the gap is the vendor's figure minus ours
+    reported = rep.assign(week=pd.to_datetime(rep["week_start"]).dt.date)
+    reported = reported.set_index(["vendor", "week", "metric"])["value"]
+    for kpi, frame in (("volume", vol), ("accuracy", a)):
+        keys = [(v, w, kpi) for v, w in frame.index]
+        np.testing.assert_allclose(
+            frame["gap"], reported.loc[keys].to_numpy() - frame["measured"], rtol=1e-9
+        )
+
+
+# --------------------------------------------------------------------------- #
+# calibration: scores by hand
+# --------------------------------------------------------------------------- #
+def _calibration_rows() -> pd.DataFrame:
+    """One session, four cases, three raters: r1 4/4, r2 3/4 (VendorA), r3 1/4 (internal)."""
+    expected = ["spam", "spam", "hate_speech", "none"]
+    labels = {
+        ("r1", "VendorA"): ["spam", "spam", "hate_speech", "none"],
+        ("r2", "VendorA"): ["spam", "none", "hate_speech", "none"],
+        ("r3", "internal"): ["none", "none", "hate_speech", "spam"],
+    }
+    rows = [
+        {
+            "session_id": "cal-1",
+            "held_at": pd.Timestamp("2026-03-02 03:00", tz="UTC"),
+            "market": MARKET,
+            "case_id": f"c{i + 1}",
+            "rater_id": rater,
+            "rater_group": group,
+            "label": label,
+            "expected_label": expected[i],
+        }
+        for (rater, group), given in labels.items()
+        for i, label in enumerate(given)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_calibration_scores_hand_worked(tmp_path):
+    folder = write_tables(tmp_path / "cal", {**tiny_tables(), "calibration": _calibration_rows()})
+    res = calibration_summary(open_dataset(folder), MARKET, n_boot=50)
+    raters = res.raters.set_index("rater_id")
+    assert raters["value"].to_dict() == pytest.approx({"r1": 1.0, "r2": 0.75, "r3": 0.25})
+    assert raters["n"].to_dict() == {"r1": 4.0, "r2": 4.0, "r3": 4.0}
+    # statsmodels: proportion_confint(3, 4, alpha=0.05, method="wilson") = (0.300642, 0.954413)
+    lo, hi = raters.loc["r2", ["ci_low", "ci_high"]]
+    assert (lo, hi) == pytest.approx((0.300642, 0.954413), abs=1e-6)
+    groups = res.groups.set_index("rater_group")["value"].to_dict()
+    assert groups == pytest.approx({"VendorA": 7 / 8, "internal": 1 / 4})
+    (session,) = res.sessions.itertuples()
+    assert session.calibration_score == pytest.approx(8 / 12)
+    # Fleiss' kappa by hand: P_i = 1/3, 1/3, 1, 1/3 → P̄ = 0.5; category shares 4/12 spam,
+    # 3/12 hate_speech, 5/12 none → P_e = 50/144; kappa = (0.5 - 50/144) / (1 - 50/144) = 11/47.
+    assert session.fleiss_kappa == pytest.approx(11 / 47)
+    # spam was rated none 3 times of its 6 ratings (r2 on c2, r3 on c1 and c2)
+    top = res.confusions.iloc[0]
+    assert (top.expected_label, top.label, int(top["count"])) == ("spam", "none", 3)
+    assert top.share == pytest.approx(3 / 6)
+
+
+# --------------------------------------------------------------------------- #
+# readiness: the evidence text's numbers
+# --------------------------------------------------------------------------- #
+CALIBRATION_EVIDENCE = re.compile(
+    r"score (?P<score>[\d.]+)% \(CI (?P<lo>[\d.]+)%-(?P<hi>[\d.]+)%\) on (?P<n>\d+) ratings "
+    r"of (?P<cases>\d+) cases by (?P<raters>\d+) .*; (?P<sessions>\d+) session\(s\), "
+    r"last (?P<last>[\d-]+);"
+)
+
+
+def test_readiness_calibration_evidence_is_the_data(small_data, ds):
+    plan = load_launch_plan(PARAMS / "launches" / f"{DEMO_LAUNCH.plan}.yaml")
+    checklist = readiness(ds, plan)
+    text = checklist.loc[checklist["check"] == "calibration", "evidence"].item()
+    got = CALIBRATION_EVIDENCE.search(text)
+    assert got, text
+    tz = load_parameters().market(plan.market).tz
+    cal = pd.read_parquet(small_data / "calibration.parquet")
+    cal["date"] = cal["held_at"].dt.tz_convert(tz).dt.date
+    pols = list(plan.policies)
+    first = plan.date - timedelta(days=plan.calibration_max_age_days)
+    cal = cal[
+        (cal["market"] == plan.market)
+        & (cal["rater_group"] == plan.vendor)
+        & cal["expected_label"].notna()
+        & (cal["expected_label"].isin(pols) | cal["label"].isin(pols))
+        & (cal["date"] >= first)
+        & (cal["date"] < plan.date)
+    ]
+    n, k = len(cal), int((cal["label"] == cal["expected_label"]).sum())
+    assert n > 0
+    lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+    assert got["score"] == f"{100 * k / n:.1f}"
+    assert (got["lo"], got["hi"]) == (f"{100 * lo:.1f}", f"{100 * hi:.1f}")
+    assert int(got["n"]) == n
+    assert int(got["cases"]) == cal["case_id"].nunique()
+    assert int(got["raters"]) == cal["rater_id"].nunique()
+    assert int(got["sessions"]) == cal["session_id"].nunique()
+    assert got["last"] == str(cal["date"].max())
