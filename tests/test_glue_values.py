@@ -19,8 +19,11 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 import qualitylab as ql
+from qualitylab import report
 from qualitylab.calibration import calibration_summary
 from qualitylab.demo import DEMO_LAUNCH
+from qualitylab.findings import partner_agenda
+from qualitylab.headline import headline
 from qualitylab.params import load_parameters
 from qualitylab.readiness import load_launch_plan, readiness
 from qualitylab.reconcile import reporting_gap
@@ -289,3 +292,112 @@ def test_readiness_calibration_evidence_is_the_data(small_data, ds):
     assert int(got["raters"]) == cal["rater_id"].nunique()
     assert int(got["sessions"]) == cal["session_id"].nunique()
     assert got["last"] == str(cal["date"].max())
+
+
+# --------------------------------------------------------------------------- #
+# findings, headline, report: what the notebooks print
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def sc_vendor(ds):
+    return ql.scorecard(ds, MARKET, by=["vendor"], start=START, end=END)
+
+
+def test_partner_agenda_findings_are_the_data(sc_vendor, audited):
+    # A target no vendor meets: every vendor's accuracy becomes a "misses target" finding.
+    sc = sc_vendor[sc_vendor["metric"] == "accuracy"].assign(
+        target=0.999, status="red", p_adjusted=np.nan
+    )
+    agenda = partner_agenda(sc, top=50).set_index("vendor")
+    raw = _accuracy(_in(audited, START, END), ["vendor"])
+    assert sorted(agenda.index) == sorted(raw.index) and len(raw) >= 2
+    np.testing.assert_allclose(agenda["value"], raw["accuracy"].reindex(agenda.index), rtol=1e-9)
+    np.testing.assert_allclose(agenda["n"], raw["n"].reindex(agenda.index))
+    impact = (0.999 - raw["accuracy"]) * raw["n"]
+    np.testing.assert_allclose(agenda["impact"], impact.reindex(agenda.index), rtol=1e-9)
+    assert list(agenda["impact"]) == sorted(agenda["impact"], reverse=True)
+    for vendor, r in agenda.iterrows():
+        acc, n = raw.loc[vendor, "accuracy"], int(raw.loc[vendor, "n"])
+        assert f"accuracy is {100 * acc:.1f}% " in r.finding, r.finding
+        assert r.finding.endswith(f"against a target of 99.9%, over {n:,} items"), r.finding
+
+
+def test_headline_values_are_the_data(small_data, ds):
+    (row,) = headline(ds, markets=[MARKET]).to_dict("records")
+    first, last = (date.fromisoformat(d) for d in row["period"].split(" to "))
+    dec = _decisions(small_data)
+    assert last == dec["date"].max() and (last - first).days == 27
+    assert row["volume"] == f"{len(_in(dec, first, last)):,}"
+    acc = _accuracy(_in(_audited(small_data), first, last).assign(m=1), ["m"]).iloc[0]
+    assert row["accuracy"].startswith(f"{100 * acc['accuracy']:.1f}% ["), row["accuracy"]
+
+
+def _html_rows(html: str) -> list[list[str]]:
+    return [
+        re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)
+        for tr in re.findall(r"<tr>(.*?)</tr>", html, re.S)
+    ]
+
+
+def test_kpi_table_shows_the_data(small_data, ds):
+    sc = ql.scorecard(ds, MARKET, start=START, end=END)
+    html = report.kpi_table(sc).data
+    head = re.findall(r"<th>(.*?)</th>", html)
+    rows = {r[head.index("metric")]: dict(zip(head, r, strict=True)) for r in _html_rows(html) if r}
+    dec = _in(_decisions(small_data), START, END)
+    prev = _in(_decisions(small_data), PREV_START, PREV_END)
+    assert rows["volume"]["value"] == f"{len(dec):,}"
+    assert rows["volume"]["prev_value"] == f"{len(prev):,}"
+    assert rows["volume"]["delta"] == f"{len(dec) - len(prev):,}"
+    raw = _in(_audited(small_data), START, END).assign(m=1)
+    acc = _accuracy(raw, ["m"]).iloc[0]
+    assert rows["accuracy"]["value"] == f"{100 * acc['accuracy']:.1f}%"
+    assert rows["accuracy"]["n"] == f"{int(acc['n']):,}"
+    assert rows["accuracy"]["target"] == "95.0%"
+
+
+def test_rca_focus_periods_hand_worked(ds, monkeypatch):
+    ctx = report.context(ds, MARKET)
+    given = report.rca_focus(ctx, "accuracy", current_start="2026-11-10", current_end="2026-11-16")
+    assert given.current == (date(2026, 11, 10), date(2026, 11, 16))
+    assert given.baseline == (date(2026, 10, 13), date(2026, 11, 9))  # the 28 days before
+    top = pd.DataFrame(
+        {
+            "metric": ["volume", "accuracy", "accuracy"],
+            "dimension": ["market", "vendor", "vendor"],
+            "segment": ["SG", "VendorB", "VendorA"],
+            "direction": ["up", "down", "down"],
+            "start_date": ["2026-11-01", "2026-11-05", "2026-11-12"],
+            "end_date": ["2026-11-03", "2026-11-09", "2026-11-14"],
+        }
+    )
+    monkeypatch.setattr(report, "alerts", lambda ctx, **kw: top)
+    focus = report.rca_focus(ctx, "accuracy", baseline_days=14)
+    assert focus.current == (date(2026, 11, 5), date(2026, 11, 9))  # first accuracy alert
+    assert focus.baseline == (date(2026, 10, 22), date(2026, 11, 4))
+    seg = report.rca_focus(ctx, "accuracy", segment="vendor:VendorA")
+    assert seg.current == (date(2026, 11, 12), date(2026, 11, 14))
+    assert seg.baseline == (date(2026, 10, 15), date(2026, 11, 11))
+    monkeypatch.setattr(report, "alerts", lambda ctx, **kw: top.iloc[:0])
+    none = report.rca_focus(ctx, "accuracy")
+    assert none.current == (ctx.end - timedelta(days=6), ctx.end)
+
+
+def test_control_series_observed_is_the_data(small_data, ds):
+    ctx = report.context(ds, MARKET)
+    alert = {
+        "metric": "accuracy",
+        "dimension": "vendor",
+        "segment": "VendorA",
+        "start_date": "2026-11-10",
+        "end_date": "2026-11-12",
+    }
+    series = report.control_series(ctx, alert, baseline_days=14)
+    first = date(2026, 10, 27)
+    assert series["date"].iloc[0].date() == first and series["date"].iloc[-1].date() == ctx.end
+    raw = _audited(small_data)
+    raw = _in(raw[raw["vendor"] == "VendorA"], first, ctx.end)
+    daily = _accuracy(raw, ["date"])["accuracy"]
+    assert len(daily) >= 20
+    got = series.assign(day=series["date"].dt.date).set_index("day")["observed"]
+    np.testing.assert_allclose(got.reindex(daily.index), daily, rtol=1e-9)
+    assert got.drop(daily.index).isna().all()
