@@ -332,8 +332,9 @@ def test_headline_values_are_the_data(small_data, ds):
 
 
 def _html_rows(html: str) -> list[list[str]]:
+    """The text of each row's cells (markup inside a cell, e.g. a status badge, dropped)."""
     return [
-        re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)
+        [re.sub(r"<[^>]+>", "", td).strip() for td in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
         for tr in re.findall(r"<tr>(.*?)</tr>", html, re.S)
     ]
 
@@ -401,3 +402,31 @@ def test_control_series_observed_is_the_data(small_data, ds):
     got = series.assign(day=series["date"].dt.date).set_index("day")["observed"]
     np.testing.assert_allclose(got.reindex(daily.index), daily, rtol=1e-9)
     assert got.drop(daily.index).isna().all()
+
+
+# --------------------------------------------------------------------------- #
+# A notebook's numbers are the library's
+# --------------------------------------------------------------------------- #
+def test_scorecard_notebook_shows_the_library_scorecard(small_data, tmp_path_factory):
+    import notebook_runs
+
+    source = notebook_runs.NOTEBOOK_DIR / "01-vendor-scorecard.ipynb"
+    run = notebook_runs.runs(small_data, tmp_path_factory).get(source, MARKET, hostile=False)
+    assert run.error is None, run.error
+    nb = run.notebook()
+    (cell,) = [c for c in nb.cells if "report.kpi_table(sc)" in c.source]
+    (html,) = [o["data"]["text/html"] for o in cell.outputs if "text/html" in o.get("data", {})]
+    head = re.findall(r"<th>(.*?)</th>", html)
+    shown = {
+        r[head.index("metric")]: dict(zip(head, r, strict=True)) for r in _html_rows(html) if r
+    }
+
+    ctx = report.context(str(small_data), MARKET)
+    sc = ql.scorecard(ctx.ds, MARKET, start=ctx.start, end=ctx.end).set_index("metric")
+    for metric in ("volume", "accuracy", "sla_compliance", "override_rate"):
+        r = sc.loc[metric]
+        value = f"{int(r.value):,}" if metric == "volume" else f"{100 * r.value:.1f}%"
+        assert shown[metric]["value"] == value, (metric, shown[metric])
+        assert shown[metric]["status"] == r.status, (metric, shown[metric])
+        assert shown[metric]["n"] == f"{int(r.n):,}", (metric, shown[metric])
+    assert shown["accuracy"]["p_adjusted"] == f"{sc.loc['accuracy', 'p_adjusted']:.3g}"
