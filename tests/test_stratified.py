@@ -199,3 +199,60 @@ def test_two_queue_design_covers_95_percent_with_the_right_width(tmp_path):
     assert r["replicates"] == 400
     assert 0.93 <= r["coverage"] <= 0.97  # 95% +- 2 pp (binomial SE 1.1 pp at 400)
     assert 0.9 <= r["mean_width"] / r["spread"] <= 1.1
+
+
+# --------------------------------------------------------------------------- #
+# AI precision / recall / FPR from stratified audits: domain rates
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    tables, _ = sc.simulate(sc.TWO_QUEUE_BERNOULLI, vendors=6, seed=5)
+    rng = np.random.default_rng(5)
+    d, a = tables["decisions"], tables["qa_audits"]
+    # some items violate (QA says ban), the model's score is noisy
+    violating = rng.random(len(a)) < 0.4
+    a["qa_action"] = np.where(violating, "ban", "no_action")
+    a["qa_policy"] = np.where(violating, "spam", "none")
+    d["ai_model"] = "m1"
+    d["ai_score"] = np.clip(0.3 * violating + rng.random(len(a)) * 0.6, 0, 1)
+    folder = tmp_path_factory.mktemp("scored")
+    for name, df in tables.items():
+        df.to_parquet(folder / f"{name}.parquet", index=False)
+    return open_dataset(folder), tables
+
+
+def _domain_reference(g, domain, event):
+    """Stratified domain rate (Lohr 2010, §4.3) and its Korn-Graubard interval."""
+    w = g.sample_weight.to_numpy()
+    x, y = domain.astype(float), (domain & event).astype(float)
+    r = (w * y).sum() / (w * x).sum()
+    var = 0.0
+    for _, idx in g.groupby("stratum").indices.items():
+        a = w[idx] * (y[idx] - r * x[idx])  # zeros outside the domain
+        var += len(a) / (len(a) - 1) * ((a - a.mean()) ** 2).sum()
+    var /= (w * x).sum() ** 2
+    nd = x.sum()
+    n_star = nd * (r * (1 - r) / (nd - 1)) / var if var > 0 else nd  # n* = n at r in {0, 1}
+    k = r * n_star
+    return r, stats.beta.ppf(0.025, k, n_star - k + 1), stats.beta.ppf(0.975, k + 1, n_star - k)
+
+
+def test_ai_rates_from_stratified_audits_against_raw_rows(scored):
+    from qualitylab.aieval import ai_metrics
+
+    ds, tables = scored
+    out = ai_metrics(
+        ds, market=sc.MARKET, by=["vendor"], start="2026-03-02", threshold=0.5, f1_interval=False
+    )
+    j = tables["qa_audits"].merge(tables["decisions"], on="decision_id")
+    for vendor, g in j.groupby("vendor"):
+        pred = (g.ai_score >= 0.5).to_numpy()
+        truth = (g.qa_action != "no_action").to_numpy()
+        for metric, domain, event in (
+            ("ai_precision", pred, truth),
+            ("ai_recall", truth, pred),
+            ("ai_fpr", ~truth, pred),
+        ):
+            row = out[(out.vendor == vendor) & (out.metric == metric)].iloc[0]
+            ref = _domain_reference(g, domain, event)
+            assert (row.value, row.ci_low, row.ci_high) == pytest.approx(ref, rel=1e-9)

@@ -41,7 +41,12 @@ import pandas as pd
 from scipy import stats
 
 from qualitylab.errors import DataContractError, ParameterError
-from qualitylab.stats import adjust_pvalues, proportion_ci, proportion_difference_ci
+from qualitylab.stats import (
+    adjust_pvalues,
+    proportion_ci,
+    proportion_difference_ci,
+    stratified_proportion,
+)
 
 __all__ = [
     "ai_metrics",
@@ -1820,6 +1825,7 @@ def ai_metrics(
     model: str | Sequence[str] | None = None,
     confidence_level: float | None = None,
     f1_interval: bool = True,
+    strata: str = "auto",
 ) -> pd.DataFrame:
     """``ai_precision, ai_recall, ai_fpr, ai_fnr, ai_f1`` against QA truth.
 
@@ -1837,6 +1843,9 @@ def ai_metrics(
         Restrict to model version(s); add ``"ai_model"`` to ``by`` to compare.
     f1_interval : bool, default True
         Bootstrap the F1 interval (see :func:`confusion_at`); False leaves it NaN.
+    strata : {"auto", "column", "weight", "none"}, default "auto"
+        Sampling strata of the audits, as in
+        :func:`qualitylab.metrics.qa_metrics`.
 
     Returns
     -------
@@ -1844,6 +1853,15 @@ def ai_metrics(
         ``[*by, metric, value, n, ci_low, ci_high, small_n]``; counts are
         design-weighted by ``sample_weight`` and ``n`` is the unweighted
         denominator (see :func:`confusion_at`).
+
+    Notes
+    -----
+    Where a segment's weights differ, the intervals of ``ai_precision``,
+    ``ai_recall`` and ``ai_fpr`` are those of a domain rate of a stratified
+    sample (:func:`qualitylab.stats.stratified_proportion` with ``domain_n``:
+    the engine aggregates per segment and stratum, the variance is combined
+    over strata, and the interval is Korn & Graubard's at the design effective
+    size of the denominator). With equal weights they are Wilson intervals.
     """
     from qualitylab import metrics as m
 
@@ -1855,5 +1873,74 @@ def ai_metrics(
     out = confusion_at(
         table, thr, by=cols, weight="w", confidence_level=cl, f1_interval=f1_interval
     )
+    out = _stratified_intervals(out, table, thr, cols, strata, cl)
     out["small_n"] = out["n"].fillna(0) < params.min_n
     return out[[*cols, *m.METRIC_COLUMNS]]
+
+
+# metric: (domain, event) of the rate, as functions of (predicted, truth)
+_DOMAIN_RATES: dict[str, tuple[Callable[[Any, Any], Any], Callable[[Any, Any], Any]]] = {
+    "ai_precision": (lambda pred, truth: pred, lambda pred, truth: truth),
+    "ai_recall": (lambda pred, truth: truth, lambda pred, truth: pred),
+    "ai_fpr": (lambda pred, truth: ~truth, lambda pred, truth: pred),
+}
+
+
+def _stratified_intervals(
+    out: pd.DataFrame,
+    table: ir.Table,
+    threshold: float,
+    cols: list[str],
+    strata: str,
+    confidence_level: float,
+) -> pd.DataFrame:
+    """Replace the weighted rates' intervals by stratified domain intervals."""
+    from qualitylab import metrics as m
+
+    t = table.mutate(_stratum=m.stratum_key(table, strata))
+    pred = t.ai_score >= threshold
+    truth = t.truth == 1
+    aggs: dict[str, ir.Value] = {"n": t.count(), "sw": t.w.sum(), "sw2": (t.w * t.w).sum()}
+    for name, (domain, event) in _DOMAIN_RATES.items():
+        d = domain(pred, truth).cast("float64")
+        de = (domain(pred, truth) & event(pred, truth)).cast("float64")
+        aggs[f"{name}__nd"] = d.sum()
+        aggs[f"{name}__w"] = (t.w * d).sum()
+        aggs[f"{name}__w2"] = (t.w * t.w * d).sum()
+        aggs[f"{name}__wy"] = (t.w * de).sum()
+        aggs[f"{name}__w2y"] = (t.w * t.w * de).sum()
+    by_h = t.group_by([*cols, "_stratum"]).aggregate(**aggs).to_pandas()
+    if by_h.empty:
+        return out
+    sums = [c for c in by_h.columns if c not in (*cols, "_stratum")]
+    if cols:
+        seg = by_h.groupby(cols, sort=True, dropna=False).ngroup().to_numpy(dtype=np.int64)
+        agg = by_h.groupby(cols, sort=True, dropna=False, as_index=False)[sums].sum()
+    else:
+        seg = np.zeros(len(by_h), dtype=np.int64)
+        agg = pd.DataFrame([by_h[sums].sum()])
+    out = out.copy()
+    for name in _DOMAIN_RATES:
+        sp = stratified_proportion(
+            by_h[f"{name}__wy"].to_numpy(float),
+            by_h[f"{name}__w"].to_numpy(float),
+            by_h[f"{name}__w2"].to_numpy(float),
+            by_h[f"{name}__w2y"].to_numpy(float),
+            n=by_h["n"].to_numpy(float),
+            domain_n=by_h[f"{name}__nd"].to_numpy(float),
+            segment=seg,
+            confidence_level=confidence_level,
+        )
+        w, w2, nd = (agg[f"{name}__{k}"].to_numpy(float) for k in ("w", "w2", "nd"))
+        unequal = (nd > 0) & ~np.isclose(w * w, nd * w2)
+        if not unequal.any():
+            continue
+        res = agg.loc[unequal, cols].copy()
+        res["metric"] = name
+        res["_lo"] = sp.ci_low[unequal]
+        res["_hi"] = sp.ci_high[unequal]
+        merged = out.merge(res, on=[*cols, "metric"], how="left", indicator=True)
+        hit = (merged["_merge"] == "both").to_numpy()
+        out.loc[hit, "ci_low"] = merged.loc[hit, "_lo"].to_numpy()
+        out.loc[hit, "ci_high"] = merged.loc[hit, "_hi"].to_numpy()
+    return out

@@ -42,6 +42,7 @@ __all__ = [
     "decisions_in_period",
     "last_full_weeks",
     "resolve_period",
+    "stratum_key",
 ]
 
 GRAINS = (
@@ -715,6 +716,37 @@ def audited_decisions(
     )
 
 
+STRATA = ("auto", "column", "weight", "none")
+
+
+def _check_strata(strata: str) -> None:
+    if strata not in STRATA:
+        raise QualityLabError(
+            f"strata must be 'auto', 'column', 'weight' or 'none'; got {strata!r}"
+        )
+
+
+def stratum_key(j: ir.Table, strata: str = "auto") -> ir.StringValue:
+    """The sampling stratum of each audit in `j` (a table with ``w``), as a string.
+
+    ``"column"``: the ``stratum`` column (an error when absent); ``"weight"``:
+    the sample weight; ``"auto"``: ``stratum`` when present, else the weight;
+    ``"none"``: one stratum. See :func:`qa_metrics`.
+    """
+    _check_strata(strata)
+    has_column = "stratum" in j.columns
+    if strata == "column" and not has_column:
+        raise QualityLabError(
+            "strata='column' needs a 'stratum' column in qa_audits; it has none "
+            "(use strata='auto' to stratify by sample_weight)"
+        )
+    if strata == "none":
+        return ibis.literal("")
+    if has_column and strata in ("auto", "column"):
+        return j.stratum.cast("string").fill_null("")
+    return j.w.cast("string")
+
+
 def qa_metrics(
     ds: Dataset,
     *,
@@ -775,27 +807,12 @@ def qa_metrics(
     equal weights (a self-weighting sample) the interval is the plain Wilson
     interval, as before.
     """
-    if strata not in ("auto", "column", "weight", "none"):
-        raise QualityLabError(
-            f"strata must be 'auto', 'column', 'weight' or 'none'; got {strata!r}"
-        )
+    _check_strata(strata)
     cols = _check_by(by, (*GRAINS, "qa_source", *getattr(ds, "extra_grains", ())))
     period = resolve_period(ds, market=market, start=start, end=end)
     cl = confidence_level or _confidence(ds, market)
     j = audited_decisions(ds, market=market, period=period, qa_source=qa_source)
-    has_column = "stratum" in j.columns
-    if strata == "column" and not has_column:
-        raise QualityLabError(
-            "strata='column' needs a 'stratum' column in qa_audits; it has none "
-            "(use strata='auto' to stratify by sample_weight)"
-        )
-    if strata == "none":
-        key = ibis.literal("")
-    elif has_column and strata in ("auto", "column"):
-        key = j.stratum.cast("string").fill_null("")
-    else:
-        key = j.w.cast("string")
-    j = j.mutate(_stratum=key)
+    j = j.mutate(_stratum=stratum_key(j, strata))
     flags = {
         "accuracy": j.correct,
         "over_enforcement_rate": j.over_enforcement,

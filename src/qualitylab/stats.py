@@ -529,6 +529,7 @@ def stratified_proportion(
     n: npt.ArrayLike,
     segment: npt.ArrayLike | None = None,
     population: npt.ArrayLike | None = None,
+    domain_n: npt.ArrayLike | None = None,
     confidence_level: float = 0.95,
     method: str = "korn_graubard",
 ) -> WeightedProportion:
@@ -552,6 +553,13 @@ def stratified_proportion(
         Stratum sizes :math:`N_h` where known (NaN where not), for the
         finite-population correction :math:`1 - n_h/N_h`. Without it the
         correction is dropped (a conservative with-replacement variance).
+    domain_n : array_like, optional
+        For a rate within a domain (e.g. precision: the share of true
+        violations among the items the model flagged): the sums cover the
+        domain's units only, `n` counts every unit of the stratum and
+        `domain_n` the domain's. Units outside the domain then count as zeros
+        in the within-stratum variance (domain estimation, Lohr 2010 §4.3),
+        and `domain_n` is the sample size :math:`n^*` refers to.
     confidence_level : float, default 0.95
     method : {"korn_graubard", "wilson", "linearized"}, default "korn_graubard"
         ``"korn_graubard"``: Clopper-Pearson interval at the design effective
@@ -625,10 +633,11 @@ def stratified_proportion(
             (sum_w2y if sum_w2y2 is None else sum_w2y2, "sum_w2y2"),
             (n, "n"),
             (np.nan if population is None else population, "population"),
+            (n if domain_n is None else domain_n, "domain_n"),
         )
     ]
     try:
-        swy, sw, sw2, sw2y, sw2y2, n_h, pop = np.broadcast_arrays(*arrays)
+        swy, sw, sw2, sw2y, sw2y2, n_h, pop, n_d = np.broadcast_arrays(*arrays)
     except ValueError as exc:
         raise ParameterError(MSG_SHAPES.format(shapes=[a.shape for a in arrays])) from exc
     for arr, name in ((sw, "sum_w"), (sw2, "sum_w2"), (sw2y, "sum_w2y"), (n_h, "n")):
@@ -644,7 +653,7 @@ def stratified_proportion(
     )
     k = int(seg.max()) + 1 if seg.size else 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        n_seg = np.bincount(seg, weights=n_h, minlength=k)
+        n_seg = np.bincount(seg, weights=n_d, minlength=k)
         big_n = np.bincount(seg, weights=sw, minlength=k)
         defined = (big_n > 0) & (n_seg > 0)
         p = np.where(defined, np.bincount(seg, weights=swy, minlength=k) / big_n, np.nan)
