@@ -252,7 +252,9 @@ def scorecard(
         ``market, *by, metric, value, n, ci_low, ci_high, target, status,
         prev_value, delta, p_value, p_adjusted, small_n``. ``status`` is
         green/amber/red against the target (see :func:`status_against_target`),
-        ``p_value`` tests the change against the previous period and
+        ``p_value`` tests the change against the previous period (rates: the
+        pooled two-proportion z-test on their counts at the effective n of
+        their interval; volume and backlog: an exact Poisson test) and
         ``p_adjusted`` controls the false discovery rate across the rows
         (Benjamini–Hochberg). ``attrs["period"]`` holds the period's first and
         last date; ``attrs["notes"]`` one line per gap in the data (e.g. a
