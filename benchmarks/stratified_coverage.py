@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 MARKET = "SG"
+NOTES = "<!-- notes: kept when the table above is regenerated -->"
 T0 = pd.Timestamp("2026-03-02 02:00", tz="UTC")
 
 
@@ -203,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    # keep the hand-written notes (before/after, demo statuses) below the marker
+    old = args.out.read_text() if args.out.exists() else ""
+    if NOTES in old:
+        text.append(old[old.index(NOTES) :])
     args.out.write_text("\n".join(text))
     print("\n".join(text))
     return 0
