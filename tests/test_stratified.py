@@ -256,3 +256,23 @@ def test_ai_rates_from_stratified_audits_against_raw_rows(scored):
             row = out[(out.vendor == vendor) & (out.metric == metric)].iloc[0]
             ref = _domain_reference(g, domain, event)
             assert (row.value, row.ci_low, row.ci_high) == pytest.approx(ref, rel=1e-9)
+
+
+def test_ai_alone_accuracy_is_stratified_as_qa_metrics(tmp_path):
+    from qualitylab.metrics import override_quality
+
+    tables, _ = sc.simulate(sc.TWO_QUEUE, vendors=5, seed=8)
+    tables["decisions"]["routing"] = "ai_auto"
+    tables["decisions"]["moderator_id"] = None
+    for name, df in tables.items():
+        df.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    ds = open_dataset(tmp_path)
+    kw = {"market": sc.MARKET, "by": ["vendor"], "start": "2026-03-02"}
+    acc = qa_metrics(ds, **kw)
+    acc = acc[acc.metric == "accuracy"].set_index("vendor")
+    alone = override_quality(ds, **kw).set_index("vendor")
+    assert (alone.metric == "ai_alone_accuracy").all()
+    cols = ["value", "n", "ci_low", "ci_high"]
+    np.testing.assert_allclose(
+        alone[cols].to_numpy(float), acc.loc[alone.index, cols].to_numpy(float)
+    )

@@ -1080,6 +1080,7 @@ def override_quality(
     end: date | str | None = None,
     qa_source: str | None = "internal",
     confidence_level: float | None = None,
+    strata: str = "auto",
 ) -> pd.DataFrame:
     """Were human overrides of the model right, and is the AI alone accurate?
 
@@ -1089,8 +1090,8 @@ def override_quality(
         ``override_accuracy`` (audited overrides where the human's decision was
         correct per QA), ``followed_accuracy`` (audited ai_assisted items where
         the human followed the model), and ``ai_alone_accuracy`` (audited
-        ``ai_auto`` decisions that were correct); weighted as
-        :func:`qa_metrics`.
+        ``ai_auto`` decisions that were correct); weighted, stratified
+        (`strata`) and with intervals as :func:`qa_metrics`.
     """
     cols = _check_by(by)
     period = resolve_period(ds, market=market, start=start, end=end)
@@ -1106,10 +1107,11 @@ def override_quality(
         )
     )
     j = j.filter(j.__group.notnull())
+    j = j.mutate(_stratum=stratum_key(j, strata))
     y = j.correct.cast("float64")
     keys = [*cols, "__group"]
-    agg = (
-        j.group_by(keys)
+    by_h = (
+        j.group_by([*keys, "_stratum"])
         .aggregate(
             n=j.count(),
             k=y.sum(),
@@ -1120,8 +1122,21 @@ def override_quality(
         )
         .to_pandas()
     )
-    if agg.empty:
+    if by_h.empty:
         return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
+    sums = ["n", "k", "sum_w", "sum_w2", "wy", "w2y"]
+    seg = by_h.groupby(keys, sort=True, dropna=False).ngroup().to_numpy(dtype=np.int64)
+    agg = by_h.groupby(keys, sort=True, dropna=False, as_index=False)[sums].sum()
+    sp = stratified_proportion(
+        by_h["wy"].to_numpy(float),
+        by_h["sum_w"].to_numpy(float),
+        by_h["sum_w2"].to_numpy(float),
+        by_h["w2y"].to_numpy(float),
+        n=by_h["n"].to_numpy(float),
+        segment=seg,
+        confidence_level=cl,
+    )
+    unequal = ~np.isclose(agg["sum_w"].to_numpy() ** 2, agg["n"] * agg["sum_w2"].to_numpy())
     wp = weighted_proportion(
         agg["wy"].to_numpy(float),
         agg["sum_w"].to_numpy(float),
@@ -1134,6 +1149,7 @@ def override_quality(
     out["metric"] = agg["__group"]
     out["value"] = wp.estimate
     out["n"] = agg["n"].to_numpy(float)
-    out["ci_low"] = wp.ci_low
-    out["ci_high"] = wp.ci_high
+    # equal weights: Wilson at n (as before); unequal: the stratified interval
+    out["ci_low"] = np.where(unequal, sp.ci_low, wp.ci_low)
+    out["ci_high"] = np.where(unequal, sp.ci_high, wp.ci_high)
     return _finish(out, cols, _min_n(ds, market))
