@@ -430,3 +430,36 @@ def test_scorecard_notebook_shows_the_library_scorecard(small_data, tmp_path_fac
         assert shown[metric]["status"] == r.status, (metric, shown[metric])
         assert shown[metric]["n"] == f"{int(r.n):,}", (metric, shown[metric])
     assert shown["accuracy"]["p_adjusted"] == f"{sc.loc['accuracy', 'p_adjusted']:.3g}"
+
+
+def _stratified_n_eff(j: pd.DataFrame) -> tuple[float, float]:
+    """Weighted accuracy and its design effective n, by hand from the raw audits.
+
+    Strata are the distinct weights (one audit rate per stratum); the variance is
+    the stratified linearised one, sum_h n_h/(n_h - 1) sum_i (a_i - mean_h a)^2 / (sum w)^2
+    with a_i = w_i (y_i - p) (Lohr, Sampling, 2nd ed., (9.5) and section 3.2), and the
+    effective n is n * p(1 - p)/(n - 1) / var (Korn & Graubard 1998).
+    """
+    y, w = j["correct"].to_numpy(float), j["w"].to_numpy(float)
+    p = (w * y).sum() / w.sum()
+    a = pd.Series(w * (y - p))
+    g = a.groupby(j["w"].to_numpy())
+    n_h = g.transform("size")
+    dev2 = (a - g.transform("mean")) ** 2 * n_h / (n_h - 1)
+    var = dev2.where(n_h > 1, a**2).sum() / w.sum() ** 2
+    n = len(j)
+    return p, n * p * (1 - p) / (n - 1) / var
+
+
+def test_scorecard_change_of_a_weighted_rate_uses_the_design_effective_n(sc_vendor, audited):
+    prev = _in(audited, PREV_START, PREV_END)
+    cur = _in(audited, START, END)
+    acc = sc_vendor[sc_vendor["metric"] == "accuracy"]
+    assert len(acc) >= 2
+    for r in acc.itertuples():
+        p1, n1 = _stratified_n_eff(cur[cur["vendor"] == r.vendor])
+        p2, n2 = _stratified_n_eff(prev[prev["vendor"] == r.vendor])
+        assert (r.value, r.prev_value) == pytest.approx((p1, p2), rel=1e-9)
+        # statsmodels: the pooled z-test at the effective counts p * n_eff
+        _, expected = proportions_ztest([p1 * n1, p2 * n2], [n1, n2])
+        assert r.p_value == pytest.approx(expected, rel=1e-4), r.vendor

@@ -14,6 +14,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from scipy.optimize import brentq
 
 from qualitylab import metrics as m
 from qualitylab.errors import QualityLabError
@@ -174,13 +175,57 @@ def _wilson_n(p: float, lo: float, hi: float, z: float) -> float:
     return n
 
 
+def _clopper_pearson_n(p: float, lo: float, hi: float, confidence_level: float) -> float:
+    """The size ``n`` at which Clopper-Pearson at ``x = p n`` gives ``(lo, hi)``, else NaN.
+
+    This is the Korn-Graubard interval of a design-weighted rate (``x`` need
+    not be whole), so ``n`` is its design effective sample size. Each bound
+    moves monotonically with ``n``; it is solved from one bound and kept only
+    if the other bound agrees.
+    """
+    a = (1 - confidence_level) / 2
+    if not (0 <= lo <= p <= hi <= 1) or lo == hi:
+        return np.nan
+    if p == 0:  # hi = 1 - a**(1/n)
+        n = np.log(a) / np.log1p(-hi) if 0 < hi < 1 else np.nan
+    elif p == 1:  # lo = a**(1/n)
+        n = np.log(a) / np.log(lo) if 0 < lo < 1 else np.nan
+    else:
+
+        def gap(size: float) -> float:
+            return sps.beta.ppf(a, p * size, size - p * size + 1) - lo
+
+        try:
+            n = brentq(gap, 1e-3, 1e9, xtol=1e-10, rtol=1e-12)
+        except ValueError:
+            return np.nan
+    if not np.isfinite(n) or n <= 0:
+        return np.nan
+    x = p * n
+    low = sps.beta.ppf(a, x, n - x + 1) if x > 0 else 0.0
+    high = sps.beta.ppf(1 - a, x + 1, n - x) if x < n else 1.0
+    if abs(low - lo) > 1e-6 or abs(high - hi) > 1e-6:
+        return np.nan
+    return float(n)
+
+
+def _effective_n(p: float, lo: float, hi: float, confidence_level: float) -> float:
+    """The sample size behind a Wilson or Korn-Graubard interval of a rate, else NaN.
+
+    At a rate of 0 or 1 one bound cannot tell the two apart; Wilson is read.
+    """
+    n = _wilson_n(p, lo, hi, sps.norm.ppf(0.5 + confidence_level / 2))
+    return n if np.isfinite(n) else _clopper_pearson_n(p, lo, hi, confidence_level)
+
+
 def _change_pvalues(
     cur: pd.DataFrame, prev: pd.DataFrame, days: tuple[int, int], confidence_level: float
 ) -> np.ndarray:
     """Two-sided p-values of the change, per row.
 
-    Rates with a Wilson interval (plain or at the design effective n): the
-    pooled two-proportion z-test on the counts ``k = p n`` of each period,
+    Rates with a Wilson interval, or a Korn-Graubard one (Clopper-Pearson at
+    the design effective n): the pooled two-proportion z-test on the counts
+    ``k = p n`` of each period,
     ``z = (p1 - p2) / sqrt(pp (1 - pp) (1/n1 + 1/n2))`` with
     ``pp = (k1 + k2) / (n1 + n2)``; ``n`` is the effective sample size of the
     rate's interval, which is the number of observations for equal weights
@@ -202,8 +247,7 @@ def _change_pvalues(
             share = days[0] / (days[0] + days[1])
             p[i] = sps.binomtest(k1, k1 + k2, share).pvalue
             continue
-        n1 = _wilson_n(c.value, c.ci_low, c.ci_high, z)
-        n2 = _wilson_n(q.value, q.ci_low, q.ci_high, z)
+        n1, n2 = (_effective_n(r.value, r.ci_low, r.ci_high, confidence_level) for r in (c, q))
         if np.isfinite(n1) and np.isfinite(n2):
             pooled = (c.value * n1 + q.value * n2) / (n1 + n2)
             se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
