@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "one replicate = one vendor, `qa_metrics(ds, market, by=['vendor'])`, 95% intervals. "
         "`strata='auto'` is the default (strata = the `stratum` column, here the queue); "
         "`strata='none'` is one stratum per segment (with-replacement variance, "
-        "Wilson at the design effective n). `spread` = 3.92 x SD of the estimates.",
+        "same Korn-Graubard interval). `spread` = 3.92 x SD of the estimates.",
         "",
         _markdown(df),
         "",
