@@ -194,3 +194,24 @@ def test_notify_to_a_server_that_is_down_is_a_warning():
     assert warning.startswith(f"could not notify http://127.0.0.1:{port}: ")
     assert "SECRET" not in warning
     assert notify("not a url", d).startswith("could not notify")
+
+
+def test_digest_shows_response_times_as_durations():
+    a = pd.DataFrame(
+        {
+            "alert_id": ["ID-1"],
+            "status": ["new"],
+            "market": ["ID"],
+            "metric": ["response_p99"],
+            "dimension": ["policy"],
+            "segment": ["none"],
+            "direction": ["up"],
+            "severity": ["medium"],
+            "start_date": ["2026-11-20"],
+            "end_date": ["2026-11-22"],
+            "observed": [42536.3],
+            "expected": [1500.0],
+        }
+    )
+    d = build_digest("2026-11-22", a, turned_red(None, "2026-11-22"))
+    assert "25.0 min → 11.8 h" in d.markdown and "25.0 min → 11.8 h" in d.html

@@ -110,10 +110,23 @@ def turned_red(history: pd.DataFrame | None, as_of: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def _duration(value: Any) -> str:
+    """Seconds as minutes or hours (response and resolution times)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    if pd.isna(v):
+        return "–"
+    return f"{v / 3600:.1f} h" if v >= 3600 else f"{v / 60:.1f} min"
+
+
 def _alert_line(a: Mapping[str, Any], finding: str) -> tuple[str, str]:
     """One alert as a Markdown and an HTML list item."""
     where = "market" if a.get("dimension") == "market" else f"{a['dimension']} {a['segment']}"
-    change = f"{_pct(a.get('expected'))} → {_pct(a.get('observed'))}"
+    timed = str(a.get("metric", "")).startswith(("response_", "resolution_"))
+    show = _duration if timed else _pct
+    change = f"{show(a.get('expected'))} → {show(a.get('observed'))}"
     window = f"{str(a.get('start_date'))[:10]} to {str(a.get('end_date'))[:10]}"
     folded = int(a.get("children", 0) or 0)
     more = f" (+{folded} related alert{'s' if folded != 1 else ''} folded)" if folded else ""
