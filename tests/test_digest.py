@@ -215,3 +215,24 @@ def test_digest_shows_response_times_as_durations():
     )
     d = build_digest("2026-11-22", a, turned_red(None, "2026-11-22"))
     assert "25.0 min → 11.8 h" in d.markdown and "25.0 min → 11.8 h" in d.html
+
+
+def test_digest_shows_a_small_volume_as_a_count_not_a_percentage():
+    a = pd.DataFrame(
+        {
+            "alert_id": ["MY-1"],
+            "status": ["new"],
+            "market": ["MY"],
+            "metric": ["volume"],
+            "dimension": ["queue"],
+            "segment": ["appeals"],
+            "direction": ["up"],
+            "severity": ["high"],
+            "start_date": ["2026-11-20"],
+            "end_date": ["2026-11-22"],
+            "observed": [1.4],
+            "expected": [0.5],
+        }
+    )
+    d = build_digest("2026-11-22", a, turned_red(None, "2026-11-22"))
+    assert "0.5 → 1.4" in d.markdown and "%" not in d.markdown.splitlines()[2]

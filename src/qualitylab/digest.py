@@ -110,6 +110,18 @@ def turned_red(history: pd.DataFrame | None, as_of: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+#: Alert metrics that are counts, not rates (a volume of 1.2 a day is not 120%).
+_COUNT_METRICS = ("volume", "backlog")
+
+
+def _count(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if pd.isna(v) else f"{v:,.1f}"
+
+
 def _duration(value: Any) -> str:
     """Seconds as minutes or hours (response and resolution times)."""
     try:
@@ -124,8 +136,13 @@ def _duration(value: Any) -> str:
 def _alert_line(a: Mapping[str, Any], finding: str) -> tuple[str, str]:
     """One alert as a Markdown and an HTML list item."""
     where = "market" if a.get("dimension") == "market" else f"{a['dimension']} {a['segment']}"
-    timed = str(a.get("metric", "")).startswith(("response_", "resolution_"))
-    show = _duration if timed else _pct
+    metric = str(a.get("metric", ""))
+    if metric.startswith(("response_", "resolution_")):
+        show = _duration
+    elif metric in _COUNT_METRICS:
+        show = _count
+    else:
+        show = _pct
     change = f"{show(a.get('expected'))} → {show(a.get('observed'))}"
     window = f"{str(a.get('start_date'))[:10]} to {str(a.get('end_date'))[:10]}"
     folded = int(a.get("children", 0) or 0)
