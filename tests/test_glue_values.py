@@ -8,6 +8,7 @@ statsmodels, or against a case worked by hand, so that a wrong number fails.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from datetime import date, timedelta
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
 import qualitylab as ql
@@ -463,3 +465,196 @@ def test_scorecard_change_of_a_weighted_rate_uses_the_design_effective_n(sc_vend
         # statsmodels: the pooled z-test at the effective counts p * n_eff
         _, expected = proportions_ztest([p1 * n1, p2 * n2], [n1, n2])
         assert r.p_value == pytest.approx(expected, rel=1e-4), r.vendor
+
+
+# --------------------------------------------------------------------------- #
+# readiness: staffing, QA sampling, reporting and languages, from the raw tables
+# --------------------------------------------------------------------------- #
+STAFFING_EVIDENCE = re.compile(
+    r"peak hour (?P<hour>\d\d):00 carries (?P<share>[\d.]+)% of SG decisions, so "
+    r"(?P<volume>[\d,]+)/day x [\d.]+% x (?P<human>\d+)% handled by people = "
+    r"(?P<rate>[\d.]+) items/h; handle time (?P<aht>\d+) s \(.*\); [^:]*: "
+    r"(?P<agents>\d+) agents for (?P<level>\d+)% within (?P<sla>\d+) s; staffed "
+    r"(?P<staffed>[\d.]+) productive agents at peak on the weakest day (?P<day>[\d-]+) "
+    r"\((?P<productive>[\d.]+) productive h x [\d.]+%; roster of \w+ at [\w-]+, "
+    r"(?P<scheduled>[\d,]+) scheduled h in the go-live week\)$"
+)
+QA_EVIDENCE = re.compile(
+    r"need (?P<need>\d+) audits/week for accuracy within ±(?P<margin>\d+)% at (?P<cl>\d+)% "
+    r"\(anticipated (?P<p>\d+)%, (?P<weekly>[\d,]+) items/week\); have (?P<have>\d+)/week "
+    r"from \w+'s recent internal audits \((?P<count>\d+) of decisions made "
+    r"(?P<first>[\d-]+)\.\.(?P<last>[\d-]+)\)$"
+)
+
+
+def _yaml_parameters() -> dict:
+    """SG's parameters read from the YAML files themselves: defaults, then SG's overrides."""
+    import yaml
+
+    raw = yaml.safe_load((PARAMS / "defaults.yaml").read_text(encoding="utf-8"))
+    sg = yaml.safe_load((PARAMS / "markets" / f"{MARKET}.yaml").read_text(encoding="utf-8"))
+    for key, value in sg.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    if "accuracy_target" in sg:
+        raw["targets"] = {**raw["targets"], "accuracy": sg["accuracy_target"]}
+    return raw
+
+
+def _erlang_c_agents(rate: float, aht: float, sla: float, level: float) -> int:
+    """Fewest agents c with 1 - C(c, a) exp(-(c - a) sla / aht) >= level, a = rate * aht.
+
+    Erlang C from its closed form with factorials (not the Erlang B recursion):
+    C(c, a) = a^c/c! * c/(c - a) / (sum_{k<c} a^k/k! + a^c/c! * c/(c - a)).
+    """
+    a = rate * aht / 3600.0
+    c = math.floor(a) + 1
+    while True:
+        top = a**c / math.factorial(c) * c / (c - a)
+        wait = top / (sum(a**k / math.factorial(k) for k in range(c)) + top)
+        if 1 - wait * math.exp(-(c - a) * sla / aht) >= level:
+            return c
+        c += 1
+
+
+@pytest.fixture(scope="module")
+def launch_plan():
+    return load_launch_plan(PARAMS / "launches" / f"{DEMO_LAUNCH.plan}.yaml")
+
+
+def _evidence(checklist: pd.DataFrame, check: str) -> str:
+    return checklist.loc[checklist["check"] == check, "evidence"].item()
+
+
+def _staffing_by_hand(folder: Path, plan) -> dict:
+    """The staffing check's numbers from the raw decisions and staffing tables."""
+    params = _yaml_parameters()
+    dec = _decisions(folder)
+    last = dec["date"].max()  # the last market-local day with decisions
+    win = _in(dec, last - timedelta(days=27), last)
+    hours = win["created_at"].dt.tz_convert(TZ).dt.hour.value_counts()
+    hour = int(hours[hours == hours.max()].index.min())
+    share = hours.max() / len(win)
+    prefix = plan.queue.split("_")[0] + "_"
+    similar = [q for q in win["queue"].unique() if q.startswith(prefix) and q != plan.queue]
+    mine = win[(win["vendor"] == plan.vendor) & win["queue"].isin(similar)]
+    human = mine["routing"] != "ai_auto"
+    human_share = human.mean()
+    decided = mine[human & mine["decided_at"].notna()].groupby("queue").size()
+    aht = sum(params["aht_seconds"][q] * k for q, k in decided.items()) / decided.sum()
+    rate = plan.expected_volume * share * human_share
+    level = params["targets"]["sla_compliance"]
+    agents = _erlang_c_agents(rate, aht, plan.sla_seconds, level)
+    st = pd.read_parquet(folder / "staffing.parquet")
+    st["date"] = pd.to_datetime(st["date"]).dt.date
+    week = [plan.date + timedelta(days=i) for i in range(7)]
+    roster = st[
+        (st["market"] == plan.market)
+        & (st["vendor"] == plan.vendor)
+        & (st["site"] == plan.site)
+        & (st["queue"] == plan.queue)
+        & st["date"].isin(week)
+    ]
+    daily = roster.groupby("date")[["scheduled_hours", "productive_hours"]].sum()
+    daily = daily.reindex(week, fill_value=0.0)
+    assert (daily["productive_hours"] > 0).all()  # no day falls back to the site's ratio
+    weakest = daily["productive_hours"].idxmin()
+    return {
+        "hour": hour,
+        "share": share,
+        "human_share": human_share,
+        "rate": rate,
+        "aht": aht,
+        "agents": agents,
+        "level": level,
+        "staffed": daily.loc[weakest, "productive_hours"] * share,
+        "day": weakest,
+        "productive": daily.loc[weakest, "productive_hours"],
+        "scheduled": daily["scheduled_hours"].sum(),
+    }
+
+
+@pytest.mark.parametrize("volume", [500.0, 20_000.0])
+def test_readiness_staffing_evidence_is_the_data(small_data, ds, launch_plan, volume):
+    # 500/day is the demo plan (1 agent needed, pass); 20,000/day needs tens of agents
+    # (fail), so the Erlang C count and the arrival rate carry more digits.
+    plan = launch_plan.model_copy(update={"expected_volume": volume})
+    checklist = readiness(ds, plan)
+    text = _evidence(checklist, "staffing")
+    got = STAFFING_EVIDENCE.search(text)
+    assert got, text
+    exp = _staffing_by_hand(small_data, plan)
+    assert int(got["hour"]) == exp["hour"]
+    assert got["share"] == f"{100 * exp['share']:.1f}"
+    assert got["human"] == f"{100 * exp['human_share']:.0f}"
+    assert got["rate"] == f"{exp['rate']:.1f}", (text, exp)
+    assert got["aht"] == f"{exp['aht']:.0f}"
+    assert int(got["agents"]) == exp["agents"], (text, exp)
+    assert got["level"] == f"{100 * exp['level']:.0f}"
+    assert got["staffed"] == f"{exp['staffed']:.1f}"
+    assert got["day"] == str(exp["day"])
+    assert got["productive"] == f"{exp['productive']:.1f}"
+    assert got["scheduled"] == f"{exp['scheduled']:,.0f}"
+    status = checklist.loc[checklist["check"] == "staffing", "status"].item()
+    assert status == ("pass" if exp["staffed"] >= exp["agents"] else "fail")
+    assert status == ("pass" if volume == 500.0 else "fail")
+
+
+def test_readiness_qa_sampling_evidence_is_the_data(small_data, ds, launch_plan):
+    text = _evidence(readiness(ds, launch_plan), "qa_sampling")
+    got = QA_EVIDENCE.search(text)
+    assert got, text
+    # Cochran (1977) 4.1-4.2 by hand: n0 = z^2 p (1 - p) / e^2, n = n0 / (1 + (n0 - 1) / N)
+    p = _yaml_parameters()["targets"]["accuracy"]
+    z = norm.ppf(0.975)
+    n0 = z**2 * p * (1 - p) / launch_plan.qa_margin**2
+    weekly = 7 * launch_plan.expected_volume
+    assert int(got["need"]) == math.ceil(n0 / (1 + (n0 - 1) / weekly)) == 72
+    assert got["weekly"] == f"{weekly:,.0f}" and got["p"] == f"{100 * p:.0f}"
+    # pandas: internal audits of the vendor's decisions made in the four weeks that end
+    # a week before the last day with decisions
+    last = _decisions(small_data)["date"].max() - timedelta(days=7)
+    first = last - timedelta(days=27)
+    assert (got["first"], got["last"]) == (str(first), str(last))
+    j = _in(_audited(small_data), first, last)
+    count = int((j["vendor"] == launch_plan.vendor).sum())
+    assert int(got["count"]) == count
+    assert got["have"] == f"{count * 7 / 28:.0f}"
+
+
+def test_readiness_reporting_evidence_is_the_data(small_data, ds, launch_plan):
+    text = _evidence(readiness(ds, launch_plan), "reporting")
+    got = re.fullmatch(
+        r"(?P<vendor>\w+) reported in SG since (?P<since>[\d-]+): (?P<have>.*?)"
+        r"(?:; not reported: (?P<missing>.*))?",
+        text,
+    )
+    assert got, text
+    since = _decisions(small_data)["date"].max() - timedelta(days=34)  # five weeks
+    assert got["since"] == str(since)
+    rep = pd.read_parquet(small_data / "vendor_reported.parquet")
+    rep["week"] = pd.to_datetime(rep["week_start"]).dt.date
+    rep = rep[(rep["market"] == MARKET) & (rep["vendor"] == launch_plan.vendor)]
+    weeks = rep[rep["week"] >= since].groupby("metric")["week"].nunique()
+    shown = {k: int(n) for k, n in re.findall(r"(\w+) \((\d+) wk\)", got["have"])}
+    assert shown == {k: int(weeks[k]) for k in launch_plan.kpis if k in weeks.index}
+    assert shown == {"accuracy": 5, "sla_compliance": 5, "volume": 5}
+    missing = [k for k in launch_plan.kpis if k not in weeks.index]
+    assert (got["missing"] or "").split(", ") == missing == ["escalation_rate"]
+
+
+def test_readiness_languages_evidence_is_the_data(small_data, ds, launch_plan):
+    text = _evidence(readiness(ds, launch_plan), "languages")
+    dec = _decisions(small_data)
+    last = dec["date"].max()
+    dec = _in(dec, last - timedelta(days=27), last)
+    dec = dec[
+        (dec["vendor"] == launch_plan.vendor)
+        & (dec["site"] == launch_plan.site)
+        & (dec["routing"] != "ai_auto")
+    ]
+    counts = dec["language"].value_counts()
+    shown = ", ".join(f"{lang} {int(counts.get(lang, 0)):,}" for lang in launch_plan.languages)
+    assert f"{last - timedelta(days=27)}..{last}: {shown} (need at least 30 each)" in text, text
