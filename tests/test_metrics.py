@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats as sps
 from statsmodels.duration.survfunc import SurvfuncRight
 from statsmodels.stats.proportion import proportion_confint
 
@@ -203,15 +204,39 @@ def test_qa_alignment_against_pandas(ds, frames):
     for src in ("vendor", "internal"):
         j = _audited(frames, src).sort_values("audited_at").groupby("decision_id").tail(1)
         j["label"] = np.where(j.qa_action != "no_action", j.qa_policy, "none")
-        both.append(j.set_index("decision_id")[["label", "correct"]])
+        both.append(j.set_index("decision_id")[["label", "correct", "w"]])
     pairs = both[0].join(both[1], suffixes=("_v", "_i"), how="inner")
     row = _get(out, "qa_alignment")
     assert row.n == len(pairs)
-    assert row.value == pytest.approx((pairs.label_v == pairs.label_i).mean())
+    # weighted by the internal audit's sample weight (the draw that makes the pair)
+    same = (pairs.label_v == pairs.label_i).astype(float)
+    assert row.value == pytest.approx(np.average(same, weights=pairs.w_i))
+    assert (row.ci_low, row.ci_high) == pytest.approx(_korn_graubard_by_weight(same, pairs.w_i))
     from sklearn.metrics import cohen_kappa_score
 
     kappa = _get(out, "qa_alignment_kappa")
     assert kappa.value == pytest.approx(cohen_kappa_score(pairs.label_v, pairs.label_i))
+
+
+def _korn_graubard_by_weight(y, w, confidence_level=0.95):
+    """Hand-worked design interval: strata = distinct weights, Hajek ratio, its
+    stratified linearised variance (Lohr 2010, (3.6) with (9.5)), Clopper-Pearson
+    at the design effective n (Korn & Graubard 1998). Equal weights: Wilson."""
+    y, w = np.asarray(y, float), np.asarray(w, float)
+    n = len(y)
+    if np.isclose(w.sum() ** 2, n * (w**2).sum()):
+        return proportion_confint(y.sum(), n, alpha=1 - confidence_level, method="wilson")
+    p = np.average(y, weights=w)
+    var = 0.0
+    for wh in np.unique(w):
+        a = wh * (y[w == wh] - p)
+        var += len(a) * a.var(ddof=1) if len(a) > 1 else (a**2).sum()
+    var /= w.sum() ** 2
+    n_eff = n if var == 0 or p in (0.0, 1.0) else n * (p * (1 - p) / (n - 1)) / var
+    x, a2 = p * n_eff, (1 - confidence_level) / 2
+    lo = sps.beta.ppf(a2, x, n_eff - x + 1) if x > 0 else 0.0
+    hi = sps.beta.ppf(1 - a2, x + 1, n_eff - x) if x < n_eff else 1.0
+    return lo, hi
 
 
 def _qa_pairs(frames, by):
@@ -222,7 +247,7 @@ def _qa_pairs(frames, by):
         j["label"] = np.where(j.qa_action != "no_action", j.qa_policy, "none")
         enf, qenf = j.action != "no_action", j.qa_action != "no_action"
         j["correct"] = (enf == qenf) & (~enf | (j.policy.fillna("none") == j.qa_policy))
-        latest.append(j.set_index("decision_id")[[*by, "label", "correct"]])
+        latest.append(j.set_index("decision_id")[[*by, "label", "correct", "w"]])
     return latest[0].join(latest[1].drop(columns=by), suffixes=("_v", "_i"), how="inner")
 
 
@@ -232,9 +257,10 @@ def _qa_alignment_per_segment(pairs, by, confidence_level):
     for key, g in pairs.groupby(by, sort=True, dropna=False):
         seg = dict(zip(by, key, strict=True))
         n = len(g)
-        agree = int((g.label_v == g.label_i).sum())
-        lo, hi = proportion_ci(agree, n, confidence_level=confidence_level)
-        rows.append({**seg, "metric": "qa_alignment", "value": agree / n, "n": n})
+        same = (g.label_v == g.label_i).astype(float)
+        lo, hi = _korn_graubard_by_weight(same, g.w_i, confidence_level)
+        value = np.average(same, weights=g.w_i)
+        rows.append({**seg, "metric": "qa_alignment", "value": value, "n": n})
         rows[-1].update(ci_low=lo, ci_high=hi, p_value=np.nan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -258,7 +284,7 @@ def _assert_same_qa_alignment(out, ref, by):
     want = ref.set_index([*by, "metric"]).sort_index()
     assert got.index.equals(want.index)  # same segments, same metrics (leniency iff b + c > 0)
     for col in ("value", "n", "ci_low", "ci_high", "p_value"):
-        np.testing.assert_allclose(got[col], want[col].astype(float), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(got[col], want[col].astype(float), rtol=0, atol=1e-10)
 
 
 def test_qa_alignment_equals_per_segment_reference(ds, frames):
@@ -314,7 +340,7 @@ def test_qa_alignment_edge_segments_equal_reference(tmp_path):
     pairs = pd.DataFrame(
         [
             {"vendor": v, "moderator_id": m, "label_v": labels[qv], "label_i": labels[qi]}
-            | {"correct_v": qv == "no_action", "correct_i": qi == "no_action"}
+            | {"correct_v": qv == "no_action", "correct_i": qi == "no_action", "w_i": 1.0}
             for v, m, _, qv, qi, reps in plan
             for _ in range(reps)
         ]

@@ -69,6 +69,10 @@ def test_lohr_example_3_2_stratified_mean_and_se():
     ]
     # Published: t_str = 909,736,035 with SE 50,417,248, i.e. ybar_str = 295,561
     # (= t / 3078) with SE 16,380, using the finite-population correction.
+    # The same figures are the expected values of R `survey`'s svytotal/svymean
+    # on agstrat in the test suites of several survey packages (checked with the
+    # code search, December 2026), and the published stratum totals are
+    # NE 21,478,558, NC 316,731,380, S 292,037,391, W 279,488,706.
     strata = []
     for _, big_n, n, ybar, s in table:
         w = big_n / n
@@ -89,6 +93,8 @@ def test_lohr_example_3_2_stratified_mean_and_se():
     # the s_h are rounded in the table: 0.1% tolerance on the SE
     assert res.se[0] == pytest.approx(16_380, rel=1e-3)
     assert res.se[0] * 3078 == pytest.approx(50_417_248, rel=1e-3)
+    totals = [r[1] * r[3] for r in table]  # N_h ybar_h
+    assert totals == pytest.approx([21_478_558, 316_731_380, 292_037_391, 279_488_706], rel=1e-6)
     # without the fpc the variance is larger by about 1 / (1 - 0.097)
     wr = stratified_proportion(**args)
     assert wr.se[0] > res.se[0] * 1.04
@@ -134,7 +140,7 @@ def two_queue(tmp_path_factory):
     return open_dataset(folder), tables
 
 
-def _pandas_reference(tables, strata_col):
+def _pandas_reference(tables, strata_col, fpc=False):
     j = tables["qa_audits"].merge(tables["decisions"], on="decision_id")
     j["y"] = (j.qa_action == j.action).astype(float)
     rows = {}
@@ -144,7 +150,8 @@ def _pandas_reference(tables, strata_col):
         var = 0.0
         for _, h in g.groupby(strata_col):
             share = h.sample_weight.sum() / big_n
-            var += share**2 * h.y.var(ddof=1) / len(h)  # Lohr (3.6)
+            f = len(h) / h.sample_weight.sum() if fpc else 0.0  # n_h / N_h
+            var += (1 - f) * share**2 * h.y.var(ddof=1) / len(h)  # Lohr (3.6)
         n = len(g)
         n_star = n * (p * (1 - p) / (n - 1)) / var
         x = p * n_star
@@ -164,6 +171,20 @@ def test_engine_aggregation_equals_pandas_on_raw_rows(two_queue, strata, col):
     acc = out[out.metric == "accuracy"].set_index("vendor")[["value", "n", "ci_low", "ci_high"]]
     ref = _pandas_reference(tables, col).loc[acc.index]
     np.testing.assert_allclose(acc.to_numpy(float), ref.to_numpy(float), rtol=1e-9)
+
+
+def test_finite_population_correction_from_the_weights(two_queue):
+    ds, tables = two_queue
+    kw = {"market": sc.MARKET, "by": ["vendor"], "start": "2026-03-02"}
+    out = qa_metrics(ds, fpc=True, **kw)
+    acc = out[out.metric == "accuracy"].set_index("vendor")[["value", "n", "ci_low", "ci_high"]]
+    ref = _pandas_reference(tables, "stratum", fpc=True).loc[acc.index]
+    np.testing.assert_allclose(acc.to_numpy(float), ref.to_numpy(float), rtol=1e-9)
+    # audit rates of 5% and 20%: the corrected interval is narrower, same estimate
+    plain = qa_metrics(ds, **kw)
+    plain = plain[plain.metric == "accuracy"].set_index("vendor").loc[acc.index]
+    assert acc.value.to_numpy() == pytest.approx(plain.value.to_numpy())
+    assert ((acc.ci_high - acc.ci_low) < (plain.ci_high - plain.ci_low)).all()
 
 
 def test_strata_modes(two_queue):

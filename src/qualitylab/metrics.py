@@ -757,6 +757,7 @@ def qa_metrics(
     qa_source: str | None = "internal",
     weighted: bool | None = None,
     strata: str = "auto",
+    fpc: bool = False,
     confidence_level: float | None = None,
 ) -> pd.DataFrame:
     """Accuracy and error rates from QA audits.
@@ -779,6 +780,13 @@ def qa_metrics(
         rate per stratum); ``"auto"``: ``stratum`` when the table has it, else
         the weights; ``"none"``: one stratum (with-replacement variance of the
         whole segment).
+    fpc : bool, default False
+        Apply the finite-population correction :math:`1 - n_h/\\hat N_h` with
+        :math:`\\hat N_h = \\sum_i w_{hi}`, the stratum size the weights imply
+        (exact when ``sample_weight`` is the stratum's inverse audit rate). Use
+        it to describe this period's decisions as a finite set; leave it off
+        (the default) to judge the vendor's process, whose error rate the
+        period's decisions are themselves a draw of.
     confidence_level : float, optional
 
     Returns
@@ -801,9 +809,12 @@ def qa_metrics(
     a fixed number of audits per stratum (stratified sampling); when each
     decision is audited independently with its probability (Bernoulli
     sampling), ``strata="none"`` is the matching variance. No
-    finite-population correction is applied: unaudited decisions carry no
-    stratum, so the stratum sizes are not known from ``decisions`` (the
-    interval is slightly conservative when an audit rate is large). With
+    finite-population correction is applied by default: a status asks whether
+    the vendor's process meets its target, and the period's decisions are a
+    draw from that process, so the with-replacement variance is the right one
+    for it (Deming's analytic study). Unaudited decisions carry no stratum,
+    so stratum sizes cannot be counted from ``decisions``; ``fpc=True`` takes
+    them from the weights. With
     equal weights (a self-weighting sample) the interval is the plain Wilson
     interval, as before.
     """
@@ -856,6 +867,7 @@ def qa_metrics(
             by_h[f"{name}__w2y"].to_numpy(float),
             n=by_h["n"].to_numpy(float),
             segment=seg,
+            population=by_h["sum_w"].to_numpy(float) if fpc else None,
             confidence_level=cl,
         )
         plain = agg[f"{name}__k"].to_numpy(float) / agg["n"].to_numpy(float)
@@ -882,6 +894,7 @@ def qa_alignment(
     by: Sequence[str] | str = (),
     start: date | str | None = None,
     end: date | str | None = None,
+    strata: str = "auto",
     confidence_level: float | None = None,
 ) -> pd.DataFrame:
     """Vendor QA vs internal QA on decisions audited by both.
@@ -890,8 +903,8 @@ def qa_alignment(
     -------
     pandas.DataFrame
         Per segment: ``qa_alignment`` (share of double-audited decisions where
-        both QA sources give the same label — enforcement and policy — with a
-        Wilson interval), ``qa_alignment_kappa`` (Cohen's kappa of the two
+        both QA sources give the same label — enforcement and policy),
+        ``qa_alignment_kappa`` (Cohen's kappa of the two
         labels with its asymptotic interval), and ``qa_leniency`` (McNemar:
         share of discordant verdicts where vendor QA passed a decision internal
         QA failed; its ``p_value`` column tests symmetry).
@@ -906,15 +919,27 @@ def qa_alignment(
     :func:`~qualitylab.agreement.cohen_kappa_from_counts` for kappa and
     :func:`~qualitylab.stats.mcnemar` (exact below 25 discordant pairs,
     continuity-corrected chi-square from 25) for leniency.
+
+    ``qa_alignment`` is design-weighted like :func:`qa_metrics`: each pair
+    carries the internal audit's ``sample_weight`` and stratum (the internal
+    audit is the draw that makes the pair; `strata` as in :func:`qa_metrics`),
+    so with unequal weights the rate is the Hajek estimate with the stratified
+    variance and Korn & Graubard's interval, and with equal weights the plain
+    share with a Wilson interval. Kappa and leniency describe the audited
+    pairs themselves (unweighted counts).
     """
     from qualitylab.agreement import cohen_kappa_from_counts
 
+    _check_strata(strata)
     cols = _check_by(by)
     period = resolve_period(ds, market=market, start=start, end=end)
     cl = confidence_level or _confidence(ds, market)
     j = audited_decisions(ds, market=market, period=period, qa_source=None)
-    j = j.mutate(label=ibis.ifelse(j.qa_enforced, j.qa_policy, ibis.literal("none")))
-    keep = [*cols, "decision_id", "qa_source", "label", "correct", "audited_at"]
+    j = j.mutate(
+        label=ibis.ifelse(j.qa_enforced, j.qa_policy, ibis.literal("none")),
+        _stratum=stratum_key(j, strata),
+    )
+    keep = [*cols, "decision_id", "qa_source", "label", "correct", "audited_at", "w", "_stratum"]
     latest = j.select(keep).mutate(
         rk=ibis.row_number().over(
             group_by=[j.decision_id, j.qa_source], order_by=ibis.desc(j.audited_at)
@@ -930,6 +955,20 @@ def qa_alignment(
         label_i=pairs.label_i,
         correct_v=pairs.correct_v,
         correct_i=pairs.correct_i,
+        w=pairs.w_i,
+        _stratum=pairs._stratum_i,
+    )
+    y = (pairs.label_v == pairs.label_i).fill_null(False).cast("float64")
+    by_h = (
+        pairs.group_by([*cols, "_stratum"])
+        .aggregate(
+            n=pairs.count(),
+            sum_w=pairs.w.sum(),
+            sum_w2=(pairs.w * pairs.w).sum(),
+            wy=(pairs.w * y).sum(),
+            w2y=(pairs.w * pairs.w * y).sum(),
+        )
+        .to_pandas()
     )
     cells = pairs.group_by([*cols, "label_v", "label_i"]).aggregate(
         count=pairs.count(),
@@ -970,9 +1009,30 @@ def qa_alignment(
 
     everything = np.arange(n_seg)
     lo, hi = proportion_ci(agree, n, confidence_level=cl)
+    value = agree / n
+    # design-weighted alignment: the same segment order (groupby cols, sort=True)
+    seg_h = (
+        by_h.groupby(cols, sort=True, dropna=False).ngroup().to_numpy(dtype=np.int64)
+        if cols
+        else np.zeros(len(by_h), dtype=np.int64)
+    )
+    sp = stratified_proportion(
+        by_h["wy"].to_numpy(float),
+        by_h["sum_w"].to_numpy(float),
+        by_h["sum_w2"].to_numpy(float),
+        by_h["w2y"].to_numpy(float),
+        n=by_h["n"].to_numpy(float),
+        segment=seg_h,
+        confidence_level=cl,
+    )
+    sw = np.bincount(seg_h, weights=by_h["sum_w"].to_numpy(float), minlength=n_seg)
+    sw2 = np.bincount(seg_h, weights=by_h["sum_w2"].to_numpy(float), minlength=n_seg)
+    design = ~np.isclose(sw * sw, n * sw2)
+    value = np.where(design, sp.estimate, value)
+    lo, hi = np.where(design, sp.ci_low, lo), np.where(design, sp.ci_high, hi)
     nan = np.full(n_seg, np.nan)
     parts = [
-        part("qa_alignment", everything, value=agree / n, n=n, ci_low=lo, ci_high=hi, p_value=nan),
+        part("qa_alignment", everything, value=value, n=n, ci_low=lo, ci_high=hi, p_value=nan),
         part(
             "qa_alignment_kappa",
             everything,

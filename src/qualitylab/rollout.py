@@ -25,13 +25,20 @@ import pandas as pd
 
 from qualitylab.errors import QualityLabError
 from qualitylab.localtime import local_date, period_bounds_utc
-from qualitylab.metrics import Period, _as_date, audited_decisions, resolve_period
+from qualitylab.metrics import (
+    Period,
+    _as_date,
+    _check_strata,
+    audited_decisions,
+    resolve_period,
+    stratum_key,
+)
 from qualitylab.sources import Dataset
 from qualitylab.stats import (
     compare_proportions,
     proportion_ci,
     proportion_difference_ci,
-    weighted_proportion,
+    stratified_proportion,
 )
 
 __all__ = [
@@ -179,28 +186,47 @@ def _pick_event(ds: Dataset, market: str, policy: str | None, effective: date | 
     return ev.iloc[-1]
 
 
-def _weighted(agg: pd.DataFrame, cl: float) -> pd.DataFrame:
-    """Hajek accuracy, Wilson interval at Kish's effective n, effective counts."""
-    wp = weighted_proportion(
-        agg["wy"].to_numpy(float),
-        agg["sum_w"].to_numpy(float),
-        agg["sum_w2"].to_numpy(float),
-        agg["w2y"].to_numpy(float),
-        n=agg["n"].to_numpy(float),
-        confidence_level=cl,
-    )
+def _weighted(sums: pd.DataFrame, keys: list[str], cl: float) -> pd.DataFrame:
+    """Accuracy per `keys` from per-stratum sums, with effective counts.
+
+    `sums` has the `keys`, ``_stratum`` and :data:`_SUMS` columns. A key with
+    unequal weights gets the Hajek estimate with the stratified variance and
+    Korn & Graubard's interval (:func:`qualitylab.stats.stratified_proportion`,
+    as :func:`qualitylab.metrics.qa_metrics`); equal weights give the plain
+    share with a Wilson interval. ``n_eff`` is the design effective sample size
+    (the audit count for equal weights) and ``k_eff = accuracy * n_eff``.
+    """
+    sums = sums[sums["n"] > 0].groupby([*keys, "_stratum"], sort=True, as_index=False)[_SUMS].sum()
+    agg = sums.groupby(keys, sort=True)[_SUMS].sum()
     out = pd.DataFrame(index=agg.index)
     out["n"] = agg["n"].to_numpy(float)
-    out["accuracy"] = np.asarray(wp.estimate, float)
-    out["ci_low"] = np.asarray(wp.ci_low, float)
-    out["ci_high"] = np.asarray(wp.ci_high, float)
-    n_eff = np.nan_to_num(np.asarray(wp.n_eff, float))
+    if agg.empty:
+        for c in ("accuracy", "ci_low", "ci_high", "n_eff", "k_eff"):
+            out[c] = pd.Series(dtype=float)
+        return out
+    seg = sums.groupby(keys, sort=True).ngroup().to_numpy(dtype=np.int64)
+    sp = stratified_proportion(
+        sums["wy"].to_numpy(float),
+        sums["sum_w"].to_numpy(float),
+        sums["sum_w2"].to_numpy(float),
+        sums["w2y"].to_numpy(float),
+        n=sums["n"].to_numpy(float),
+        segment=seg,
+        confidence_level=cl,
+    )
+    n, k = agg["n"].to_numpy(float), agg["k"].to_numpy(float)
+    unequal = ~np.isclose(agg["sum_w"] ** 2, n * agg["sum_w2"])
+    lo, hi = proportion_ci(k, n, confidence_level=cl)
+    out["accuracy"] = np.where(unequal, sp.estimate, k / n)
+    out["ci_low"] = np.where(unequal, sp.ci_low, lo)
+    out["ci_high"] = np.where(unequal, sp.ci_high, hi)
+    n_eff = np.where(unequal, np.nan_to_num(np.asarray(sp.n_eff, float)), n)
     out["n_eff"] = n_eff
     out["k_eff"] = np.nan_to_num(out["accuracy"].to_numpy() * n_eff)
     return out
 
 
-_SUMS = ["n", "sum_w", "sum_w2", "wy", "w2y"]
+_SUMS = ["n", "k", "sum_w", "sum_w2", "wy", "w2y"]
 
 
 def _compare(after: pd.Series, before: pd.Series, cl: float) -> dict[str, float]:
@@ -236,21 +262,26 @@ def _recovery(
     rolling accuracy was ever significantly below the baseline.
     """
     dates = [effective + timedelta(days=i) for i in range((end - effective).days + 1)]
-    sums = days.reindex(dates).fillna(0.0)[_SUMS]
-    rows = []
+    windows = []
     for i, d in enumerate(dates):
-        part = sums.iloc[max(0, i - window + 1) : i + 1].sum()
-        rows.append({"date": d, **part.to_dict()})
-    roll = pd.DataFrame(rows)
-    stats = _weighted(roll, cl)
+        lo = dates[max(0, i - window + 1)]
+        part = days[(days["date"] >= lo) & (days["date"] <= d)]
+        part = part.groupby("_stratum", as_index=False)[_SUMS].sum()
+        windows.append(part.assign(date=d))
+    roll = pd.concat(windows, ignore_index=True) if windows else pd.DataFrame()
+    stats = (
+        _weighted(roll, ["date"], cl).reindex(dates)
+        if len(roll)
+        else pd.DataFrame(index=dates, columns=["n", "accuracy", "ci_low", "ci_high"], dtype=float)
+    )
     out = pd.DataFrame({"date": dates})
-    out["n"] = roll["n"].to_numpy(float)
+    out["n"] = stats["n"].fillna(0.0).to_numpy(float)
     for c in ("accuracy", "ci_low", "ci_high"):
         out[c] = stats[c].to_numpy(float)
     out["baseline"] = base["accuracy"]
     diffs = [
-        _compare(stats.iloc[i], base, cl)["diff_ci_high"] if roll["n"].iloc[i] > 0 else np.nan
-        for i in range(len(roll))
+        _compare(stats.iloc[i], base, cl)["diff_ci_high"] if out["n"].iloc[i] > 0 else np.nan
+        for i in range(len(out))
     ]
     out["diff_ci_high"] = np.asarray(diffs, float)
     below = (out["diff_ci_high"] < 0).to_numpy()
@@ -265,17 +296,25 @@ def _recovery(
 
 
 def _segment_sums(
-    ds: Dataset, market: str, policy: str, span: Period, qa_source: str, human_only: bool
+    ds: Dataset,
+    market: str,
+    policy: str,
+    span: Period,
+    qa_source: str,
+    human_only: bool,
+    strata: str,
 ) -> pd.DataFrame:
     j = audited_decisions(ds, market=market, period=span, qa_source=qa_source)
     j = j.filter((j.policy == policy) | (j.qa_policy == policy))
     if human_only:
         j = j.filter(j.routing != "ai_auto")
+    j = j.mutate(_stratum=stratum_key(j, strata))
     y = j.correct.cast("float64")
     agg = (
-        j.group_by(["vendor", "site", "date"])
+        j.group_by(["vendor", "site", "date", "_stratum"])
         .aggregate(
             n=j.count(),
+            k=y.sum(),
             sum_w=j.w.sum(),
             sum_w2=(j.w * j.w).sum(),
             wy=(j.w * y).sum(),
@@ -346,6 +385,7 @@ def rollout(
     qa_source: str = "internal",
     human_only: bool = True,
     calibration_bar: float | None = None,
+    strata: str = "auto",
     confidence_level: float | None = None,
 ) -> RolloutResult:
     """Track a policy change: accuracy dip, recovery day, calibration, who to align.
@@ -371,6 +411,8 @@ def rollout(
         Leave out ``ai_auto`` decisions (a rollout trains people).
     calibration_bar : float, optional
         Default: the market's ``calibration_score`` target, else 0.85.
+    strata : {"auto", "column", "weight", "none"}, default "auto"
+        The audits' sampling strata, as in :func:`qualitylab.metrics.qa_metrics`.
     confidence_level : float, optional
 
     Returns
@@ -379,10 +421,11 @@ def rollout(
 
     Notes
     -----
-    Accuracy is the design-weighted (Hajek) share of correct decisions with a
-    Wilson interval at Kish's effective sample size, as
-    :func:`qualitylab.metrics.qa_metrics`. Before vs after is compared on
-    effective counts: Newcombe's interval for the difference and a one-sided
+    Accuracy is the design-weighted (Hajek) share of correct decisions, with
+    the stratified variance and Korn & Graubard's interval for unequal weights
+    and Wilson's for equal ones, as :func:`qualitylab.metrics.qa_metrics`.
+    Before vs after is compared on effective counts (the accuracy times the
+    design effective sample size): Newcombe's interval for the difference and a one-sided
     z-test (after < before). A segment is *significantly below* when the
     interval's upper bound is under 0.
 
@@ -417,6 +460,7 @@ def rollout(
         raise QualityLabError(
             f"baseline_days must be >= 7 and window_days >= 1; got {baseline_days}, {window_days}"
         )
+    _check_strata(strata)
     mp = ds.params.market(market)
     cl = confidence_level or mp.confidence_level
     bar = calibration_bar or mp.targets.get("calibration_score", 0.85)
@@ -427,17 +471,19 @@ def rollout(
         raise QualityLabError(f"the {policy} change on {day0} is after the data ends ({end})")
     baseline = Period(day0 - timedelta(days=baseline_days), day0 - timedelta(days=1))
     after = Period(day0, end)
-    sums = _segment_sums(ds, market, policy, Period(baseline.start, end), qa_source, human_only)
+    sums = _segment_sums(
+        ds, market, policy, Period(baseline.start, end), qa_source, human_only, strata
+    )
     if sums.empty:
         warnings.warn(f"no audited {policy} decisions in {market}", stacklevel=2)
     sums["phase"] = np.where(sums["date"] < day0, "before", "after")
 
     def assess(part: pd.DataFrame, vendor: str, site: str) -> tuple[dict, pd.DataFrame]:
-        phase = part.groupby("phase")[_SUMS].sum().reindex(["before", "after"]).fillna(0.0)
-        st = _weighted(phase, cl)
+        st = _weighted(part, ["phase"], cl).reindex(["before", "after"])
+        st[["n", "n_eff", "k_eff"]] = st[["n", "n_eff", "k_eff"]].fillna(0.0)
         b, a = st.loc["before"], st.loc["after"]
         cmp = _compare(a, b, cl)
-        by_day = part[part["phase"] == "after"].groupby("date")[_SUMS].sum()
+        by_day = part[part["phase"] == "after"]
         daily, recovered, dipped = _recovery(by_day, b, day0, end, window_days, cl)
         daily.insert(0, "site", site)
         daily.insert(0, "vendor", vendor)

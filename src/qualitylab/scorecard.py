@@ -161,7 +161,7 @@ def _wilson_n(p: float, lo: float, hi: float, z: float) -> float:
     Wilson's bounds solve ``(p - b)**2 = z**2 b (1 - b) / n``; ``n`` is read
     from the bound farther from ``p`` and kept only if the Wilson interval at
     that ``n`` gives back both bounds. For a design-weighted rate it is the
-    design effective sample size of its interval (Kish); for a plain rate
+    design effective sample size of a Wilson interval; for a plain rate
     the number of observations.
     """
     far = lo if p - lo >= hi - p else hi
