@@ -144,3 +144,30 @@ def test_market_local_date():
     assert pd.Timestamp("2026-01-05 14:30", tz="UTC").tz_convert(tz).date().isoformat() == (
         "2026-01-06"
     )
+
+
+def test_detectable_drop_defaults_and_market_override(params_copy):
+    sg = load_parameters().market("SG")
+    assert sg.detectable_drop["accuracy"] == 0.05
+    assert sg.detectable_drop["ai_recall"] == 0.10
+    _write(
+        params_copy,
+        "TH",
+        "name: T\ntimezone: Asia/Bangkok\ndetectable_drop: {accuracy: 0.08}\n",
+    )
+    th = load_parameters(params_copy).market("TH")
+    assert th.detectable_drop["accuracy"] == 0.08  # market override
+    assert th.detectable_drop["over_enforcement_rate"] == 0.05  # inherited default
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", ".nan"])
+def test_bad_detectable_drop_names_file_and_key(params_copy, value):
+    _write(
+        params_copy,
+        "TH",
+        f"name: T\ntimezone: Asia/Bangkok\ndetectable_drop: {{accuracy: {value}}}\n",
+    )
+    with pytest.raises(
+        ParameterError, match=r"TH\.yaml: key 'detectable_drop'.*'accuracy'.*\(0, 1\)"
+    ):
+        load_parameters(params_copy)

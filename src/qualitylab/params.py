@@ -51,6 +51,13 @@ def _check_seconds(what: str, v: dict[str, float]) -> dict[str, float]:
     return v
 
 
+def _check_drops(v: dict[str, float]) -> dict[str, float]:
+    for k, d in v.items():
+        if not 0.0 < d < 1.0:  # also refuses NaN
+            raise ValueError(f"detectable_drop for {k!r} must be in (0, 1), got {d!r}")
+    return v
+
+
 def _check_unit_interval(name: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
@@ -68,6 +75,7 @@ class Defaults(_Frozen):
     ai_threshold: float = 0.5
     alert_sensitivity: Sensitivity = "medium"
     escalation_sla_seconds: dict[str, float] = Field(default_factory=dict)
+    detectable_drop: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("confidence_level")
     @classmethod
@@ -91,6 +99,11 @@ class Defaults(_Frozen):
     def _aht(cls, v: dict[str, float]) -> dict[str, float]:
         return _check_seconds("handle time", v)
 
+    @field_validator("detectable_drop")
+    @classmethod
+    def _drops(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_drops(v)
+
 
 class _MarketFile(_Frozen):
     """Keys allowed in ``markets/<CODE>.yaml``."""
@@ -107,6 +120,12 @@ class _MarketFile(_Frozen):
     min_n: int | None = Field(None, ge=1)
     ai_threshold: float | None = None
     confidence_level: float | None = None
+    detectable_drop: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("detectable_drop")
+    @classmethod
+    def _drops(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_drops(v)
 
     @field_validator("sla_seconds")
     @classmethod
@@ -152,6 +171,7 @@ class MarketParams(_Frozen):
     ai_threshold: float
     alert_sensitivity: Sensitivity
     escalation_sla_seconds: dict[str, float]
+    detectable_drop: dict[str, float] = Field(default_factory=dict)
 
     @property
     def accuracy_target(self) -> float | None:
@@ -351,6 +371,7 @@ def load_parameters(root: str | os.PathLike[str] | None = None) -> Parameters:
                 else defaults.ai_threshold,
                 alert_sensitivity=mf.alert_sensitivity or defaults.alert_sensitivity,
                 escalation_sla_seconds=defaults.escalation_sla_seconds,
+                detectable_drop=_merge(defaults.detectable_drop, mf.detectable_drop),
             )
         except ValidationError as exc:
             raise _format_validation(path, exc) from None
