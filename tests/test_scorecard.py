@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+from datetime import date
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats import rates
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint, proportions_ztest
+
+from qualitylab.params import load_parameters
 from qualitylab.scorecard import SCORECARD_COLUMNS, scorecard, status_against_target
 from qualitylab.sources import open_dataset
+
+PERIOD = ("2026-10-26", "2026-11-22")
+PREVIOUS = ("2026-09-28", "2026-10-25")
 
 
 @pytest.fixture(scope="module")
 def sc_vendor(small_data):
-    return scorecard(
-        open_dataset(small_data), "SG", by=["vendor"], start="2026-10-26", end="2026-11-22"
-    )
+    return scorecard(open_dataset(small_data), "SG", by=["vendor"], start=PERIOD[0], end=PERIOD[1])
 
 
 def test_columns_and_grain(sc_vendor):
@@ -22,29 +31,171 @@ def test_columns_and_grain(sc_vendor):
     assert {"volume", "sla_compliance", "accuracy", "override_rate"} <= set(sc_vendor.metric)
 
 
-def test_status_follows_interval_and_target(sc_vendor):
-    for r in sc_vendor.dropna(subset=["target", "value"]).itertuples():
-        assert r.status == status_against_target(r.value, r.ci_low, r.ci_high, r.target, r.metric)
-    acc = sc_vendor[sc_vendor.metric == "accuracy"]
-    assert (acc.target == 0.95).all()
-    assert set(sc_vendor.status) <= {"green", "amber", "red", "na"}
+def _raw(small_data) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """SG decisions and internal audits from the parquet files, with pandas only.
+
+    Correctness and the error flags follow data/README.md: a decision is correct when its
+    enforcement matches QA's and, if enforced, its policy too.
+    """
+    tz = load_parameters().market("SG").tz
+    dec = pd.read_parquet(small_data / "decisions")
+    dec = dec[dec["market"] == "SG"].copy()
+    dec["date"] = dec["created_at"].dt.tz_convert(tz).dt.date
+    qa = pd.read_parquet(small_data / "qa_audits.parquet")
+    j = qa[qa["qa_source"] == "internal"].merge(dec[dec["action"].notna()], on="decision_id")
+    enforced, qa_enforced = j["action"] != "no_action", j["qa_action"] != "no_action"
+    same_policy = j["policy"].fillna("none") == j["qa_policy"]
+    j["accuracy"] = (enforced == qa_enforced) & (~enforced | same_policy)
+    j["over_enforcement_rate"] = enforced & ~qa_enforced
+    j["under_enforcement_rate"] = ~enforced & qa_enforced
+    j["wrong_policy_rate"] = enforced & qa_enforced & ~same_policy
+    j["w"] = j["sample_weight"].fillna(1.0)
+    return dec, j
 
 
-def test_change_against_previous_period(sc_vendor):
-    row = sc_vendor[(sc_vendor.metric == "accuracy")].iloc[0]
-    assert row.delta == pytest.approx(row.value - row.prev_value)
-    assert 0 <= row.p_value <= 1
-    ok = sc_vendor.p_value.notna()
-    assert (sc_vendor.p_adjusted[ok] >= sc_vendor.p_value[ok] - 1e-12).all()
+def _in(frame: pd.DataFrame, start: str, end: str) -> pd.DataFrame:
+    lo, hi = date.fromisoformat(start), date.fromisoformat(end)
+    return frame[(frame["date"] >= lo) & (frame["date"] <= hi)]
+
+
+def _design(j: pd.DataFrame, flag: str) -> tuple[float, float]:
+    """Design-weighted rate and its design effective n, by hand.
+
+    Strata are the distinct weights; var = sum_h n_h/(n_h - 1) sum_i (a_i - mean_h a)^2
+    / (sum w)^2 with a_i = w_i (y_i - p) (a stratum of one audit adds a_i^2), and
+    n* = n p(1 - p)/(n - 1) / var (Korn & Graubard 1998), n* = n where var = 0.
+    """
+    y, w = j[flag].to_numpy(float), j["w"].to_numpy(float)
+    p = (w * y).sum() / w.sum()
+    a = pd.Series(w * (y - p))
+    g = a.groupby(j["w"].to_numpy())
+    n_h = g.transform("size")
+    dev2 = (a - g.transform("mean")) ** 2 * n_h / (n_h - 1).clip(lower=1)
+    var = dev2.where(n_h > 1, a**2).sum() / w.sum() ** 2
+    n = len(j)
+    return p, (n * p * (1 - p) / (n - 1) / var if var > 1e-12 else float(n))
+
+
+def _overrides(dec: pd.DataFrame) -> pd.DataFrame:
+    """Per vendor: ai_assisted decided items and those whose human decision differs from the AI's."""
+    d = dec[dec["action"].notna() & (dec["routing"] == "ai_assisted")]
+    ai_enf = d["ai_policy"].fillna("none") != "none"
+    human_enf = d["action"] != "no_action"
+    over = (ai_enf != human_enf) | (ai_enf & human_enf & (d["policy"] != d["ai_policy"]))
+    return d.assign(over=over).groupby("vendor")["over"].agg(k="sum", n="size")
+
+
+def _targets() -> dict[str, float]:
+    """SG's targets read from the YAML files: defaults.yaml, SG's accuracy_target on top."""
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent / "parameters"
+    targets = yaml.safe_load((root / "defaults.yaml").read_text(encoding="utf-8"))["targets"]
+    sg = yaml.safe_load((root / "markets" / "SG.yaml").read_text(encoding="utf-8"))
+    return {**targets, "accuracy": sg.get("accuracy_target", targets["accuracy"])}
+
+
+def _rule(lo: float, hi: float, target: float, metric: str) -> str:
+    """The documented status: green when the interval is wholly on the good side of the target."""
+    if metric == "accuracy":
+        return "green" if lo >= target else "red" if hi < target else "amber"
+    return "green" if hi <= target else "red" if lo > target else "amber"
+
+
+QA_RATES = ("accuracy", "over_enforcement_rate", "under_enforcement_rate", "wrong_policy_rate")
+
+
+def test_status_follows_interval_and_target(small_data, sc_vendor):
+    dec, j = _raw(small_data)
+    j, dec = _in(j, *PERIOD), _in(dec, *PERIOD)
+    targets = _targets()
+    sc = sc_vendor.set_index(["vendor", "metric"])
+    checked = []
+    for vendor, part in j.groupby("vendor"):
+        for metric in QA_RATES:
+            r = sc.loc[(vendor, metric)]
+            p, n_star = _design(part, metric)
+            # statsmodels: Korn-Graubard = Clopper-Pearson at x = p n*, n = n*
+            lo, hi = proportion_confint(p * n_star, n_star, alpha=0.05, method="beta")
+            assert (r.value, r.n) == pytest.approx((p, len(part)), rel=1e-9), (vendor, metric)
+            assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi), abs=1e-7), (vendor, metric)
+            assert r.target == targets[metric]
+            assert r.status == _rule(lo, hi, targets[metric], metric), (vendor, metric, lo, hi)
+            checked.append(r.status)
+    for vendor, (k, n) in _overrides(dec).iterrows():
+        r = sc.loc[(vendor, "override_rate")]
+        # statsmodels: the Wilson interval of k overrides in n ai_assisted decisions
+        lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+        assert (r.value, r.n) == pytest.approx((k / n, n), rel=1e-12)
+        assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi), abs=1e-9)
+        assert r.status == _rule(lo, hi, targets["override_rate"], "override_rate")
+        checked.append(r.status)
+    assert len(checked) >= 12
+    assert {"green", "red"} <= set(checked)  # the rule is exercised on both sides
+
+
+def test_change_against_previous_period(small_data, sc_vendor):
+    dec, j = _raw(small_data)
+    cur, prev = _in(j, *PERIOD), _in(j, *PREVIOUS)
+    sc = sc_vendor.set_index(["vendor", "metric"])
+    tested = 0
+    for vendor in sorted(cur["vendor"].unique()):
+        for metric in QA_RATES:
+            r = sc.loc[(vendor, metric)]
+            p1, n1 = _design(cur[cur["vendor"] == vendor], metric)
+            p2, n2 = _design(prev[prev["vendor"] == vendor], metric)
+            assert (r.value, r.prev_value) == pytest.approx((p1, p2), rel=1e-9)
+            assert r.delta == pytest.approx(p1 - p2, rel=1e-9, abs=1e-12)
+            if p1 == p2 == 0:
+                assert r.p_value == 1.0  # no events in either period: no evidence of a change
+                continue
+            # statsmodels: the pooled two-proportion z-test at the effective counts p n*
+            _, expected = proportions_ztest([p1 * n1, p2 * n2], [n1, n2])
+            assert r.p_value == pytest.approx(expected, rel=1e-4), (vendor, metric)
+            tested += 1
+    ov1, ov2 = _overrides(_in(dec, *PERIOD)), _overrides(_in(dec, *PREVIOUS))
+    for vendor in ov1.index:
+        r = sc.loc[(vendor, "override_rate")]
+        (k1, n1), (k2, n2) = ov1.loc[vendor], ov2.loc[vendor]
+        assert r.delta == pytest.approx(k1 / n1 - k2 / n2, rel=1e-12)
+        # statsmodels: pooled two-proportion z-test on the override counts
+        _, expected = proportions_ztest([k1, k2], [n1, n2])
+        assert r.p_value == pytest.approx(expected, rel=1e-6), vendor
+        tested += 1
+    # volume: the exact conditional test that two Poisson counts over 28 days each share a rate
+    vol1 = _in(dec, *PERIOD).groupby("vendor").size()
+    vol2 = _in(dec, *PREVIOUS).groupby("vendor").size()
+    for vendor in vol1.index:
+        r = sc.loc[(vendor, "volume")]
+        assert (r.value, r.prev_value) == (vol1[vendor], vol2[vendor])
+        expected = rates.test_poisson_2indep(
+            vol1[vendor], 28, vol2[vendor], 28, method="exact-cond"
+        ).pvalue
+        assert r.p_value == pytest.approx(expected, rel=1e-9), vendor
+        tested += 1
+    assert tested >= 15
+    # p_adjusted: Benjamini-Hochberg over every row with a p-value (statsmodels)
+    ok = sc_vendor["p_value"].notna()
+    _, bh, _, _ = multipletests(sc_vendor.loc[ok, "p_value"], method="fdr_bh")
+    np.testing.assert_allclose(sc_vendor.loc[ok, "p_adjusted"], bh, rtol=1e-12)
 
 
 def test_previous_period_is_computed_the_same_way(small_data, sc_vendor):
+    # The previous period's values are the data's for 2026-09-28..2026-10-25, as a
+    # scorecard of that period alone would show them.
     ds = open_dataset(small_data)
-    prev = scorecard(ds, "SG", by=["vendor"], start="2026-09-28", end="2026-10-25", compare=False)
+    prev = scorecard(ds, "SG", by=["vendor"], start=PREVIOUS[0], end=PREVIOUS[1], compare=False)
     a = sc_vendor.set_index(["vendor", "metric"])["prev_value"]
     b = prev.set_index(["vendor", "metric"])["value"]
     common = a.index.intersection(b.index)
     np.testing.assert_allclose(a[common].to_numpy(float), b[common].to_numpy(float))
+    dec, j = _raw(small_data)
+    j = _in(j, *PREVIOUS)
+    for vendor, part in j.groupby("vendor"):
+        w = part["w"]
+        assert a[(vendor, "accuracy")] == pytest.approx((w * part["accuracy"]).sum() / w.sum())
+    volume = _in(dec, *PREVIOUS).groupby("vendor").size()
+    assert {v: a[(v, "volume")] for v in volume.index} == volume.to_dict()
 
 
 def test_status_examples():
