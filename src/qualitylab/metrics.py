@@ -27,7 +27,7 @@ from scipy import stats as sps
 from qualitylab.errors import QualityLabError
 from qualitylab.localtime import date_at_offset, epoch_seconds, offset_segments, period_bounds_utc
 from qualitylab.sources import Dataset
-from qualitylab.stats import proportion_ci, stratified_proportion, weighted_proportion
+from qualitylab.stats import proportion_ci, stratified_proportion
 
 __all__ = [
     "GRAINS",
@@ -43,6 +43,8 @@ __all__ = [
     "last_full_weeks",
     "resolve_period",
     "stratum_key",
+    "design_rates",
+    "STRATUM_SUMS",
 ]
 
 GRAINS = (
@@ -747,6 +749,86 @@ def stratum_key(j: ir.Table, strata: str = "auto") -> ir.StringValue:
     return j.w.cast("string")
 
 
+STRATUM_SUMS = ("n", "k", "sum_w", "sum_w2", "wy", "w2y")
+
+
+def design_rates(
+    sums: pd.DataFrame, keys: Sequence[str], confidence_level: float = 0.95
+) -> pd.DataFrame:
+    """A rate per segment from per-(segment, stratum) sums of a 0/1 outcome.
+
+    Parameters
+    ----------
+    sums : pandas.DataFrame
+        One row per segment and stratum (several rows per stratum are summed):
+        the `keys`, ``_stratum`` and :data:`STRATUM_SUMS` (``n`` units, ``k``
+        successes, ``sum_w``, ``sum_w2``, ``wy`` = :math:`\\sum w y`, ``w2y`` =
+        :math:`\\sum w^2 y`), as an engine aggregate gives them.
+    keys : sequence of str
+        The segment columns (may be empty: one segment).
+    confidence_level : float, default 0.95
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per segment, sorted by `keys`: the `keys`, ``n``, ``value``,
+        ``ci_low``, ``ci_high``, ``n_eff`` and ``design`` (True where the
+        weights are unequal). With unequal weights the Hajek estimate, the
+        stratified variance and Korn & Graubard's interval
+        (:func:`qualitylab.stats.stratified_proportion`; ``n_eff`` the design
+        effective sample size); with equal weights the plain share and its
+        Wilson interval (``n_eff = n``).
+
+    Examples
+    --------
+    >>> sums = pd.DataFrame({"_stratum": ["1", "3"], "n": [4, 2], "k": [3, 1],
+    ...     "sum_w": [4.0, 6.0], "sum_w2": [4.0, 18.0], "wy": [3.0, 3.0], "w2y": [3.0, 9.0]})
+    >>> r = design_rates(sums, [])
+    >>> round(float(r.value[0]), 2), bool(r.design[0]), round(float(r.n_eff[0]), 2)
+    (0.6, True, 2.88)
+    """
+    keys = list(keys)
+    sums = sums[sums["n"] > 0]
+    sums = sums.groupby([*keys, "_stratum"], sort=True, dropna=False, as_index=False)[
+        list(STRATUM_SUMS)
+    ].sum()
+    if keys:
+        seg = sums.groupby(keys, sort=True, dropna=False).ngroup().to_numpy(dtype=np.int64)
+        agg = sums.groupby(keys, sort=True, dropna=False, as_index=False)[list(STRATUM_SUMS)].sum()
+    else:
+        seg = np.zeros(len(sums), dtype=np.int64)
+        agg = pd.DataFrame([sums[list(STRATUM_SUMS)].sum()]) if len(sums) else sums[[]]
+    out = agg[keys].copy() if keys else pd.DataFrame(index=agg.index)
+    if agg.empty:
+        return out.assign(
+            n=pd.Series(dtype=float),
+            value=pd.Series(dtype=float),
+            ci_low=pd.Series(dtype=float),
+            ci_high=pd.Series(dtype=float),
+            n_eff=pd.Series(dtype=float),
+            design=pd.Series(dtype=bool),
+        )
+    sp = stratified_proportion(
+        sums["wy"].to_numpy(float),
+        sums["sum_w"].to_numpy(float),
+        sums["sum_w2"].to_numpy(float),
+        sums["w2y"].to_numpy(float),
+        n=sums["n"].to_numpy(float),
+        segment=seg,
+        confidence_level=confidence_level,
+    )
+    n, k = agg["n"].to_numpy(float), agg["k"].to_numpy(float)
+    design = ~np.isclose(agg["sum_w"].to_numpy(float) ** 2, n * agg["sum_w2"].to_numpy(float))
+    lo, hi = proportion_ci(k, n, confidence_level=confidence_level)
+    out["n"] = n
+    out["value"] = np.where(design, sp.estimate, k / n)
+    out["ci_low"] = np.where(design, sp.ci_low, lo)
+    out["ci_high"] = np.where(design, sp.ci_high, hi)
+    out["n_eff"] = np.where(design, np.asarray(sp.n_eff, float), n)
+    out["design"] = design
+    return out.reset_index(drop=True)
+
+
 def qa_metrics(
     ds: Dataset,
     *,
@@ -963,6 +1045,7 @@ def qa_alignment(
         pairs.group_by([*cols, "_stratum"])
         .aggregate(
             n=pairs.count(),
+            k=y.sum(),
             sum_w=pairs.w.sum(),
             sum_w2=(pairs.w * pairs.w).sum(),
             wy=(pairs.w * y).sum(),
@@ -990,9 +1073,7 @@ def qa_alignment(
         keys = pd.DataFrame(index=pd.RangeIndex(1))
     n_seg = len(keys)
     count = df["count"].to_numpy(dtype=np.int64)
-    same = (df["label_v"] == df["label_i"]).to_numpy(dtype=bool, na_value=False)
     n = np.bincount(seg, weights=count, minlength=n_seg)
-    agree = np.bincount(seg, weights=np.where(same, count, 0), minlength=n_seg)
     b = np.bincount(seg, weights=df["b"].to_numpy(dtype=np.int64), minlength=n_seg)
     c = np.bincount(seg, weights=df["c"].to_numpy(dtype=np.int64), minlength=n_seg)
     # rows in the same segment order: both group df by cols with sort=True, dropna=False
@@ -1008,28 +1089,9 @@ def qa_alignment(
         return out
 
     everything = np.arange(n_seg)
-    lo, hi = proportion_ci(agree, n, confidence_level=cl)
-    value = agree / n
     # design-weighted alignment: the same segment order (groupby cols, sort=True)
-    seg_h = (
-        by_h.groupby(cols, sort=True, dropna=False).ngroup().to_numpy(dtype=np.int64)
-        if cols
-        else np.zeros(len(by_h), dtype=np.int64)
-    )
-    sp = stratified_proportion(
-        by_h["wy"].to_numpy(float),
-        by_h["sum_w"].to_numpy(float),
-        by_h["sum_w2"].to_numpy(float),
-        by_h["w2y"].to_numpy(float),
-        n=by_h["n"].to_numpy(float),
-        segment=seg_h,
-        confidence_level=cl,
-    )
-    sw = np.bincount(seg_h, weights=by_h["sum_w"].to_numpy(float), minlength=n_seg)
-    sw2 = np.bincount(seg_h, weights=by_h["sum_w2"].to_numpy(float), minlength=n_seg)
-    design = ~np.isclose(sw * sw, n * sw2)
-    value = np.where(design, sp.estimate, value)
-    lo, hi = np.where(design, sp.ci_low, lo), np.where(design, sp.ci_high, hi)
+    dr = design_rates(by_h, cols, cl)
+    value, lo, hi = (dr[c].to_numpy(float) for c in ("value", "ci_low", "ci_high"))
     nan = np.full(n_seg, np.nan)
     parts = [
         part("qa_alignment", everything, value=value, n=n, ci_low=lo, ci_high=hi, p_value=nan),
@@ -1184,32 +1246,9 @@ def override_quality(
     )
     if by_h.empty:
         return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
-    sums = ["n", "k", "sum_w", "sum_w2", "wy", "w2y"]
-    seg = by_h.groupby(keys, sort=True, dropna=False).ngroup().to_numpy(dtype=np.int64)
-    agg = by_h.groupby(keys, sort=True, dropna=False, as_index=False)[sums].sum()
-    sp = stratified_proportion(
-        by_h["wy"].to_numpy(float),
-        by_h["sum_w"].to_numpy(float),
-        by_h["sum_w2"].to_numpy(float),
-        by_h["w2y"].to_numpy(float),
-        n=by_h["n"].to_numpy(float),
-        segment=seg,
-        confidence_level=cl,
-    )
-    unequal = ~np.isclose(agg["sum_w"].to_numpy() ** 2, agg["n"] * agg["sum_w2"].to_numpy())
-    wp = weighted_proportion(
-        agg["wy"].to_numpy(float),
-        agg["sum_w"].to_numpy(float),
-        agg["sum_w2"].to_numpy(float),
-        agg["w2y"].to_numpy(float),
-        n=agg["n"].to_numpy(float),
-        confidence_level=cl,
-    )
-    out = agg[cols].copy()
-    out["metric"] = agg["__group"]
-    out["value"] = wp.estimate
-    out["n"] = agg["n"].to_numpy(float)
-    # equal weights: Wilson at n (as before); unequal: the stratified interval
-    out["ci_low"] = np.where(unequal, sp.ci_low, wp.ci_low)
-    out["ci_high"] = np.where(unequal, sp.ci_high, wp.ci_high)
+    dr = design_rates(by_h, keys, cl)
+    out = dr[cols].copy()
+    out["metric"] = dr["__group"]
+    for c in ("value", "n", "ci_low", "ci_high"):
+        out[c] = dr[c].to_numpy(float)
     return _finish(out, cols, _min_n(ds, market))

@@ -26,10 +26,11 @@ import pandas as pd
 from qualitylab.errors import QualityLabError
 from qualitylab.localtime import local_date, period_bounds_utc
 from qualitylab.metrics import (
+    STRATUM_SUMS,
     Period,
     _as_date,
-    _check_strata,
     audited_decisions,
+    design_rates,
     resolve_period,
     stratum_key,
 )
@@ -38,7 +39,6 @@ from qualitylab.stats import (
     compare_proportions,
     proportion_ci,
     proportion_difference_ci,
-    stratified_proportion,
 )
 
 __all__ = [
@@ -187,46 +187,22 @@ def _pick_event(ds: Dataset, market: str, policy: str | None, effective: date | 
 
 
 def _weighted(sums: pd.DataFrame, keys: list[str], cl: float) -> pd.DataFrame:
-    """Accuracy per `keys` from per-stratum sums, with effective counts.
+    """Accuracy per `keys` from per-stratum sums (:func:`~qualitylab.metrics.design_rates`).
 
-    `sums` has the `keys`, ``_stratum`` and :data:`_SUMS` columns. A key with
-    unequal weights gets the Hajek estimate with the stratified variance and
-    Korn & Graubard's interval (:func:`qualitylab.stats.stratified_proportion`,
-    as :func:`qualitylab.metrics.qa_metrics`); equal weights give the plain
-    share with a Wilson interval. ``n_eff`` is the design effective sample size
-    (the audit count for equal weights) and ``k_eff = accuracy * n_eff``.
+    Indexed by `keys`: ``n, accuracy, ci_low, ci_high``, ``n_eff`` (the design
+    effective sample size; the audit count for equal weights) and
+    ``k_eff = accuracy * n_eff``, the effective counts the comparisons use.
     """
-    sums = sums[sums["n"] > 0].groupby([*keys, "_stratum"], sort=True, as_index=False)[_SUMS].sum()
-    agg = sums.groupby(keys, sort=True)[_SUMS].sum()
-    out = pd.DataFrame(index=agg.index)
-    out["n"] = agg["n"].to_numpy(float)
-    if agg.empty:
-        for c in ("accuracy", "ci_low", "ci_high", "n_eff", "k_eff"):
-            out[c] = pd.Series(dtype=float)
-        return out
-    seg = sums.groupby(keys, sort=True).ngroup().to_numpy(dtype=np.int64)
-    sp = stratified_proportion(
-        sums["wy"].to_numpy(float),
-        sums["sum_w"].to_numpy(float),
-        sums["sum_w2"].to_numpy(float),
-        sums["w2y"].to_numpy(float),
-        n=sums["n"].to_numpy(float),
-        segment=seg,
-        confidence_level=cl,
-    )
-    n, k = agg["n"].to_numpy(float), agg["k"].to_numpy(float)
-    unequal = ~np.isclose(agg["sum_w"] ** 2, n * agg["sum_w2"])
-    lo, hi = proportion_ci(k, n, confidence_level=cl)
-    out["accuracy"] = np.where(unequal, sp.estimate, k / n)
-    out["ci_low"] = np.where(unequal, sp.ci_low, lo)
-    out["ci_high"] = np.where(unequal, sp.ci_high, hi)
-    n_eff = np.where(unequal, np.nan_to_num(np.asarray(sp.n_eff, float)), n)
-    out["n_eff"] = n_eff
-    out["k_eff"] = np.nan_to_num(out["accuracy"].to_numpy() * n_eff)
+    dr = design_rates(sums, keys, cl).set_index(keys)
+    out = dr[["n"]].copy()
+    out["accuracy"] = dr["value"]
+    out["ci_low"], out["ci_high"] = dr["ci_low"], dr["ci_high"]
+    out["n_eff"] = np.nan_to_num(dr["n_eff"].to_numpy(float))
+    out["k_eff"] = np.nan_to_num(out["accuracy"].to_numpy(float) * out["n_eff"].to_numpy())
     return out
 
 
-_SUMS = ["n", "k", "sum_w", "sum_w2", "wy", "w2y"]
+_SUMS = list(STRATUM_SUMS)
 
 
 def _compare(after: pd.Series, before: pd.Series, cl: float) -> dict[str, float]:
@@ -460,7 +436,6 @@ def rollout(
         raise QualityLabError(
             f"baseline_days must be >= 7 and window_days >= 1; got {baseline_days}, {window_days}"
         )
-    _check_strata(strata)
     mp = ds.params.market(market)
     cl = confidence_level or mp.confidence_level
     bar = calibration_bar or mp.targets.get("calibration_score", 0.85)
