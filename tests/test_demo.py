@@ -444,6 +444,56 @@ def test_incident_effects_are_visible(tables, incidents, params) -> None:
     assert len(seen) >= 8
 
 
+def test_findable_column_follows_the_design_rule(incidents) -> None:
+    """findable <=> the planted change reaches the detectable one; both sides occur."""
+    assert set(incidents.findable) <= {"True", "False"}
+    for _, inc in incidents.iterrows():
+        if inc.metric == "capacity_gap":  # staffing is a census: findable by construction
+            assert inc.findable == "True" and pd.isna(inc.detectable_change)
+            continue
+        planted, need = float(inc.planted_change), float(inc.detectable_change)
+        assert float(inc.expected_n) > 0 and need > 0, inc.to_dict()
+        assert (inc.findable == "True") == (abs(planted) >= need), inc.to_dict()
+    scored = incidents[incidents.metric != "capacity_gap"]
+    assert (scored.findable == "False").any()  # a deliberate blind spot
+    assert (scored.findable == "True").mean() > 0.5  # most are findable
+
+
+def test_findable_inputs_match_the_data(tables, incidents, params) -> None:
+    """The design sums behind ``findable`` agree with the tables the generator wrote.
+
+    A census metric (the outage's auto-action rate) is exact: its planted
+    change is the day's rate minus the scan's baseline rate (first 28 days,
+    holidays out), counted on the decided decisions. For an audit metric
+    (VendorC's accuracy) the expected internal audits of the incident's days
+    are close to the audits drawn.
+    """
+    d = tables["decisions"]
+    out = incidents[incidents.metric == "auto_action_rate"].iloc[0]
+    tz = params.market(out.market).timezone
+    md = d[(d.market == out.market) & d.decided_at.notna()].copy()
+    md["day"] = _local_date(md.created_at, tz)
+    first = md.day.min()
+    ev = tables["events"]
+    hol = ev[(ev.kind == "holiday") & (ev.market == out.market)]
+    hol_days = set(_local_date(hol.effective_at, tz))
+    base = md[(md.day < first + timedelta(days=28)) & ~md.day.isin(hol_days)]
+    day = md[md.day == date.fromisoformat(out.start_date)]
+    change = (day.routing == "ai_auto").mean() - (base.routing == "ai_auto").mean()
+    assert float(out.planted_change) == pytest.approx(change, abs=1e-4)
+    assert float(out.expected_n) == len(day)
+
+    acc = incidents[(incidents.metric == "accuracy") & (incidents.dimension == "vendor")].iloc[0]
+    tz = params.market(acc.market).timezone
+    qa = tables["qa_audits"]
+    j = qa[qa.qa_source == "internal"].merge(d, on="decision_id")
+    j = j[(j.market == acc.market) & (j.vendor == acc.segment)]
+    days = _local_date(j.created_at, tz)
+    lo, hi = date.fromisoformat(acc.start_date), date.fromisoformat(acc.end_date)
+    drawn = int(((days >= lo) & (days <= hi)).sum())
+    assert float(acc.expected_n) == pytest.approx(drawn, rel=0.2)
+
+
 def test_small_scale_adapts_incidents_to_markets(tmp_path: Path) -> None:
     generate(tmp_path, markets=["JP"], days=40, scale="small", seed=1)
     inc = pd.read_csv(tmp_path / "incidents.csv")
