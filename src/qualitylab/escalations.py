@@ -240,7 +240,9 @@ def _km_quantile(steps: pd.DataFrame, q: float, cl: float) -> tuple[float, float
     The quantile is the first event time at which the survival drops below
     ``1 - q`` (strictly, the SAS convention); the interval inverts the pointwise
     test on the complementary log-log scale (Brookmeyer & Crowley 1982). An
-    upper limit the data cannot reach is NaN.
+    upper limit the data cannot reach is NaN, including when the first
+    rejecting time would be the event that takes the survival to 0 (its
+    Greenwood variance is undefined there; R ``quantile.survfit`` gives NA).
     """
     ev = steps[steps["events"] > 0]
     if ev.empty:
@@ -259,7 +261,16 @@ def _km_quantile(steps: pd.DataFrame, q: float, cl: float) -> tuple[float, float
     if len(inside) == 0:
         return value, float("nan"), float("nan")
     low = float(t[inside[0]])
-    high = float("nan") if inside[-1] == len(t) - 1 else float(t[inside[-1] + 1])
+    # The upper limit is the first event time after the band where the test
+    # rejects. At the event that empties the risk set (survival 0) the
+    # Greenwood variance is undefined, so nothing is rejected there: the upper
+    # limit is not reached (NaN), as R's ``quantile.survfit``, whose
+    # confidence curve is NA at survival 0. Taking that last event time
+    # instead made the p90 interval miss the truth in 15% of samples of 30
+    # with 20% open (issue #17).
+    after = inside[-1] + 1
+    exhausted = after < len(t) and not (s[after] > 0 and np.isfinite(se[after]))
+    high = float("nan") if after == len(t) or exhausted else float(t[after])
     return value, low, high
 
 
