@@ -591,6 +591,9 @@ _PREFERRED = {
     "capacity_gap": ("TH", "ID", "PH", "VN", "SG"),
     "red_team_recall": ("ID", "PH", "MY", "SG", "TH"),
 }
+# Share of the accuracy-drop vendor's human decisions the untrained cohort gets wrong on
+# top of the usual errors (about 10 points of accuracy for the week).
+_COHORT_ERROR = 0.12
 # Accuracy the reporting-gap vendor reports while QA measures less.
 _REPORTED_ACCURACY = 0.97
 # Rota cut of the capacity-gap incident (share of the planned live_comment hours kept).
@@ -1065,7 +1068,7 @@ def _build_market(
 def _apply_effects(m: _Market, eff: _Effects, regress_langs: tuple[str, ...]) -> None:
     if eff.accuracy_drop:
         a, b, v = eff.accuracy_drop
-        m.forced_err.append((a, b, m.vendors.index(v), 0.12))  # ~10pp lower accuracy
+        m.forced_err.append((a, b, m.vendors.index(v), _COHORT_ERROR))
     if eff.sla_breach:
         a, b = eff.sla_breach
         m.vol_mult[a : b + 1, _Q_REPORT] *= 2.5
