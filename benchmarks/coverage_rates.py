@@ -86,24 +86,46 @@ def _diagnosis(est: np.ndarray, low: np.ndarray, high: np.ndarray, truth: np.nda
     return "; ".join(parts)
 
 
-def _pure_split(covered: np.ndarray, pure: np.ndarray) -> str:
+def _pure_split(covered: np.ndarray, pure: np.ndarray, label: str = "a stratum") -> str:
     """Coverage with and without a pure stratum (no events, or only events, in it)."""
     if not pure.any() or pure.all():
-        return f"{pure.mean():.0%} of replicates have a pure stratum"
+        return f"{label} is pure in {pure.mean():.0%} of replicates"
     return (
-        f"{pure.mean():.0%} of replicates have a pure stratum (no events or only events: its "
-        f"variance term is 0): coverage {covered[pure].mean():.1%} there, "
+        f"{label} is pure (no events or only events: its variance term is 0) in "
+        f"{pure.mean():.0%} of replicates: coverage {covered[pure].mean():.1%} there, "
         f"{covered[~pure].mean():.1%} in the others"
     )
 
 
-def _pure_by_replicate(rep: np.ndarray, stratum: np.ndarray, y: np.ndarray, domain=None):
-    """Per replicate (0..R-1): whether some stratum's (domain) units are all 0 or all 1."""
+def _pure_by_replicate(
+    rep: np.ndarray,
+    stratum: np.ndarray,
+    y: np.ndarray,
+    domain: np.ndarray | None = None,
+    only: int | None = None,
+) -> np.ndarray:
+    """Per replicate (0..R-1): whether some stratum's (domain) units are all 0 or all 1.
+
+    `only` restricts the check to that stratum.
+    """
     d = np.ones(y.size, dtype=bool) if domain is None else np.asarray(domain, dtype=bool)
+    if only is not None:
+        d = d & (stratum == only)
     g = pd.DataFrame({"r": rep[d], "h": stratum[d], "y": np.asarray(y, dtype=float)[d]})
     m = g.groupby(["r", "h"])["y"].agg(["min", "max"])
     pure = (m["min"] == m["max"]).groupby(level="r").any()
     return pure.reindex(np.arange(rep.max() + 1), fill_value=False).to_numpy()
+
+
+def _equal(rates: Sequence[float]) -> bool:
+    """Whether every stratum has the same audit rate (equal weights: Wilson intervals)."""
+    return len(set(rates)) == 1
+
+
+def _key_stratum(shares: Sequence[float], rates: Sequence[float], n: Sequence[int]) -> int:
+    """The stratum with the largest expected variance term, share^2 p (1 - p) / n."""
+    s, p, m = (np.asarray(v, dtype=float) for v in (shares, rates, n))
+    return int(np.argmax(s * s * p * (1 - p) / m))
 
 
 def _row(
@@ -117,6 +139,7 @@ def _row(
     seconds: float,
     why: str | Callable[[float], str] = "",
     pure: np.ndarray | None = None,
+    pure_label: str = "a stratum",
 ) -> Row:
     """Coverage of ``[low, high]`` for ``truth`` over the replicates where it is defined.
 
@@ -134,7 +157,11 @@ def _row(
         reason = (
             f"{observed:.1%} against 95% ({(observed - NOMINAL) * 100:+.1f} pp). "
             + _diagnosis(est, low, high, truth)
-            + (f". {_pure_split(covered, np.asarray(pure)[ok])}" if pure is not None else "")
+            + (
+                f". {_pure_split(covered, np.asarray(pure)[ok], pure_label)}"
+                if pure is not None
+                else ""
+            )
             + (f". {extra}" if extra else "")
         )
     if (~ok).any():
@@ -198,8 +225,8 @@ def _wilson_why(n: int, p: float) -> Callable[[float], str]:
             f"Exact binomial coverage of Wilson at n={n}, p={p}: "
             f"{exact:.4f} (Wilson covers p only for "
             f"{int(xs.min())} <= x <= {int(xs.max())}; the coverage of a discrete "
-            "interval oscillates with p and dips near 0 and 1 at small n*p or n*(1-p), "
-            "Brown, Cai & DasGupta 2001). Jeffreys: "
+            "interval jumps as p crosses the limits of each x, by most at small "
+            "n*min(p, 1-p): Brown, Cai & DasGupta 2001). At the same (n, p) Jeffreys: "
             f"{_exact_coverage(n, p, jef):.4f}, Clopper-Pearson: {_exact_coverage(n, p, cp):.4f}"
         )
         return text
@@ -359,6 +386,13 @@ QA_DESIGNS = (
     QADesign("30 audits per stratum, accuracy 98%", (0.6, 0.4), (_errors(0.99), _errors(0.965)),
              (0.05, 0.075)),
     QADesign(
+        "four strata near 99%: 99.5/99/98/95% audited 3/5/10/20%",
+        (0.4, 0.3, 0.2, 0.1),
+        (_errors(0.995), _errors(0.99), _errors(0.98), _errors(0.95)),
+        (0.03, 0.05, 0.10, 0.20),
+        decisions=2000,
+    ),
+    QADesign(
         "over-enforcement ~1%: 0.5%/3% audited 5%/20%",
         (0.8, 0.2),
         ((0.99, 0.005, 0.003, 0.002), (0.96, 0.03, 0.006, 0.004)),
@@ -489,9 +523,9 @@ def _change_level(out: pd.DataFrame, metric: str, pure: np.ndarray) -> tuple[flo
     reject = p[ok] < 0.05
     either = (pure[:half] | pure[half : 2 * half])[ok]
     split = (
-        f"rejection {reject[either].mean():.1%} in the {either.mean():.0%} of pairs where a "
-        f"vendor has a pure stratum (its variance term 0), {reject[~either].mean():.1%} in the "
-        "others"
+        f"rejection {reject[either].mean():.1%} in the {either.mean():.0%} of pairs where "
+        "the stratum with the largest expected variance term is pure in either vendor (its "
+        f"variance term 0), {reject[~either].mean():.1%} in the others"
         if either.any() and (~either).any()
         else ""
     )
@@ -521,6 +555,14 @@ def study_design(
             seconds = time.perf_counter() - t
             n = design.audits()
             label = f"{design.name} ({'+'.join(map(str, n))} audits)"
+            pure, pure_label = {}, {}
+            for outcome in ("correct", "over"):
+                k = list(OUTCOMES).index(outcome)
+                h = _key_stratum(design.shares, [o[k] for o in design.outcomes], n)
+                pure_label[outcome] = f"the stratum with the largest expected variance term (#{h})"
+                pure[outcome] = _pure_by_replicate(
+                    raw["vendor"], raw["stratum"], raw["kind"] == outcome, only=h
+                )
             for outcome in ("correct", "over"):
                 metric = METRIC_OF[outcome]
                 r = out[out.metric == metric]
@@ -535,17 +577,15 @@ def study_design(
                         design.truth(outcome),
                         seconds,
                         _why_design(design, metric, outcome),
-                        pure=_pure_by_replicate(
-                            raw["vendor"], raw["stratum"], raw["kind"] == outcome
-                        ),
+                        pure=None if _equal(design.audit_rate) else pure[outcome],
+                        pure_label=pure_label[outcome],
                     )
                 )
             # the scorecard's change test on these intervals: vendor pairs share one truth
             for outcome in ("correct", "over"):
                 metric = METRIC_OF[outcome]
                 t2 = time.perf_counter()
-                pure = _pure_by_replicate(raw["vendor"], raw["stratum"], raw["kind"] == outcome)
-                level, pairs, split = _change_level(out, metric, pure)
+                level, pairs, split = _change_level(out, metric, pure[outcome])
                 rows.append(
                     _level_row(metric, label, level, pairs, time.perf_counter() - t2, split)
                 )
@@ -650,6 +690,7 @@ def _alignment_row(design: AlignDesign, replicates: int, seed: int, folder: Path
     r = out[out.metric == "qa_alignment"]
     n = design.audits()
     unweighted = float(np.dot(n, design.agreement) / sum(n))
+    key = _key_stratum(design.shares, design.agreement, n)
 
     def why(observed: float) -> str:
         mean = float(r.value.mean())
@@ -662,7 +703,9 @@ def _alignment_row(design: AlignDesign, replicates: int, seed: int, folder: Path
                 ": qa_alignment ignores the internal audits' sample_weight and stratum "
                 "(needs the design-weighted, stratified estimate and interval as qa_metrics)"
                 if closer == "unweighted" and abs(unweighted - design.truth) > 1e-9
-                else ""
+                else ". Equal weights: the plain Wilson interval on all pairs"
+                if _equal(design.audit_rate)
+                else ". " + (OVER_WHY if observed > NOMINAL else UNDER_WHY)
             )
         )
 
@@ -676,7 +719,10 @@ def _alignment_row(design: AlignDesign, replicates: int, seed: int, folder: Path
         design.truth,
         time.perf_counter() - t,
         why,
-        pure=_pure_by_replicate(raw["vendor"], raw["stratum"], raw["agree"]),
+        pure=None
+        if _equal(design.audit_rate)
+        else _pure_by_replicate(raw["vendor"], raw["stratum"], raw["agree"], only=key),
+        pure_label=f"the stratum with the largest expected variance term (#{key})",
     )
 
 
@@ -770,13 +816,25 @@ AI_DOMAINS = {
 }
 
 
-def study_ai(replicates: int, seed: int) -> list[Row]:
+def _ai_why(observed: float) -> str:
+    return (
+        "A domain rate (denominator: the flagged, violating or clean audits, random within "
+        "each stratum) with the stratified domain variance and Korn-Graubard at the domain's "
+        "n*. "
+    ) + (OVER_WHY if observed > NOMINAL else UNDER_WHY)
+
+
+def _ai_why_equal(observed: float) -> str:
+    return "Equal weights: the Wilson interval on the domain's audits"
+
+
+def study_ai(replicates: int, seed: int, designs: Sequence[AIDesign] = AI_DESIGNS) -> list[Row]:
     """``ai_metrics`` precision, recall and FPR (threshold 0.5) from stratified audits."""
     from qualitylab.aieval import ai_metrics
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, design in enumerate(AI_DESIGNS):
+        for i, design in enumerate(designs):
             t = time.perf_counter()
             tables, raw = simulate_ai(design, replicates, seed + i)
             ds = _open(tables, Path(tmp) / f"ai{i}")
@@ -799,11 +857,13 @@ def study_ai(replicates: int, seed: int) -> list[Row]:
                         r.ci_high.to_numpy(),
                         truth,
                         seconds,
-                        "a domain rate: its denominator (flagged, violating or clean audits) "
-                        "is itself random within each stratum",
-                        pure=_pure_by_replicate(
+                        _ai_why_equal if _equal(design.audit_rate) else _ai_why,
+                        pure=None
+                        if _equal(design.audit_rate)
+                        else _pure_by_replicate(
                             raw["vendor"], raw["stratum"], event(f, v), domain=dom(f, v)
                         ),
+                        pure_label="a stratum's domain",
                     )
                 )
     return rows
