@@ -216,6 +216,48 @@ def ten_market_run(tmp_path_factory):
     return summary, root / "reports"
 
 
+def test_hub_kpis_are_the_data(ten_market_run):
+    """Each market's headline volume and accuracy on the hub, against pandas on the raw rows."""
+    import re
+
+    from qualitylab.params import load_parameters
+    from qualitylab.report import context
+    from qualitylab.runner import HUB_METRICS
+
+    summary, out = ten_market_run
+    data = out.parent / "data"
+    html = (summary.out / "index.html").read_text(encoding="utf-8")
+    dec = pd.read_parquet(data / "decisions")
+    qa = pd.read_parquet(data / "qa_audits.parquet")
+    qa = qa[qa["qa_source"] == "internal"]
+    for code in ALL_MARKETS:
+        row = re.search(rf"<tr><th>{code}</th>(.*?)</tr>", html, re.S)
+        assert row, code
+        cells = re.findall(
+            r'<td class="(\w+)" title="[^"]*">([^<]*)<br><small>(\w+)</small></td>', row[1]
+        )
+        assert len(cells) == len(HUB_METRICS), (code, row[1])
+        shown = dict(zip(HUB_METRICS, cells, strict=True))
+        assert all(cls == status for cls, _, status in cells), cells
+        # the period the run reports on (the last four full weeks before the data's end)
+        ctx = context(str(data), code)
+        tz = load_parameters().market(code).tz
+        d = dec[dec["market"] == code]
+        d = d.assign(date=d["created_at"].dt.tz_convert(tz).dt.date)
+        d = d[(d["date"] >= ctx.start) & (d["date"] <= ctx.end)]
+        assert shown["volume"][1] == f"{len(d):,}", (code, shown["volume"], len(d))
+        assert shown["volume"][2] == "na"  # volume has no target
+        # accuracy: the design-weighted share of internal audits that agree with the decision
+        j = qa.merge(d[d["action"].notna()], on="decision_id")
+        enforced, qa_enforced = j["action"] != "no_action", j["qa_action"] != "no_action"
+        correct = (enforced == qa_enforced) & (
+            ~enforced | (j["policy"].fillna("none") == j["qa_policy"])
+        )
+        w = j["sample_weight"].fillna(1.0)
+        acc = (w * correct).sum() / w.sum()
+        assert shown["accuracy"][1] == f"{100 * acc:.1f}%", (code, shown["accuracy"], acc)
+
+
 def _local_path(url: str) -> Path:
     from urllib.parse import unquote, urlparse
 
