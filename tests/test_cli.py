@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from qualitylab.cli import main
 from tests.conftest import tiny_tables, write_tables
@@ -197,3 +198,34 @@ def test_capacity_writes_contract_columns(small_data, tmp_path, capsys):
     assert list(table.columns) == CAPACITY_COLUMNS
     assert table.is_forecast.any() and (~table.is_forecast).any()
     assert "queue-hours short" in capsys.readouterr().out
+
+
+def test_sampling_plan_prints_plan_and_summary_and_writes_csv(small_data, tmp_path, capsys):
+    out = tmp_path / "plan.csv"
+    args = ["sampling-plan", "--data", str(small_data), "--market", "SG", "--budget", "300"]
+    assert main([*args, "--drop", "0.08", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "recommended_audits" in text and "accuracy_se" in text and "blind_spots" in text
+    assert "weekly budget 300, drop 0.08" in text
+    plan = pd.read_csv(out)
+    assert int(plan["recommended_audits"].sum()) == 300
+    assert {"vendor", "queue", "audits_needed", "current_audits"} <= set(plan.columns)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--market", "NZ"], "'NZ' has no parameters file"),
+        (["--market", "SG", "--budget", "0"], "--budget must be a whole number"),
+        (["--market", "SG", "--budget", "-5"], "--budget must be a whole number"),
+        (["--market", "SG", "--drop", "0"], r"--drop must be in (0, 1)"),
+        (["--market", "SG", "--drop", "1.5"], r"--drop must be in (0, 1)"),
+        (["--market", "SG", "--weeks", "0"], "--weeks must be >= 1"),
+    ],
+)
+def test_sampling_plan_bad_input_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
+    folder = write_tables(tmp_path / "d", tiny_tables())
+    assert main(["sampling-plan", "--data", str(folder), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1

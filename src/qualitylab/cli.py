@@ -121,6 +121,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="capacity CSV")
     p.add_argument("--assume-utc", action="store_true")
 
+    p = sub.add_parser(
+        "sampling-plan",
+        help="where QA audits are too few to see a drop, and a weekly allocation that fixes it",
+    )
+    p.add_argument("--data", required=True)
+    p.add_argument("--market", required=True)
+    p.add_argument("--weeks", type=int, default=4, help="full weeks measured (default 4)")
+    p.add_argument(
+        "--budget", type=int, default=None, help="weekly audits to allocate (default: current)"
+    )
+    p.add_argument(
+        "--drop",
+        type=float,
+        default=None,
+        help="accuracy drop each stratum must show (default: detectable_drop parameter)",
+    )
+    p.add_argument("--by", type=_csv_list, default=["vendor", "queue"], help="strata columns")
+    p.add_argument("--out", default=None, help="plan CSV (the table is printed either way)")
+    p.add_argument("--assume-utc", action="store_true")
+
     p = sub.add_parser("readiness", help="check a queue launch plan; exit 1 when a check fails")
     p.add_argument("--data", required=True)
     p.add_argument("--launch", required=True, help="launch plan YAML (parameters/launches/)")
@@ -485,6 +505,47 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sampling_plan(args: argparse.Namespace) -> int:
+    from qualitylab.sampling import sampling_plan
+
+    if args.budget is not None and args.budget <= 0:
+        raise QualityLabError(
+            f"--budget must be a whole number of weekly audits >= 1; got {args.budget}"
+        )
+    if args.drop is not None and not 0 < args.drop < 1:
+        raise QualityLabError(f"--drop must be in (0, 1), e.g. 0.05; got {args.drop}")
+    if args.weeks < 1:
+        raise QualityLabError(f"--weeks must be >= 1; got {args.weeks}")
+    ds = _open(args)
+    ds.params.market(args.market)  # an unknown market fails before any query
+    plan = sampling_plan(
+        ds, args.market, weeks=args.weeks, budget=args.budget, drop=args.drop, by=args.by
+    )
+    _show(plan.plan.round(4))
+    print(
+        f"\n{args.market} {plan.period[0]}..{plan.period[1]}: weekly budget {plan.budget}, "
+        f"drop {plan.drop:g} (80% power; scan search over {plan.period_days} days, "
+        f"{plan.series} series)"
+    )
+    _show(plan.summary().round(5))
+    if plan.still_blind:
+        print(f"still blind ({len(plan.still_blind)}): {', '.join(plan.still_blind)}")
+        reach = [s for s in plan.still_blind if s not in plan.unreachable]
+        if reach:
+            print(
+                f"a weekly budget of {plan.budget_to_close} would make every reachable stratum detectable"
+            )
+        if plan.unreachable:
+            print(
+                f"no budget closes {len(plan.unreachable)} (fewer weekly decisions than the "
+                f"audits needed): {', '.join(plan.unreachable)}"
+            )
+    if args.out:
+        plan.plan.to_csv(args.out, index=False)
+        print(f"wrote {len(plan.plan)} strata to {args.out}")
+    return 0
+
+
 def _cmd_readiness(args: argparse.Namespace) -> int:
     from qualitylab.readiness import has_failures, load_launch_plan, readiness
 
@@ -665,6 +726,7 @@ _COMMANDS = {
     "detect": _cmd_detect,
     "rca": _cmd_rca,
     "readiness": _cmd_readiness,
+    "sampling-plan": _cmd_sampling_plan,
     "run": _cmd_run,
     "schedule": _cmd_schedule,
     "scorecard": _cmd_scorecard,

@@ -453,7 +453,12 @@ def _rates(
             except QualityLabError as exc:
                 notes.append(f"AI metrics left out: {exc}")
             else:
-                parts.append(ai[ai["metric"].isin(wanted)])
+                ai = ai[ai["metric"].isin(wanted)]
+                if ai.empty:
+                    notes.append(
+                        "AI metrics left out: no audited item in the period has an ai_score"
+                    )
+                parts.append(ai)
     long = pd.concat([p[[*cols, "metric", "value", "n"]] for p in parts], ignore_index=True)
     return long.merge(audits, on=cols, how="left"), notes
 
