@@ -180,7 +180,27 @@ CHARTS: dict[str, Callable[[], Any]] = {
     ),
     "triage_timeline": lambda: qc.triage_timeline(*triage_frames()),
     "capacity_heatmap": lambda: qc.capacity_heatmap(capacity_frame(), history_days=2),
+    "sampling_plan_chart": lambda: qc.sampling_plan_chart(plan_frame()),
 }
+
+
+def plan_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "vendor": ["VendorA", "VendorA", "<b>x</b>"],
+            "queue": ["live_stream", "appeal", "live_stream"],
+            "weekly_decisions": [900.0, 40.0, 300.0],
+            "accuracy": [0.93, 1.0, np.nan],
+            "s": [0.255, 0.12, 0.5],
+            "current_audits": [60.0, 25.0, 0.0],
+            "audits_needed": [420.0, 35.0, float("inf")],
+            "recommended_audits": [70, 35, 15],
+            "mdc_before": [0.09, 0.07, np.nan],
+            "mdc_after": [0.085, 0.05, 0.3],
+            "blind_before": [True, True, True],
+            "blind_after": [True, False, True],
+        }
+    )
 
 
 def rollout_daily() -> pd.DataFrame:
@@ -768,3 +788,27 @@ def test_a_frame_without_rows_draws_an_empty_chart():
     assert all(len(rows) == 0 for rows in spec["datasets"].values())
     with pytest.raises(ParameterError, match=r"no rows for metric 'sla'"):
         qc.kpi_intervals(metric_frame(), segment="vendor", metric="sla")
+
+
+def test_sampling_plan_chart_shows_both_allocations_and_the_blind_strata():
+    spec = registry_spec("sampling_plan_chart")
+    bars, text = spec["layer"]
+    rows = rows_of(spec, bars)
+    by = {(r["stratum"], r["allocation"]): r["audits"] for r in rows}
+    assert by[("VendorA / live_stream", "current")] == 60
+    assert by[("VendorA / live_stream", "recommended")] == 70
+    assert by[("<b>x</b> / live_stream", "current")] == 0
+    assert bars["encoding"]["yOffset"]["field"] == "allocation"  # position, not colour alone
+    labels = {r["stratum"]: r["blind"] for r in rows_of(spec, text)}
+    assert labels["VendorA / live_stream"] == "blind (needs 420)"
+    assert labels["VendorA / appeal"] == ""
+    assert labels["<b>x</b> / live_stream"] == "blind (no number of audits)"
+    # biggest strata first; a SamplingPlan-like object is accepted as is
+    assert bars["encoding"]["y"]["sort"][0] == "VendorA / live_stream"
+
+    class Plan:
+        plan = plan_frame()
+
+    assert qc.sampling_plan_chart(Plan()).to_dict()["layer"][0]["mark"]["type"] == "bar"
+    with pytest.raises(DataContractError, match="recommended_audits"):
+        qc.sampling_plan_chart(plan_frame().drop(columns=["recommended_audits"]))

@@ -77,6 +77,7 @@ __all__ = [
     "kpi_intervals",
     "pr_curve",
     "roc_curve",
+    "sampling_plan_chart",
     "scorecard_heatmap",
     "theme_config",
     "rollout_chart",
@@ -2283,3 +2284,118 @@ def capacity_heatmap(
         .facet(row=alt.Row("queue:N", title=None))
     )
     return _titled(chart, title, "Staffing gap: required minus staffed moderators")
+
+
+# the plan columns of qualitylab.sampling.PLAN_COLUMNS (not imported: charts sit below it)
+_PLAN_COLUMNS = (
+    "weekly_decisions",
+    "accuracy",
+    "s",
+    "current_audits",
+    "audits_needed",
+    "recommended_audits",
+    "mdc_before",
+    "mdc_after",
+    "blind_before",
+    "blind_after",
+)
+
+
+def sampling_plan_chart(plan: Any, *, title: str | None = None) -> alt.LayerChart:
+    """Current vs recommended weekly audits per stratum, with the strata that stay blind.
+
+    Parameters
+    ----------
+    plan : SamplingPlan or pandas.DataFrame
+        :func:`qualitylab.sampling.sampling_plan`'s result or its ``plan``
+        table: the stratum columns (e.g. ``vendor, queue``), then
+        ``current_audits, recommended_audits, audits_needed`` and the other
+        plan columns.
+    title : str, optional
+
+    Returns
+    -------
+    altair.LayerChart
+        One row per stratum: a bar per allocation (``current`` light,
+        ``recommended`` dark; colour and position both tell them apart), and
+        the text ``blind`` (with the audits it would need) beside strata that
+        cannot show the drop with the recommended audits. Tooltips give the
+        weekly decisions, accuracy, audits needed and the minimum detectable
+        drop before and after.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"vendor": ["A", "B"], "queue": ["q", "q"], "weekly_decisions": [500.0, 90.0],
+    ...                   "accuracy": [0.93, 0.97], "s": [0.26, 0.17], "current_audits": [40.0, 30.0],
+    ...                   "audits_needed": [310.0, float("inf")], "recommended_audits": [55, 15],
+    ...                   "mdc_before": [0.12, 0.2], "mdc_after": [0.1, 0.3],
+    ...                   "blind_before": [True, True], "blind_after": [True, True]})
+    >>> [layer["mark"]["type"] for layer in sampling_plan_chart(t).to_dict()["layer"]]
+    ['bar', 'text']
+    """
+    frame = getattr(plan, "plan", plan)
+    df = _frame(frame, "sampling plan", _PLAN_COLUMNS, "qualitylab.sampling.sampling_plan")
+    strata = [c for c in df.columns if c not in _PLAN_COLUMNS]
+    if not strata:
+        raise DataContractError(
+            "sampling plan: no stratum columns (e.g. vendor, queue) before the plan columns",
+            table="sampling plan",
+            check="missing_column",
+        )
+    _numeric(df, "sampling plan", [c for c in _PLAN_COLUMNS if not c.startswith("blind")])
+    df["stratum"] = df[strata].astype(str).agg(" / ".join, axis=1)
+    need = df["audits_needed"].where(np.isfinite(df["audits_needed"]))
+    df["needed"] = need.map(lambda v: "no number of audits" if pd.isna(v) else f"{v:,.0f}")
+    label = need.map(
+        lambda v: "blind (no number of audits)" if pd.isna(v) else f"blind (needs {v:,.0f})"
+    )
+    df["blind"] = np.where(df["blind_after"].astype(bool), label, "")
+    keep = ["stratum", "weekly_decisions", "accuracy", "needed", "mdc_before", "mdc_after"]
+    long = pd.concat(
+        [
+            df[keep].assign(allocation="current", audits=df["current_audits"]),
+            df[keep].assign(allocation="recommended", audits=df["recommended_audits"]),
+        ],
+        ignore_index=True,
+    )
+    long = long.replace([np.inf, -np.inf], np.nan)
+    order = df.sort_values("weekly_decisions", ascending=False)["stratum"].tolist()
+    y = alt.Y("stratum:N", title=None, sort=order)
+    bars = (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            y=y,
+            yOffset=alt.YOffset("allocation:N", sort=["current", "recommended"]),
+            x=alt.X("audits:Q", title="audits a week"),
+            color=alt.Color(
+                "allocation:N",
+                title="Allocation",
+                scale=alt.Scale(
+                    domain=["current", "recommended"], range=[OKABE_ITO[2], OKABE_ITO[0]]
+                ),
+            ),
+            tooltip=[
+                alt.Tooltip("stratum:N"),
+                alt.Tooltip("allocation:N"),
+                alt.Tooltip("audits:Q", format=",.1f"),
+                alt.Tooltip("weekly_decisions:Q", title="decisions a week", format=",.0f"),
+                alt.Tooltip("accuracy:Q", format=".1%"),
+                alt.Tooltip("needed:N", title="audits needed"),
+                alt.Tooltip("mdc_before:Q", title="detectable drop now", format=".1%"),
+                alt.Tooltip("mdc_after:Q", title="detectable drop after", format=".1%"),
+            ],
+        )
+    )
+    ends = df[["stratum", "blind"]].assign(
+        x=np.maximum(df["current_audits"], df["recommended_audits"])
+    )
+    text = (
+        alt.Chart(ends)
+        .mark_text(align="left", dx=4, color=_VERMILLION)
+        .encode(y=y, x=alt.X("x:Q"), text=alt.Text("blind:N"))
+    )
+    height = max(len(df) * 28, 60)
+    chart = alt.layer(bars, text).properties(width=_WIDTH, height=height)
+    return _titled(chart, title, "Weekly audits per stratum: current and recommended")
