@@ -38,6 +38,13 @@ Status (per run and market)
     that is raised again with a window reaching past its old end and up to the
     period's end is reopened (``ongoing``, same id).
 
+Queue alerts (``kind="queue"``)
+    The live queue watch (:mod:`qualitylab.watch`) stores its alerts here too,
+    with their own ids (``SG-20261206T1405-backlog-3f2a1c``), the same labels
+    and the same listing. They are events, not daily runs: :func:`append` adds
+    their rows without replacing a date's rows, and :func:`rebaselines` leaves
+    them out (they are not series of the daily scan).
+
 Runs for the same date, and runs out of order
     A run for a market and ``as_of`` that is already in the store replaces that
     market's rows for that date (:func:`commit`). Statuses are computed against
@@ -78,7 +85,7 @@ import io
 import os
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -104,6 +111,7 @@ __all__ = [
     "AlertLabel",
     "alert_precision",
     "alerts_csv",
+    "append",
     "commit",
     "label_alert",
     "latest_alerts",
@@ -430,6 +438,59 @@ def commit(
     also = {(str(m), kind, _day(d, "as_of")) for m, d in (runs or ())}
     with _locked(folder):
         return _commit(folder, read_store(folder), rows, also)
+
+
+def append(
+    reports_dir: str | os.PathLike[str],
+    rows: pd.DataFrame | Callable[[pd.DataFrame], pd.DataFrame],
+) -> pd.DataFrame:
+    """Add rows to the store without replacing any, atomically: for event alerts.
+
+    :func:`commit` replaces a market, kind and date's rows (a daily run's
+    rerun); the queue watch's alerts are events within a day, so they are
+    appended instead.
+
+    Parameters
+    ----------
+    reports_dir : str or path
+        The reports folder; created if missing.
+    rows : pandas.DataFrame or callable
+        :data:`STORE_COLUMNS` rows, or a function of the current store (read
+        under the store's lock) returning them, for a writer that decides
+        what to add from what is stored.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows added, conformed to the store's columns and dtypes.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> reports = tempfile.mkdtemp()
+    >>> row = pd.DataFrame({"alert_id": ["SG-1"], "kind": ["queue"], "market": ["SG"],
+    ...                     "as_of": ["2026-12-06"], "status": ["new"]})
+    >>> _ = append(reports, row)
+    >>> _ = append(reports, row.assign(status="resolved"))
+    >>> read_store(reports)["status"].tolist()
+    ['new', 'resolved']
+    """
+    folder = _folder(reports_dir, must_exist=False)
+    with _locked(folder):
+        store = read_store(folder)
+        new = rows(store) if callable(rows) else rows
+        new = _conform(new) if len(new) else _empty_store()
+        if len(new):
+            missing = new[["market", "kind", "as_of", "alert_id"]].isna().any(axis=1)
+            if missing.any():
+                raise ParameterError(
+                    f"{int(missing.sum())} row(s) to append without market, kind, as_of "
+                    "or alert_id",
+                    key="rows",
+                )
+            parts = [f for f in (store, new) if len(f)]
+            _write_store(folder / STORE_FILE, _conform(pd.concat(parts, ignore_index=True)))
+    return new
 
 
 def _commit(
@@ -1183,7 +1244,7 @@ def rebaselines(
     if labels is None or not len(labels) or not len(store):
         return {}
     frame = _conform(store)
-    frame = frame[frame["market"] == market]
+    frame = frame[(frame["market"] == market) & (frame["kind"] != "queue")]
     out: dict[tuple[str, str, str], date] = {}
     for aid, since in _rebaseline_dates(frame, labels).items():
         r = frame[frame["alert_id"] == aid].iloc[-1]
