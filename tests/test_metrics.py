@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.stats as sps
+from design_reference import design_interval
 from statsmodels.duration.survfunc import SurvfuncRight
 from statsmodels.stats.proportion import proportion_confint
 
@@ -211,31 +211,16 @@ def test_qa_alignment_against_pandas(ds, frames):
     # weighted by the internal audit's sample weight (the draw that makes the pair)
     same = (pairs.label_v == pairs.label_i).astype(float)
     assert row.value == pytest.approx(np.average(same, weights=pairs.w_i))
-    assert (row.ci_low, row.ci_high) == pytest.approx(_korn_graubard_by_weight(same, pairs.w_i))
+    assert (row.ci_low, row.ci_high) == pytest.approx(_design_by_weight(same, pairs.w_i))
     from sklearn.metrics import cohen_kappa_score
 
     kappa = _get(out, "qa_alignment_kappa")
     assert kappa.value == pytest.approx(cohen_kappa_score(pairs.label_v, pairs.label_i))
 
 
-def _korn_graubard_by_weight(y, w, confidence_level=0.95):
-    """Hand-worked design interval: strata = distinct weights, Hajek ratio, its
-    stratified linearised variance (Lohr 2010, (3.6) with (9.5)), Clopper-Pearson
-    at the design effective n (Korn & Graubard 1998). Equal weights: Wilson."""
-    y, w = np.asarray(y, float), np.asarray(w, float)
-    n = len(y)
-    if np.isclose(w.sum() ** 2, n * (w**2).sum()):
-        return proportion_confint(y.sum(), n, alpha=1 - confidence_level, method="wilson")
-    p = np.average(y, weights=w)
-    var = 0.0
-    for wh in np.unique(w):
-        a = wh * (y[w == wh] - p)
-        var += len(a) * a.var(ddof=1) if len(a) > 1 else (a**2).sum()
-    var /= w.sum() ** 2
-    n_eff = n if var == 0 or p in (0.0, 1.0) else n * (p * (1 - p) / (n - 1)) / var
-    x, a2 = p * n_eff, (1 - confidence_level) / 2
-    lo = sps.beta.ppf(a2, x, n_eff - x + 1) if x > 0 else 0.0
-    hi = sps.beta.ppf(1 - a2, x + 1, n_eff - x) if x < n_eff else 1.0
+def _design_by_weight(y, w, confidence_level=0.95):
+    """The documented design interval with strata = distinct weights (pandas reference)."""
+    _, lo, hi, _ = design_interval(y, w, np.asarray(w), confidence_level=confidence_level)
     return lo, hi
 
 
@@ -258,7 +243,7 @@ def _qa_alignment_per_segment(pairs, by, confidence_level):
         seg = dict(zip(by, key, strict=True))
         n = len(g)
         same = (g.label_v == g.label_i).astype(float)
-        lo, hi = _korn_graubard_by_weight(same, g.w_i, confidence_level)
+        lo, hi = _design_by_weight(same, g.w_i, confidence_level)
         value = np.average(same, weights=g.w_i)
         rows.append({**seg, "metric": "qa_alignment", "value": value, "n": n})
         rows[-1].update(ci_low=lo, ci_high=hi, p_value=np.nan)

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.stats as sps
+from design_reference import design_interval
 
 from qualitylab.demo import generate
 from qualitylab.errors import QualityLabError
@@ -84,19 +84,9 @@ def test_accuracy_is_the_design_weighted_estimate(res, small_data):
     got = res.overall.iloc[0]
     est = {}
     for phase, g in phases.items():
-        # strata = the distinct sample weights (no stratum column): the textbook
-        # stratified variance of the Hajek ratio (Lohr 2010, (3.6) with (9.5)),
-        # then Clopper-Pearson at the design effective n (Korn & Graubard 1998)
-        p = np.average(g.y, weights=g.w)
-        var = 0.0
-        for _, h in g.groupby("w"):
-            a = h.w * (h.y - p)
-            var += len(h) * a.var(ddof=1) if len(h) > 1 else (a**2).sum()
-        var /= g.w.sum() ** 2
-        n = len(g)
-        n_eff = n * (p * (1 - p) / (n - 1)) / var
-        x = p * n_eff
-        ci = (sps.beta.ppf(0.025, x, n_eff - x + 1), sps.beta.ppf(0.975, x + 1, n_eff - x))
+        # strata = the distinct sample weights (no stratum column)
+        p, lo, hi, n_eff = design_interval(g.y, g.w, g.w)
+        n, ci = len(g), (lo, hi)
         assert got[f"n_{phase}"] == n
         assert got[f"accuracy_{phase}"] == pytest.approx(p)
         assert (got[f"ci_low_{phase}"], got[f"ci_high_{phase}"]) == pytest.approx(ci)

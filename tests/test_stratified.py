@@ -17,6 +17,7 @@ from qualitylab.stats import proportion_ci, stratified_proportion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import stratified_coverage as sc  # noqa: E402
+from design_reference import design_interval  # noqa: E402
 
 
 def _sums(y, w):
@@ -50,10 +51,36 @@ def test_hand_computed_two_strata():
     assert res.n[0] == 6
     assert (res.ci_low[0], res.ci_high[0]) == pytest.approx(tuple(proportion_ci(0.6 * 2.88, 2.88)))
     # Korn-Graubard: Clopper-Pearson at n* with x = p n*
-    kg = stratified_proportion(**_stack(_sums([1, 1, 1, 0], [1] * 4), _sums([1, 0], [3] * 2)))
+    kg = stratified_proportion(
+        **_stack(_sums([1, 1, 1, 0], [1] * 4), _sums([1, 0], [3] * 2)), method="korn_graubard"
+    )
     x, m = 0.6 * 2.88, 2.88
     assert kg.ci_low[0] == pytest.approx(stats.beta.ppf(0.025, x, m - x + 1))
     assert kg.ci_high[0] == pytest.approx(stats.beta.ppf(0.975, x + 1, m - x))
+
+
+def test_pure_stratum_hand_computed():
+    # stratum 1: weight 1, y = 1, 1, 1, 1 (pure); stratum 2: weight 3, y = 1, 0
+    # p = (4 + 3) / 10 = 0.7. Stratum 2: (6/10)^2 * 0.5 / 2 = 0.09.
+    # Stratum 1 as if 1/4 of an audit had failed: p~ = 0.25 / 4 = 0.0625,
+    # s~^2 = 4/3 * 0.0625 * 0.9375 = 0.078125; (4/10)^2 * 0.078125 / 4 = 0.003125.
+    # var = 0.093125; n* = 6 * (0.21 / 5) / 0.093125 = 2.70604...
+    binary = [
+        {k: v for k, v in _sums(y, w).items() if k != "sum_w2y2"}
+        for y, w in (([1, 1, 1, 1], [1] * 4), ([1, 0], [3] * 2))
+    ]
+    res = stratified_proportion(**_stack(*binary))
+    assert res.estimate[0] == pytest.approx(0.7)
+    assert res.se[0] ** 2 == pytest.approx(0.093125)
+    assert res.n_eff[0] == pytest.approx(6 * 0.042 / 0.093125)
+    lo, hi = proportion_ci(0.7 * res.n_eff[0], res.n_eff[0])
+    assert (res.ci_low[0], res.ci_high[0]) == pytest.approx((lo, hi))
+    # without the floor the pure stratum adds nothing: var = 0.09
+    off = stratified_proportion(**_stack(*binary), pure_events=0)
+    assert off.se[0] ** 2 == pytest.approx(0.09)
+    # a continuous outcome (sum_w2y2 given) is never floored
+    full = stratified_proportion(**_stack(_sums([1, 1, 1, 1], [1] * 4), _sums([1, 0], [3] * 2)))
+    assert full.se[0] ** 2 == pytest.approx(0.09)
 
 
 def test_lohr_example_3_2_stratified_mean_and_se():
@@ -145,22 +172,8 @@ def _pandas_reference(tables, strata_col, fpc=False):
     j["y"] = (j.qa_action == j.action).astype(float)
     rows = {}
     for vendor, g in j.groupby("vendor"):
-        big_n = g.sample_weight.sum()
-        p = (g.sample_weight * g.y).sum() / big_n
-        var = 0.0
-        for _, h in g.groupby(strata_col):
-            share = h.sample_weight.sum() / big_n
-            f = len(h) / h.sample_weight.sum() if fpc else 0.0  # n_h / N_h
-            var += (1 - f) * share**2 * h.y.var(ddof=1) / len(h)  # Lohr (3.6)
-        n = len(g)
-        n_star = n * (p * (1 - p) / (n - 1)) / var
-        x = p * n_star
-        rows[vendor] = (
-            p,
-            n,
-            stats.beta.ppf(0.025, x, n_star - x + 1),
-            stats.beta.ppf(0.975, x + 1, n_star - x),
-        )
+        p, lo, hi, _ = design_interval(g.y, g.sample_weight, g[strata_col], fpc=fpc)
+        rows[vendor] = (p, len(g), lo, hi)
     return pd.DataFrame(rows, index=["value", "n", "ci_low", "ci_high"]).T
 
 
@@ -243,19 +256,9 @@ def scored(tmp_path_factory):
 
 
 def _domain_reference(g, domain, event):
-    """Stratified domain rate (Lohr 2010, §4.3) and its Korn-Graubard interval."""
-    w = g.sample_weight.to_numpy()
-    x, y = domain.astype(float), (domain & event).astype(float)
-    r = (w * y).sum() / (w * x).sum()
-    var = 0.0
-    for _, idx in g.groupby("stratum").indices.items():
-        a = w[idx] * (y[idx] - r * x[idx])  # zeros outside the domain
-        var += len(a) / (len(a) - 1) * ((a - a.mean()) ** 2).sum()
-    var /= (w * x).sum() ** 2
-    nd = x.sum()
-    n_star = nd * (r * (1 - r) / (nd - 1)) / var if var > 0 else nd  # n* = n at r in {0, 1}
-    k = r * n_star
-    return r, stats.beta.ppf(0.025, k, n_star - k + 1), stats.beta.ppf(0.975, k + 1, n_star - k)
+    """Stratified domain rate (Lohr 2010, §4.3) and its interval."""
+    r, lo, hi, _ = design_interval(event, g.sample_weight, g.stratum, domain=domain)
+    return r, lo, hi
 
 
 def test_ai_rates_from_stratified_audits_against_raw_rows(scored):
