@@ -280,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-incidents", action="store_true", help="store alerts without grouping")
     p.add_argument("--assume-utc", action="store_true")
+
+    from qualitylab.watchcli import add_watch_parsers
+
+    add_watch_parsers(sub)  # watch, demo-stream (issue #19)
     return parser
 
 
@@ -734,6 +738,18 @@ _COMMANDS = {
     "demo-data": _cmd_demo_data,
     "headline": _cmd_headline,
 }
+
+
+def _watch_command(name: str):  # noqa: ANN202
+    def run(args: argparse.Namespace) -> int:
+        from qualitylab.watchcli import WATCH_COMMANDS
+
+        return WATCH_COMMANDS[name](args)
+
+    return run
+
+
+_COMMANDS.update({name: _watch_command(name) for name in ("watch", "demo-stream")})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
