@@ -1860,7 +1860,7 @@ def ai_metrics(
     ``ai_recall`` and ``ai_fpr`` are those of a domain rate of a stratified
     sample (:func:`qualitylab.stats.stratified_proportion` with ``domain_n``:
     the engine aggregates per segment and stratum, the variance is combined
-    over strata, and the interval is Korn & Graubard's at the design effective
+    over strata, and the interval is Wilson's at the design effective
     size of the denominator). With equal weights they are Wilson intervals.
     """
     from qualitylab import metrics as m

@@ -774,7 +774,7 @@ def design_rates(
         One row per segment, sorted by `keys`: the `keys`, ``n``, ``value``,
         ``ci_low``, ``ci_high``, ``n_eff`` and ``design`` (True where the
         weights are unequal). With unequal weights the Hajek estimate, the
-        stratified variance and Korn & Graubard's interval
+        stratified variance and Wilson's interval at the design effective n
         (:func:`qualitylab.stats.stratified_proportion`; ``n_eff`` the design
         effective sample size); with equal weights the plain share and its
         Wilson interval (``n_eff = n``).
@@ -886,8 +886,10 @@ def qa_metrics(
     stratum and :func:`qualitylab.stats.stratified_proportion` combines the
     strata with the stratified variance
     :math:`\\sum_h (\\hat N_h/\\hat N)^2 s_h^2/n_h` (:math:`\\hat N_h` the
-    stratum's weight total) and gives the Clopper-Pearson interval at the
-    design effective sample size (Korn & Graubard 1998). The variance assumes
+    stratum's weight total) and gives Wilson's interval at the design
+    effective sample size (Korn & Graubard's approach, 1998; a stratum whose
+    audits all agree gets a small variance floor, see
+    :func:`~qualitylab.stats.stratified_proportion`). The variance assumes
     a fixed number of audits per stratum (stratified sampling); when each
     decision is audited independently with its probability (Bernoulli
     sampling), ``strata="none"`` is the matching variance. No
@@ -1006,7 +1008,7 @@ def qa_alignment(
     carries the internal audit's ``sample_weight`` and stratum (the internal
     audit is the draw that makes the pair; `strata` as in :func:`qa_metrics`),
     so with unequal weights the rate is the Hajek estimate with the stratified
-    variance and Korn & Graubard's interval, and with equal weights the plain
+    variance and Wilson's interval at the design effective n, and with equal weights the plain
     share with a Wilson interval. Kappa and leniency describe the audited
     pairs themselves (unweighted counts).
     """

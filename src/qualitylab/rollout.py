@@ -398,7 +398,7 @@ def rollout(
     Notes
     -----
     Accuracy is the design-weighted (Hajek) share of correct decisions, with
-    the stratified variance and Korn & Graubard's interval for unequal weights
+    the stratified variance and Wilson's interval at the design effective n for unequal weights
     and Wilson's for equal ones, as :func:`qualitylab.metrics.qa_metrics`.
     Before vs after is compared on effective counts (the accuracy times the
     design effective sample size): Newcombe's interval for the difference and a one-sided
