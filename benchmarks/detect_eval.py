@@ -790,14 +790,14 @@ def report(results: list[SeedResult], args: argparse.Namespace) -> list[str]:
         f"Every miss ({len(missed_rows)}), with the design's verdict "
         f"({sum(bool(row['findable']) for _, _, row in missed_rows)} findable):",
         "",
-        "| seed | incident | findable | expected audits (or items) | planted change | "
-        "change a scan sees (80% power) |",
-        "|---|---|---|---:|---:|---:|",
+        "| seed | incident | findable | series that shows it best | expected audits "
+        "(or items) | planted change | change a scan sees (80% power) |",
+        "|---|---|---|---|---:|---:|---:|",
     ]
     for r, _, row in missed_rows:
         lines.append(
             f"| {r.seed} | {incident_label(row)} | {'yes' if row['findable'] else 'no'} | "
-            f"{_num(row['expected_n'], 0)} | {_num(row['planted_change'], 3, True)} | "
+            f"{_md(row.get('best_series', ''))} | {_num(row['expected_n'], 0)} | {_num(row['planted_change'], 3, True)} | "
             f"{_num(row['detectable_change'], 3)} |"
         )
     unwatched = base[~base["watched"]]

@@ -138,7 +138,8 @@ ALL_MARKETS = ("SG", "ID", "TH", "VN", "PH", "MY", "JP", "KR", "TW", "AU")
 #: difference; for volume the relative change), ``detectable_change`` (the
 #: smallest change of that series the scan sees with 80% power, from
 #: :func:`qualitylab.detect.minimum_detectable_change`) and ``findable``
-#: (``True``/``False``). Numbers are empty where undefined.
+#: (``True``/``False``), and ``best_series`` (``"metric dimension=segment"`` of
+#: that series). Numbers are empty where undefined.
 INCIDENT_COLUMNS = (
     "market",
     "metric",
@@ -152,6 +153,7 @@ INCIDENT_COLUMNS = (
     "planted_change",
     "detectable_change",
     "findable",
+    "best_series",
 )
 #: Power a scan needs for an incident to count as ``findable`` (``incidents.csv``).
 FINDABLE_POWER = 0.8
@@ -790,6 +792,7 @@ class _Findability:
     planted_change: float  # change of the best series the design plants
     detectable_change: float  # change the scan sees there with FINDABLE_POWER
     findable: bool
+    series: str = ""  # "metric dimension=segment" of that series
 
 
 def _recall_at(m: _Market, hard: float) -> float:
@@ -842,7 +845,13 @@ def _findability(
         if inc.metric == "capacity_gap":
             # staffing is a census, not a sample: the rota cut below the Erlang C
             # requirement shows on every day it lasts
-            out[i] = _Findability(float("nan"), _ROTA_CUT - 1.0, float("nan"), True)
+            out[i] = _Findability(
+                float("nan"),
+                _ROTA_CUT - 1.0,
+                float("nan"),
+                True,
+                f"capacity_gap {inc.dimension}={inc.segment}",
+            )
             continue
         if inc.metric == "volume":
             qs = (
@@ -863,7 +872,11 @@ def _findability(
             found = math.log1p(change) * (1 if inc.direction == "up" else -1) >= need
             sign = 1 if inc.direction == "up" else -1
             out[i] = _Findability(
-                float(lam1.sum()), change, float(math.expm1(sign * need)), bool(found)
+                float(lam1.sum()),
+                change,
+                float(math.expm1(sign * need)),
+                bool(found),
+                f"volume {inc.dimension}={inc.segment}",
             )
             continue
         if inc.metric == "red_team_recall":
@@ -877,7 +890,9 @@ def _findability(
             r0 = _recall_at(m, hs + (1 - hs) * _ATTACK_HARD[a])
             r1 = _recall_at(m, hs + (1 - hs) * _RED_TEAM_DROP_HARD)
             mdc = rate_test(r0, n1, n0, inc.direction, period)
-            out[i] = _Findability(n1, r1 - r0, mdc, bool(abs(r1 - r0) >= mdc))
+            out[i] = _Findability(
+                n1, r1 - r0, mdc, bool(abs(r1 - r0) >= mdc), f"red_team_recall attack={inc.segment}"
+            )
             continue
         for v in m.views:
             if v.incident != i:
@@ -901,7 +916,9 @@ def _findability(
             ok = bool(moved and np.isfinite(mdc) and abs(change) >= mdc)
             ratio = abs(change) / mdc if moved and np.isfinite(mdc) and mdc > 0 else 0.0
             audits = float(v.audits[days].sum())
-            candidates.append((ok, ratio, _Findability(audits, float(change), float(mdc), ok)))
+            name = f"{v.metric} {v.dimension}={v.segment}"
+            cand = _Findability(audits, float(change), float(mdc), ok, name)
+            candidates.append((ok, ratio, cand))
         if candidates:
             # the view the scan sees best: largest planted change relative to what it needs
             best = max(candidates, key=lambda c: c[:2])[2]
@@ -2266,6 +2283,7 @@ def generate(
                     _fmt(f.planted_change, 4),
                     _fmt(f.detectable_change, 4),
                     f.findable,
+                    f.series,
                 ]
             )
     say(f"incidents.csv: {len(incidents_)} incidents")
