@@ -2286,21 +2286,6 @@ def capacity_heatmap(
     return _titled(chart, title, "Staffing gap: required minus staffed moderators")
 
 
-# the plan columns of qualitylab.sampling.PLAN_COLUMNS (not imported: charts sit below it)
-_PLAN_COLUMNS = (
-    "weekly_decisions",
-    "accuracy",
-    "s",
-    "current_audits",
-    "audits_needed",
-    "recommended_audits",
-    "mdc_before",
-    "mdc_after",
-    "blind_before",
-    "blind_after",
-)
-
-
 def sampling_plan_chart(plan: Any, *, title: str | None = None) -> alt.LayerChart:
     """Current vs recommended weekly audits per stratum, with the strata that stay blind.
 
@@ -2334,16 +2319,18 @@ def sampling_plan_chart(plan: Any, *, title: str | None = None) -> alt.LayerChar
     >>> [layer["mark"]["type"] for layer in sampling_plan_chart(t).to_dict()["layer"]]
     ['bar', 'text']
     """
+    from qualitylab.sampling import PLAN_COLUMNS
+
     frame = getattr(plan, "plan", plan)
-    df = _frame(frame, "sampling plan", _PLAN_COLUMNS, "qualitylab.sampling.sampling_plan")
-    strata = [c for c in df.columns if c not in _PLAN_COLUMNS]
+    df = _frame(frame, "sampling plan", PLAN_COLUMNS, "qualitylab.sampling.sampling_plan")
+    strata = [c for c in df.columns if c not in PLAN_COLUMNS]
     if not strata:
         raise DataContractError(
             "sampling plan: no stratum columns (e.g. vendor, queue) before the plan columns",
             table="sampling plan",
             check="missing_column",
         )
-    _numeric(df, "sampling plan", [c for c in _PLAN_COLUMNS if not c.startswith("blind")])
+    _numeric(df, "sampling plan", [c for c in PLAN_COLUMNS if not c.startswith("blind")])
     df["stratum"] = df[strata].astype(str).agg(" / ".join, axis=1)
     need = df["audits_needed"].where(np.isfinite(df["audits_needed"]))
     df["needed"] = need.map(lambda v: "no number of audits" if pd.isna(v) else f"{v:,.0f}")
