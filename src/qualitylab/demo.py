@@ -44,7 +44,9 @@ generator's own design, never what a scan found:
   the effective audits of the incident's days against those of the baseline,
   ``period_days`` = the days the scan searches (``days - 28``) and ``series``
   = the series the default scan of the market builds (:func:`_scan_series`,
-  an upper bound: the scan skips some as too small). Findable when a series
+  an upper bound: the scan skips some as too small). This is the whole-range
+  scan ``benchmarks/detect_eval.py`` scores; a report's four-week scan
+  searches fewer days and sees slightly smaller changes. Findable when a series
   moves in the incident's direction by at least its detectable change;
   ``expected_n``, ``planted_change`` and ``detectable_change`` are those of
   the series that shows it best.
