@@ -721,42 +721,45 @@ def test_control_series_limits_are_the_p_chart_of_the_data(
 
 
 # --------------------------------------------------------------------------- #
-# A design-weighted rate whose every stratum is pure: the documented n* = n
+# A design-weighted rate whose every stratum is pure: the interval must not collapse
 # --------------------------------------------------------------------------- #
-@pytest.mark.xfail(
-    strict=True,
-    reason="stats.stratified_proportion: for a segment whose strata (distinct weights) are "
-    "each all-correct or all-wrong, the variance should be 0 and n* = n (its docstring), but "
-    "round-off in sum_a2 - sum_a**2 / n_h leaves ~1e-18, so n* ~ 1e16 and the interval "
-    "collapses to the point (VendorA 2026-10-28: 0.9154 [0.9154, 0.9154] on 17 audits)",
+PURE_STRATA_BUG = (
+    "stats.stratified_proportion: a segment whose strata (distinct "
+    "weights) each hold 2+ audits that all agree should have variance 0 and, per its "
+    "docstring, n* = n; round-off in sum_a2 - sum_a**2 / n_h leaves ~1e-18 instead, so "
+    "n* ~ 1e16 and the interval collapses to the point or is NaN (VendorA 2026-10-28 in "
+    "the small demo: 0.9154 [0.9154, 0.9154] on 17 audits; Clopper-Pearson at n = 17 "
+    "gives [0.678, 0.994]). Remove this marker when a fix lands (e.g. the pure-strata "
+    "variance floor being added to stats.py)."
 )
-def test_pure_strata_interval_is_clopper_pearson_at_n(ds, audited):
+
+
+@pytest.mark.xfail(strict=True, reason=PURE_STRATA_BUG)
+def test_pure_strata_interval_is_not_a_point(ds, audited):
     # every stratum of the segment holds two or more audits, all correct or all wrong (a
     # stratum of one audit is "lonely" and adds its squared deviation by design)
     strata = audited.groupby(["vendor", "date", "w"])["correct"].agg(["nunique", "size"])
     pure = ((strata["nunique"] == 1) & (strata["size"] >= 2)).groupby(["vendor", "date"]).all()
     rate = audited.groupby(["vendor", "date"])["correct"].mean()
-    cases = pure[pure & (rate > 0) & (rate < 1)].index
+    cases = pure[pure & (rate > 0.05) & (rate < 0.95)].index
     assert len(cases) >= 3
     frame = ql.metrics.qa_metrics(ds, market=MARKET, by=["vendor", "date"])
-    acc = frame[frame["metric"] == "accuracy"].assign(date=lambda f: pd.to_datetime(f["date"]))
-    acc = acc.assign(date=acc["date"].dt.date).set_index(["vendor", "date"])
+    acc = frame[frame["metric"] == "accuracy"]
+    acc = acc.assign(date=pd.to_datetime(acc["date"]).dt.date).set_index(["vendor", "date"])
     wrong = []
     for key in cases:
         r = acc.loc[key]
-        # statsmodels: Clopper-Pearson at x = p n, n = the number of audits
-        lo, hi = proportion_confint(r["value"] * r["n"], r["n"], alpha=0.05, method="beta")
-        if (r["ci_low"], r["ci_high"]) != pytest.approx((lo, hi), abs=1e-6):
-            wrong.append((*key, r["value"], r["n"], r["ci_low"], r["ci_high"], lo, hi))
+        assert r["n"] <= 20  # a day's audits of one vendor
+        # Under 20 audits with a rate between 5% and 95% cannot be known to within ±2.5
+        # points at 95% (Clopper-Pearson at n is 0.25-0.5 wide; Wilson at even 3n > 0.15).
+        if not (
+            np.isfinite([r["ci_low"], r["ci_high"]]).all() and r["ci_high"] - r["ci_low"] > 0.05
+        ):
+            wrong.append((*key, r["value"], r["n"], r["ci_low"], r["ci_high"]))
     assert not wrong, wrong
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stats.stratified_proportion: pure strata leave a round-off variance (~1e-18) "
-    "instead of 0, so n* ~ 1e16 instead of the documented n* = n; the interval collapses "
-    "to the point, or is NaN",
-)
+@pytest.mark.xfail(strict=True, reason=PURE_STRATA_BUG)
 @pytest.mark.parametrize(
     ("weights", "sizes", "correct"),
     [
@@ -774,9 +777,11 @@ def test_stratified_proportion_of_pure_strata_hand_worked(weights, sizes, correc
     res = stratified_proportion(w * n * y, w * n, w * w * n, w * w * n * y, n=n)
     p = (w * n * y).sum() / (w * n).sum()
     assert res.estimate[0] == pytest.approx(p)
-    # Every stratum is constant: each a_i = w_i (y_i - p) equals its stratum's mean, so
-    # the stratified variance is exactly 0 and, by the docstring, n* = n = sum(n_h).
-    assert res.n_eff[0] == pytest.approx(n.sum())
-    # statsmodels: Clopper-Pearson at x = p n (Korn & Graubard at n* = n)
-    lo, hi = proportion_confint(p * n.sum(), n.sum(), alpha=0.05, method="beta")
-    assert (res.ci_low[0], res.ci_high[0]) == pytest.approx((lo, hi), abs=1e-9)
+    # Each a_i = w_i (y_i - p) equals its stratum's mean, so the textbook stratified
+    # variance is exactly 0: n* must be a sample size (n = 17 or 18 by the docstring,
+    # not ~1e16), and the interval a real one around p.
+    assert res.n_eff[0] < 10 * n.sum()
+    lo, hi = res.ci_low[0], res.ci_high[0]
+    assert np.isfinite([lo, hi]).all() and lo < p < hi and hi - lo > 0.05
+    # statsmodels, for the docstring's n* = n: Clopper-Pearson at x = p n
+    #   proportion_confint(p * n.sum(), n.sum(), method="beta") = (0.678, 0.994) for the first
