@@ -579,12 +579,6 @@ def _cli(args, capsys):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(hand, capsys, extra, message):
-    pytest.importorskip("qualitylab.cli")
-    from qualitylab.cli import build_parser
-
-    choices = build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001
-    if "watch" not in choices:
-        pytest.skip("qualitylab.cli does not have the watch command yet")
     folder, *_ = hand
     rc, cap = _cli(["watch", "--data", str(folder), *extra], capsys)
     assert rc == 2
