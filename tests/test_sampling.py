@@ -464,16 +464,20 @@ def test_sampling_plan_bad_input(jp):
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
-def test_planted_drop_at_the_plans_audits_is_found_80_percent_of_the_time():
+def test_planted_drop_at_the_plans_audits_is_found_at_least_80_percent_of_the_time():
     """The fast version of ``benchmarks/sampling_power.py``.
 
     One planted drop per scan (a lone discovery, as the plan assumes), every
     vendor audited at the plan's weekly audits, the real ``scan``. The
-    benchmark runs 400 replicates per design for the 80% +- 4% band
-    (``benchmarks/results/sampling_power.md``); here 60 replicates, so the
-    band is the binomial 99% range around 0.8 (about +- 13 points): it still
-    fails if the plan's audits were the ones of a test without the scan's
-    corrections (power near 100%) or far too few.
+    benchmark runs 400 replicates per design
+    (``benchmarks/results/sampling_power.md``): the scan finds the drop
+    86% of the time (95% CI 83-89%), a little more than the 80% the plan
+    promises, because it keeps the most significant of the windows its
+    detectors propose while the plan's power is that of the planted week
+    alone (the search penalty is paid either way). Here 60 seeded
+    replicates: the band is the binomial 99.7% range around 0.86, and still
+    fails if the plan's audits were those of a test without the scan's
+    corrections (far too few) or twice what is needed (power near 100%).
     """
     from sampling_power import Design, simulate
 
@@ -481,6 +485,14 @@ def test_planted_drop_at_the_plans_audits_is_found_80_percent_of_the_time():
     plan_n = design.weekly_audits()
     # the plan's number is the library's, with this scan's corrections
     assert plan_n == math.ceil(audits_needed(0.94, 0.05, period_days=28, series=4, fdr=design.fdr))
-    rate, hits, n_week, _ = simulate(design, 60, seed=5)
+    assert plan_n > 2 * audits_needed(0.94, 0.05)  # the corrections matter here
+    rate, hits, n_week, _ = simulate(design, 60, seed=5, jobs=2)
     assert n_week == plan_n
-    assert 0.67 <= rate <= 0.93, (rate, hits)
+    assert 0.72 <= rate <= 0.97, (rate, hits)
+
+
+def test_neyman_rejects_a_zero_sd_where_there_is_volume():
+    with pytest.raises(QualityLabError, match="s > 0 where there is volume"):
+        neyman_allocation([10, 20], [0.0, 0.3], 5)
+    # ... but a stratum without volume may have any S_h
+    assert neyman_allocation([10, 0], [0.3, 0.0], 5).tolist() == [5, 0]

@@ -234,11 +234,12 @@ def neyman_allocation(
         Stratum sizes :math:`N_h` (e.g. weekly decisions); strata of size 0
         get nothing.
     s : array_like
-        Stratum standard deviations :math:`S_h` (> 0).
+        Stratum standard deviations :math:`S_h` (> 0 where there is volume).
     budget : int
         Total audits.
     floor, cap : array_like of int, optional
-        Per-stratum bounds (default 0 and :math:`\\lceil N_h \\rceil`).
+        Per-stratum bounds (default 0 and :math:`\\lceil N_h \\rceil`; a
+        fractional floor is rounded up, a fractional cap down).
 
     Returns
     -------
@@ -276,8 +277,14 @@ def neyman_allocation(
     if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 1:
         raise QualityLabError(MSG_BUDGET.format(value=budget))
     live = pop > 0
-    lo = np.zeros(pop.shape) if floor is None else np.asarray(floor, dtype=float).copy()
-    hi = np.ceil(pop) if cap is None else np.asarray(cap, dtype=float).copy()
+    bad = live & ~(np.isfinite(sd) & (sd > 0))
+    if np.any(bad) or np.any(~np.isfinite(pop)) or np.any(pop < 0):
+        raise QualityLabError(
+            "population must be finite and >= 0 and s > 0 where there is volume; got "
+            f"population={pop.tolist()}, s={sd.tolist()}"
+        )
+    lo = np.zeros(pop.shape) if floor is None else np.ceil(np.asarray(floor, dtype=float))
+    hi = np.ceil(pop) if cap is None else np.floor(np.asarray(cap, dtype=float))
     lo[~live], hi[~live] = 0.0, 0.0
     if np.any(lo > hi):
         raise QualityLabError("a stratum's floor exceeds its cap")
@@ -314,15 +321,13 @@ def neyman_allocation(
                 moved = True
         if not moved:  # pragma: no cover - excluded by the bounds check
             raise QualityLabError("cannot place the budget within the caps")
-    while left < 0:  # float floor overshoot (never seen): take back from the smallest remainders
-        for i in order[::-1]:
-            if left == 0:
-                break
-            if n[i] > lo[i]:
-                n[i] -= 1
-                left += 1
+    for i in order[::-1]:  # float floor overshoot (never seen): the smallest remainders give back
+        while left < 0 and n[i] > lo[i]:
+            n[i] -= 1
+            left += 1
     out = n.astype(np.int64)
-    assert int(out.sum()) == budget  # noqa: S101 - internal invariant
+    if int(out.sum()) != budget:  # pragma: no cover - the bounds check excludes it
+        raise QualityLabError(f"allocation sums to {int(out.sum())}, not the budget {budget}")
     return out
 
 
