@@ -724,17 +724,15 @@ def test_control_series_limits_are_the_p_chart_of_the_data(
 # A design-weighted rate whose every stratum is pure: the interval must not collapse
 # --------------------------------------------------------------------------- #
 PURE_STRATA_BUG = (
-    "stats.stratified_proportion: a segment whose strata (distinct "
-    "weights) each hold 2+ audits that all agree should have variance 0 and, per its "
-    "docstring, n* = n; round-off in sum_a2 - sum_a**2 / n_h leaves ~1e-18 instead, so "
-    "n* ~ 1e16 and the interval collapses to the point or is NaN (VendorA 2026-10-28 in "
-    "the small demo: 0.9154 [0.9154, 0.9154] on 17 audits; Clopper-Pearson at n = 17 "
-    "gives [0.678, 0.994]). Remove this marker when a fix lands (e.g. the pure-strata "
-    "variance floor being added to stats.py)."
+    "stats.stratified_proportion(pure_events=0): a segment whose strata each hold 2+ "
+    "audits that all agree has variance exactly 0, so n* should be n (the docstring's rule "
+    "for variance 0); round-off in sum_a2 - sum_a**2 / n_h leaves ~1e-18 instead, so n* ~ "
+    "1e16 and the interval collapses to the point. Until 7ee633d this was the default "
+    "(VendorA 2026-10-28 in the small demo showed 0.9154 [0.9154, 0.9154] on 17 audits); "
+    "the pure-stratum floor now hides it, but turning the floor off brings it back."
 )
 
 
-@pytest.mark.xfail(strict=True, reason=PURE_STRATA_BUG)
 def test_pure_strata_interval_is_not_a_point(ds, audited):
     # every stratum of the segment holds two or more audits, all correct or all wrong (a
     # stratum of one audit is "lonely" and adds its squared deviation by design)
@@ -752,14 +750,17 @@ def test_pure_strata_interval_is_not_a_point(ds, audited):
         assert r["n"] <= 20  # a day's audits of one vendor
         # Under 20 audits with a rate between 5% and 95% cannot be known to within ±2.5
         # points at 95% (Clopper-Pearson at n is 0.25-0.5 wide; Wilson at even 3n > 0.15).
-        if not (
-            np.isfinite([r["ci_low"], r["ci_high"]]).all() and r["ci_high"] - r["ci_low"] > 0.05
-        ):
+        ends = [r["ci_low"], r["ci_high"]]
+        if not (np.isfinite(ends).all() and r["ci_high"] - r["ci_low"] > 0.05):
             wrong.append((*key, r["value"], r["n"], r["ci_low"], r["ci_high"]))
     assert not wrong, wrong
 
 
-@pytest.mark.xfail(strict=True, reason=PURE_STRATA_BUG)
+@pytest.mark.parametrize(
+    "pure_events",
+    [None, pytest.param(0.0, marks=pytest.mark.xfail(strict=True, reason=PURE_STRATA_BUG))],
+    ids=["default", "floor-off"],
+)
 @pytest.mark.parametrize(
     ("weights", "sizes", "correct"),
     [
@@ -770,18 +771,17 @@ def test_pure_strata_interval_is_not_a_point(ds, audited):
         ((1.0, 1.0, 1.0), (3, 3, 12), (0, 1, 1)),
     ],
 )
-def test_stratified_proportion_of_pure_strata_hand_worked(weights, sizes, correct):
+def test_stratified_proportion_of_pure_strata_hand_worked(weights, sizes, correct, pure_events):
     from qualitylab.stats import stratified_proportion
 
     w, n, y = (np.asarray(v, float) for v in (weights, sizes, correct))
-    res = stratified_proportion(w * n * y, w * n, w * w * n, w * w * n * y, n=n)
+    kw = {} if pure_events is None else {"pure_events": pure_events}
+    res = stratified_proportion(w * n * y, w * n, w * w * n, w * w * n * y, n=n, **kw)
     p = (w * n * y).sum() / (w * n).sum()
     assert res.estimate[0] == pytest.approx(p)
     # Each a_i = w_i (y_i - p) equals its stratum's mean, so the textbook stratified
-    # variance is exactly 0: n* must be a sample size (n = 17 or 18 by the docstring,
+    # variance is exactly 0: n* must be a sample size (n = 17 or 18 without the floor,
     # not ~1e16), and the interval a real one around p.
     assert res.n_eff[0] < 10 * n.sum()
     lo, hi = res.ci_low[0], res.ci_high[0]
     assert np.isfinite([lo, hi]).all() and lo < p < hi and hi - lo > 0.05
-    # statsmodels, for the docstring's n* = n: Clopper-Pearson at x = p n
-    #   proportion_confint(p * n.sum(), n.sum(), method="beta") = (0.678, 0.994) for the first

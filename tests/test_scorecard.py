@@ -15,6 +15,7 @@ from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 from qualitylab.params import load_parameters
 from qualitylab.scorecard import SCORECARD_COLUMNS, scorecard, status_against_target
 from qualitylab.sources import open_dataset
+from tests.design_reference import design_interval
 
 PERIOD = ("2026-10-26", "2026-11-22")
 PREVIOUS = ("2026-09-28", "2026-10-25")
@@ -58,22 +59,16 @@ def _in(frame: pd.DataFrame, start: str, end: str) -> pd.DataFrame:
     return frame[(frame["date"] >= lo) & (frame["date"] <= hi)]
 
 
-def _design(j: pd.DataFrame, flag: str) -> tuple[float, float]:
-    """Design-weighted rate and its design effective n, by hand.
+def _design(j: pd.DataFrame, flag: str) -> tuple[float, float, float, float]:
+    """Design-weighted rate, its interval and design effective n, by hand.
 
-    Strata are the distinct weights; var = sum_h n_h/(n_h - 1) sum_i (a_i - mean_h a)^2
-    / (sum w)^2 with a_i = w_i (y_i - p) (a stratum of one audit adds a_i^2), and
-    n* = n p(1 - p)/(n - 1) / var (Korn & Graubard 1998), n* = n where var = 0.
+    tests/design_reference.py (pandas and statsmodels, from the documented formulas):
+    strata are the distinct weights, the stratified linearised variance with a pure
+    stratum's variance as if 1/4 of an audit had the other outcome, n* = n over the
+    design effect, and statsmodels' Wilson interval at n*.
     """
-    y, w = j[flag].to_numpy(float), j["w"].to_numpy(float)
-    p = (w * y).sum() / w.sum()
-    a = pd.Series(w * (y - p))
-    g = a.groupby(j["w"].to_numpy())
-    n_h = g.transform("size")
-    dev2 = (a - g.transform("mean")) ** 2 * n_h / (n_h - 1).clip(lower=1)
-    var = dev2.where(n_h > 1, a**2).sum() / w.sum() ** 2
-    n = len(j)
-    return p, (n * p * (1 - p) / (n - 1) / var if var > 1e-12 else float(n))
+    p, lo, hi, n_star = design_interval(j[flag].to_numpy(float), j["w"], j["w"])
+    return p, lo, hi, n_star
 
 
 def _overrides(dec: pd.DataFrame) -> pd.DataFrame:
@@ -114,9 +109,8 @@ def test_status_follows_interval_and_target(small_data, sc_vendor):
     for vendor, part in j.groupby("vendor"):
         for metric in QA_RATES:
             r = sc.loc[(vendor, metric)]
-            p, n_star = _design(part, metric)
-            # statsmodels: Korn-Graubard = Clopper-Pearson at x = p n*, n = n*
-            lo, hi = proportion_confint(p * n_star, n_star, alpha=0.05, method="beta")
+            # Wilson at the design effective n (statsmodels proportion_confint at x = p n*)
+            p, lo, hi, _ = _design(part, metric)
             assert (r.value, r.n) == pytest.approx((p, len(part)), rel=1e-9), (vendor, metric)
             assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi), abs=1e-7), (vendor, metric)
             assert r.target == targets[metric]
@@ -142,8 +136,8 @@ def test_change_against_previous_period(small_data, sc_vendor):
     for vendor in sorted(cur["vendor"].unique()):
         for metric in QA_RATES:
             r = sc.loc[(vendor, metric)]
-            p1, n1 = _design(cur[cur["vendor"] == vendor], metric)
-            p2, n2 = _design(prev[prev["vendor"] == vendor], metric)
+            p1, _, _, n1 = _design(cur[cur["vendor"] == vendor], metric)
+            p2, _, _, n2 = _design(prev[prev["vendor"] == vendor], metric)
             assert (r.value, r.prev_value) == pytest.approx((p1, p2), rel=1e-9)
             assert r.delta == pytest.approx(p1 - p2, rel=1e-9, abs=1e-12)
             if p1 == p2 == 0:
