@@ -61,8 +61,10 @@ __all__ = [
     "check_queues",
     "default_now",
     "queue_alerts",
+    "recent_ticks",
     "record_alerts",
     "tick",
+    "tick_chart",
     "watch_plan",
 ]
 
@@ -160,8 +162,11 @@ def _market_decisions(ds: Dataset, market: str) -> ibis.expr.types.Table:
     return dec.filter(dec.market == market)
 
 
-def default_now(ds: Dataset, market: str) -> pd.Timestamp:
+def default_now(ds: Dataset, market: str, *, day: date | None = None) -> pd.Timestamp:
     """The watch's default "now": the last ``created_at`` of the market's decisions.
+
+    With ``day`` (a market-local date), the last ``created_at`` up to the end
+    of that day: a report rendered for a past date watches that date's end.
 
     Raises
     ------
@@ -179,6 +184,10 @@ def default_now(ds: Dataset, market: str) -> pd.Timestamp:
     'UTC'
     """
     dec = _market_decisions(ds, market)
+    if day is not None:
+        tz = ds.params.market(market).timezone
+        end = pd.Timestamp(day).tz_localize(tz) + pd.Timedelta(days=1)
+        dec = dec.filter(dec.created_at < _lit(end.tz_convert("UTC")))
     last = dec.created_at.max().to_pyarrow().as_py()
     if last is None:
         raise QualityLabError(MSG_NO_DATA.format(market=market, source=ds.source))
@@ -668,6 +677,142 @@ def tick(
     out.attrs["notes"] = list(plan.notes)
     out.attrs["lookback_hours"] = float(lookback_hours)
     return out
+
+
+def recent_ticks(
+    ds: Dataset,
+    market: str,
+    *,
+    now: datetime | str | pd.Timestamp | None = None,
+    hours: float = 6.0,
+    step_minutes: float = 30.0,
+    plan: WatchPlan | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """The ticks of the last ``hours`` before ``now``, every ``step_minutes``: the recent past.
+
+    The same :func:`tick` at each instant (so the same definitions), oldest
+    first; for the backlog and arrivals chart (:func:`tick_chart`) and to
+    warm up :func:`queue_alerts`.
+
+    Parameters
+    ----------
+    ds : Dataset
+    market : str
+    now : optional
+        The last instant; :func:`default_now` by default.
+    hours : float, default 6
+    step_minutes : float, default 30
+    plan : WatchPlan, optional
+        Shared by every tick (computed once for ``now`` when omitted).
+    **options
+        Passed to :func:`tick` (``queues``, ``at_risk_share``, ``lookback_hours``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`TICK_COLUMNS`, one row per queue and instant.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from qualitylab.demo import generate
+    >>> from qualitylab.sources import open_dataset
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = generate(folder, scale="small", markets=["SG"], days=21, seed=1)
+    >>> r = recent_ticks(open_dataset(folder), "SG", hours=1, step_minutes=30)
+    >>> r["now"].nunique(), r["queue"].nunique()
+    (3, 4)
+    """
+    if not hours > 0 or not step_minutes > 0:
+        raise ParameterError(
+            f"hours and step_minutes must be > 0; got {hours!r}, {step_minutes!r}", key="hours"
+        )
+    end = default_now(ds, market) if now is None else _utc(now)
+    if plan is None:
+        plan = watch_plan(ds, market, end)
+    steps = int(hours * 60 // step_minutes)
+    instants = [end - pd.Timedelta(minutes=step_minutes * k) for k in range(steps, -1, -1)]
+    tz = ds.params.market(market).timezone
+    frames = []
+    for at in instants:
+        p = plan if _local(at, tz).date() == plan.day else None
+        frames.append(tick(ds, market, now=at, plan=p, **options))
+    return pd.concat(frames, ignore_index=True)
+
+
+def tick_chart(ticks: pd.DataFrame) -> Any:
+    """Backlog and arrivals per queue over recent ticks: two small altair panels.
+
+    Parameters
+    ----------
+    ticks : pandas.DataFrame
+        :func:`recent_ticks` (or a watch's kept ticks).
+
+    Returns
+    -------
+    altair.VConcatChart
+        Top: open items and items at risk; bottom: arrivals in the last 60
+        minutes with the forecast interval of each hour.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"queue": ["q"] * 2, "now": pd.to_datetime(["2026-12-06 10:00",
+    ...     "2026-12-06 10:30"], utc=True), "open_items": [3, 9], "at_risk": [0, 2],
+    ...     "arrivals_60m": [40, 70], "forecast_lower": [30.0, 30.0],
+    ...     "forecast_upper": [60.0, 60.0]})
+    >>> sorted(tick_chart(t).to_dict()["vconcat"][0]["layer"][0]["encoding"])
+    ['color', 'strokeDash', 'tooltip', 'x', 'y']
+    """
+    import altair as alt
+
+    cols = [
+        "queue",
+        "now",
+        "open_items",
+        "at_risk",
+        "arrivals_60m",
+        "forecast_lower",
+        "forecast_upper",
+    ]
+    df = ticks[cols].copy()
+    df["now"] = pd.to_datetime(df["now"], utc=True).dt.tz_convert(None)
+    long = df.melt(
+        id_vars=["queue", "now"], value_vars=["open_items", "at_risk"], var_name="series",
+        value_name="items",
+    )  # fmt: skip
+    x = alt.X("now:T", title="UTC")
+    backlog = (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=alt.Y("items:Q", title="open items / at risk"),
+            color=alt.Color("queue:N"),
+            strokeDash=alt.StrokeDash("series:N", title=None),
+            tooltip=["queue:N", "series:N", "now:T", "items:Q"],
+        )
+        .properties(height=160, width=520, title="Backlog")
+    )
+    band = (
+        alt.Chart(df.dropna(subset=["forecast_lower", "forecast_upper"]))
+        .mark_area(opacity=0.15)
+        .encode(x=x, y="forecast_lower:Q", y2="forecast_upper:Q", color="queue:N")
+    )
+    arrivals = (
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=alt.Y("arrivals_60m:Q", title="arrivals in 60 min"),
+            color="queue:N",
+            tooltip=["queue:N", "now:T", "arrivals_60m:Q", "forecast_lower:Q", "forecast_upper:Q"],
+        )
+    )
+    return alt.vconcat(
+        alt.layer(backlog),
+        (band + arrivals).properties(height=160, width=520, title="Arrivals vs forecast interval"),
+    )
 
 
 # --------------------------------------------------------------------------- #

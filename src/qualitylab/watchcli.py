@@ -24,7 +24,14 @@ import pandas as pd
 
 from qualitylab.errors import ParameterError, QualityLabError
 
-__all__ = ["WATCH_COMMANDS", "add_watch_parsers", "render_line", "render_table", "watch"]
+__all__ = [
+    "WATCH_COMMANDS",
+    "add_watch_parsers",
+    "live_view",
+    "render_line",
+    "render_table",
+    "watch",
+]
 
 #: Hours of ticks the loop keeps for the alert rules and the table.
 KEEP_HOURS = 6.0
@@ -355,6 +362,84 @@ def _print_once(frame: pd.DataFrame, events: pd.DataFrame, stream: TextIO, table
         print(frame.to_string(index=False), file=stream, flush=True)
     for e in events.itertuples(index=False) if len(events) else ():
         print(f"{e.event}: [{e.severity}] {e.message}", file=stream, flush=True)
+
+
+def live_view(
+    source: str | os.PathLike[str],
+    market: str,
+    *,
+    interval: float = 60.0,
+    queues: Sequence[str] | None = None,
+    parameters: Any = None,
+    hours: float = 3.0,
+    step_minutes: float = 15.0,
+    at_risk_share: float = 0.5,
+) -> Any:
+    """A live ipywidgets view of the watch for JupyterLab: table and chart, refreshed.
+
+    Every ``interval`` seconds a background thread re-opens ``source``, ticks
+    at its last ``created_at`` and redraws the tick table
+    (:func:`qualitylab.report.table`) and the backlog and arrivals chart of
+    the last ``hours`` (:func:`qualitylab.watch.tick_chart`); the Stop button
+    ends the refresh. A failed refresh keeps the last view and says why.
+
+    Returns
+    -------
+    ipywidgets.VBox
+    """
+    import threading
+
+    import ipywidgets as widgets
+
+    from qualitylab import report
+    from qualitylab.sources import open_dataset
+    from qualitylab.watch import default_now, recent_ticks, tick, tick_chart, watch_plan
+
+    if not float(interval) > 0:
+        raise ParameterError(f"interval must be > 0 seconds; got {interval!r}", key="interval")
+    status = widgets.HTML()
+    stop = widgets.ToggleButton(value=False, description="Stop", icon="stop")
+    shown = widgets.Output()
+    state: dict[str, Any] = {"history": None, "plan": None}
+
+    def refresh() -> None:
+        ds = open_dataset(source, parameters=parameters)
+        now = default_now(ds, market)
+        tz = ds.params.market(market).timezone
+        plan = state["plan"]
+        if plan is None or plan.day != now.tz_convert(tz).date():
+            plan = state["plan"] = watch_plan(ds, market, now)
+        opts = {"queues": queues, "at_risk_share": at_risk_share}
+        if state["history"] is None:
+            hist = recent_ticks(ds, market, now=now, hours=hours, step_minutes=step_minutes,
+                                plan=plan, **opts)  # fmt: skip
+        else:
+            hist = pd.concat([state["history"], tick(ds, market, now=now, plan=plan, **opts)])
+            hist = hist.drop_duplicates(["queue", "now"], keep="last")
+            hist = hist[hist["now"] >= now - pd.Timedelta(hours=hours)]
+        state["history"] = hist.reset_index(drop=True)
+        frame = hist[hist["now"] == now]
+        shown.clear_output(wait=True)
+        shown.append_display_data(report.table(frame, metric_column=None))
+        shown.append_display_data(tick_chart(hist))
+        status.value = report.escape(f"Last tick {now:%Y-%m-%d %H:%M:%S} UTC; every {interval:g} s")
+
+    def loop() -> None:
+        while not stop.value:
+            time.sleep(float(interval))
+            if stop.value:
+                break
+            try:
+                refresh()
+            except Exception as exc:  # noqa: BLE001 - keep the last view, say why
+                status.value = report.escape(
+                    f"Refresh failed ({type(exc).__name__}: {exc}); keeping the last tick."
+                )
+        status.value = report.escape("Stopped.")
+
+    refresh()
+    threading.Thread(target=loop, daemon=True, name=f"qualitylab-watch-{market}").start()
+    return widgets.VBox([widgets.HBox([stop, status]), shown])
 
 
 # --------------------------------------------------------------------------- #
