@@ -723,16 +723,6 @@ def test_control_series_limits_are_the_p_chart_of_the_data(
 # --------------------------------------------------------------------------- #
 # A design-weighted rate whose every stratum is pure: the interval must not collapse
 # --------------------------------------------------------------------------- #
-PURE_STRATA_BUG = (
-    "stats.stratified_proportion(pure_events=0): a segment whose strata each hold 2+ "
-    "audits that all agree has variance exactly 0, so n* should be n (the docstring's rule "
-    "for variance 0); round-off in sum_a2 - sum_a**2 / n_h leaves ~1e-18 instead, so n* ~ "
-    "1e16 and the interval collapses to the point. Until 7ee633d this was the default "
-    "(VendorA 2026-10-28 in the small demo showed 0.9154 [0.9154, 0.9154] on 17 audits); "
-    "the pure-stratum floor now hides it, but turning the floor off brings it back."
-)
-
-
 def test_pure_strata_interval_is_not_a_point(ds, audited):
     # every stratum of the segment holds two or more audits, all correct or all wrong (a
     # stratum of one audit is "lonely" and adds its squared deviation by design)
@@ -758,7 +748,7 @@ def test_pure_strata_interval_is_not_a_point(ds, audited):
 
 @pytest.mark.parametrize(
     "pure_events",
-    [None, pytest.param(0.0, marks=pytest.mark.xfail(strict=True, reason=PURE_STRATA_BUG))],
+    [None, 0.0],
     ids=["default", "floor-off"],
 )
 @pytest.mark.parametrize(
@@ -785,3 +775,10 @@ def test_stratified_proportion_of_pure_strata_hand_worked(weights, sizes, correc
     assert res.n_eff[0] < 10 * n.sum()
     lo, hi = res.ci_low[0], res.ci_high[0]
     assert np.isfinite([lo, hi]).all() and lo < p < hi and hi - lo > 0.05
+    if pure_events == 0.0:
+        # the floor off: variance exactly 0, so n* = n (the docstring's rule) and the
+        # interval is Wilson's at n (statsmodels)
+        assert res.se[0] == 0.0
+        assert res.n_eff[0] == n.sum()
+        lo_sm, hi_sm = proportion_confint(p * n.sum(), n.sum(), alpha=0.05, method="wilson")
+        assert (lo, hi) == pytest.approx((lo_sm, hi_sm), abs=1e-12)

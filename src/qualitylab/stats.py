@@ -680,6 +680,9 @@ def stratified_proportion(
             n_h / (n_h - 1.0) * np.maximum(sum_a2 - sum_a * sum_a / n_h, 0.0),
             sum_a2,
         )
+        # a stratum whose units all agree has exactly 0; the subtraction above
+        # leaves round-off (~1e-18), which would make n* ~ 1e16
+        within = np.where((n_h > 1) & (within <= 1e-12 * sum_a2), 0.0, within)
         if sum_w2y2 is None and pure_events > 0:
             # a stratum whose audits all agree: its variance as if `pure_events`
             # of them had gone the other way (see Notes)
