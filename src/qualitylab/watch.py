@@ -194,28 +194,11 @@ def default_now(ds: Dataset, market: str, *, day: date | None = None) -> pd.Time
     return _utc(last)
 
 
-def _known_queues(ds: Dataset, market: str, now: pd.Timestamp, lookback: float) -> list[str]:
-    dec = _market_decisions(ds, market)
-    recent = dec.filter(
-        (dec.created_at > _lit(now - pd.Timedelta(hours=lookback))) & (dec.created_at <= _lit(now))
-    )
-    seen = recent.select("queue").distinct().to_pandas()["queue"].tolist()
-    return sorted(set(seen))
+def check_queues(ds: Dataset, market: str, queues: Sequence[str] | None) -> list[str]:
+    """``queues`` checked against the queues the market has decisions in (all of them if None).
 
-
-def check_queues(
-    ds: Dataset,
-    market: str,
-    queues: Sequence[str] | None,
-    *,
-    now: pd.Timestamp,
-    lookback_hours: float = DEFAULT_LOOKBACK_HOURS,
-) -> list[str]:
-    """The queues a tick covers: ``queues`` checked against the market, or all of them.
-
-    All of them are the queues with decisions created in the lookback window
-    (or the week before it) and the queues with an SLA in the market's
-    parameters that have any decision at all.
+    :func:`tick` calls it only for a requested queue with no decision in its
+    window, so a tick does not scan the market's history for its queues.
 
     Raises
     ------
@@ -230,24 +213,19 @@ def check_queues(
     >>> folder = tempfile.mkdtemp()
     >>> _ = generate(folder, scale="small", markets=["SG"], days=14, seed=1)
     >>> ds = open_dataset(folder)
-    >>> check_queues(ds, "SG", None, now=default_now(ds, "SG"))
+    >>> check_queues(ds, "SG", None)
     ['appeal', 'live_comment', 'live_report', 'live_stream']
-    >>> check_queues(ds, "SG", ["live_chat"], now=default_now(ds, "SG"))
+    >>> check_queues(ds, "SG", ["live_chat"])
     Traceback (most recent call last):
     ...
     qualitylab.errors.ParameterError: unknown queue 'live_chat' for market SG: known queues are appeal, live_comment, live_report, live_stream
     """
-    known = _known_queues(ds, market, now, lookback_hours + 7 * 24)
+    dec = _market_decisions(ds, market)
+    known = sorted(dec.select("queue").distinct().to_pandas()["queue"].dropna().astype(str))
     if queues is None:
         return known
-    wanted = [q.strip() for q in queues if q and q.strip()]
+    wanted = list(dict.fromkeys(q.strip() for q in queues if q and q.strip()))
     missing = [q for q in wanted if q not in known]
-    if missing:
-        dec = _market_decisions(ds, market)
-        ever = set(
-            dec.filter(dec.queue.isin(missing)).select("queue").distinct().to_pandas()["queue"]
-        )
-        missing = [q for q in missing if q not in ever]
     if missing:
         raise ParameterError(
             MSG_UNKNOWN_QUEUE.format(
@@ -255,7 +233,7 @@ def check_queues(
             ),
             key="queues",
         )
-    return list(dict.fromkeys(wanted))
+    return wanted
 
 
 # --------------------------------------------------------------------------- #
@@ -403,7 +381,7 @@ def _counts(
     ds: Dataset,
     market: str,
     now: pd.Timestamp,
-    queues: Sequence[str],
+    queues: Sequence[str] | None,
     slas: Mapping[str, float],
     at_risk_share: float,
     lookback_hours: float,
@@ -413,19 +391,15 @@ def _counts(
     lo = now - pd.Timedelta(hours=lookback_hours)
     wk_hi = now - pd.Timedelta(days=7)
     wk_lo = wk_hi - pd.Timedelta(minutes=60)
-    t = dec.filter(
-        dec.queue.isin(list(queues))
-        & (
-            ((dec.created_at > _lit(lo)) & (dec.created_at <= _lit(now)))
-            | ((dec.created_at > _lit(wk_lo)) & (dec.created_at <= _lit(wk_hi)))
-        )
+    window = ((dec.created_at > _lit(lo)) & (dec.created_at <= _lit(now))) | (
+        (dec.created_at > _lit(wk_lo)) & (dec.created_at <= _lit(wk_hi))
     )
+    t = dec.filter(window if queues is None else window & dec.queue.isin(list(queues)))
     recent = t.created_at > _lit(lo)
     is_open = recent & (t.decided_at.isnull() | (t.decided_at > _lit(now)))
     cutoffs = [
         (t.queue == q, _lit(now - pd.Timedelta(seconds=at_risk_share * float(slas[q]))))
-        for q in queues
-        if q in slas
+        for q in slas
     ]
     risky = (
         is_open & (t.created_at < ibis.cases(*cutoffs, else_=None)).fill_null(False)
@@ -516,7 +490,9 @@ def tick(
         The instant (UTC; naive values are UTC). Default: the last
         ``created_at`` of the market's decisions (:func:`default_now`).
     queues : sequence of str, optional
-        Default: every queue of the market (:func:`check_queues`).
+        Default: every queue with decisions created in the lookback window or
+        the hour a week earlier. A requested queue the market has no
+        decision in is an error (:func:`check_queues`).
     at_risk_share : float, default 0.5
         An open item is at risk once open longer than this share of its
         queue's SLA (``sla_seconds`` in the market's parameters).
@@ -592,15 +568,21 @@ def tick(
         raise ParameterError(MSG_LOOKBACK.format(value=lookback_hours), key="lookback_hours")
     now = default_now(ds, market) if now is None else _utc(now)
     mp = ds.params.market(market)
-    queues = check_queues(ds, market, queues, now=now, lookback_hours=lookback_hours)
-    if not queues:
-        raise QualityLabError(
-            f"market {market!r} has no decisions in the {lookback_hours:g} hours "
-            f"before {now.isoformat()} in {ds.source}"
-        )
+    wanted = None if queues is None else [q.strip() for q in queues if q and q.strip()]
     slas = {q: float(v) for q, v in mp.sla_seconds.items()}
-    agg = _counts(ds, market, now, queues, slas, float(at_risk_share), float(lookback_hours))
-    out = pd.DataFrame({"market": market, "queue": sorted(queues)})
+    agg = _counts(ds, market, now, wanted, slas, float(at_risk_share), float(lookback_hours))
+    if wanted is None:
+        queues = sorted(agg["queue"].astype(str))
+        if not queues:
+            raise QualityLabError(
+                f"market {market!r} has no decisions in the {lookback_hours:g} hours "
+                f"before {now.isoformat()} in {ds.source}"
+            )
+    else:
+        if set(wanted) - set(agg["queue"]):
+            check_queues(ds, market, wanted)  # unknown to the market: an error
+        queues = sorted(dict.fromkeys(wanted))
+    out = pd.DataFrame({"market": market, "queue": queues})
     out["now"] = now
     out = out.merge(agg, on="queue", how="left")
     ints = [
