@@ -219,7 +219,8 @@ def _km_reason(kind: str, q: float, size: int) -> Callable[[float], str]:
                 "at the event that empties the risk set, and that last event time is "
                 "taken as the upper limit, below the truth in ~13% of samples. Same "
                 "defect as fixed in escalations._km_quantile (NaN there); metrics.py is "
-                "not edited in this change: the patch in the notes gives 0.977 "
+                "not edited in this change: the patch proposed on issue #17 (ci_high "
+                "NaN when first reached at F = 1) gives 0.977 "
                 "(exponential) and 0.987 (lognormal) at 30 items"
             )
         if kind == "response" and q > 0.5:
@@ -229,7 +230,7 @@ def _km_reason(kind: str, q: float, size: int) -> Callable[[float], str]:
                 "at the upper limit's time is smaller (more censored), so the upper "
                 "limit is too low (misses above 6.7%, below 0.3%). The pointwise "
                 "Brookmeyer & Crowley (1982) inversion with each time's own variance "
-                "(escalation_resolution, same design) covers 0.955-0.960; see the notes"
+                "(escalation_resolution, same design) covers 0.955-0.960"
             )
         return (
             f"under-covers by {gap:.1f} pp at {size} items: a Greenwood-based interval "
@@ -403,14 +404,13 @@ def _agreement_reason(name: str, design: Raters) -> Callable[[float], str]:
                 f"under-covers by {-gap:.1f} pp: percentile bootstrap over units, "
                 "which is too narrow at small n (the bootstrap distribution's "
                 "spread shrinks by sqrt((n-1)/n) and a skewed statistic is "
-                "not corrected; Efron & Tibshirani 1993, ch. 13-14); the Wald "
-                "interval of Fleiss' kappa, the same population value, covers "
-                "better on the same samples"
+                "not corrected; Efron & Tibshirani 1993, ch. 13-14)"
             )
         return (
             f"off by {gap:+.1f} pp: Wald interval with the linearised (Gwet 2008/2014) "
-            "standard error, whose width matches the spread (width/spread ~1.0) "
-            "but which ignores the skew of the coefficient near 1 at small n"
+            "standard error; its width matches the spread (width/spread ~1.0), so "
+            "the shortfall is the skew of a ratio statistic (and the estimated "
+            "chance agreement) with few items, which a symmetric interval ignores"
         )
 
     return why
