@@ -62,6 +62,9 @@ Usage::
         [--out benchmarks/results/detect_eval.md] [--days 90] [--keep DIR]
         [--no-nab] [--nab /work/shared/refdata/nab]
 
+Text below the line ``<!-- notes: kept when the report above is regenerated -->``
+of the report file is kept when it is regenerated.
+
 ``--scale small`` (3 markets) is a quick check; ``demo`` (10 markets, ~1M
 decisions) takes about a minute per seed on two cores.
 """
@@ -94,6 +97,8 @@ from qualitylab import detect, open_dataset, rca
 from qualitylab.demo import generate
 
 DAYS_PER_MONTH = 365.25 / 12
+#: Text below this line of the report file is kept when it is regenerated.
+NOTES = "<!-- notes: kept when the report above is regenerated -->"
 #: Severities the false-alert target counts (issue #18: medium or high).
 SEVERE = ("medium", "high")
 
@@ -828,6 +833,9 @@ def report(results: list[SeedResult], args: argparse.Namespace) -> list[str]:
             )
     # root cause
     rc = [(r.seed, row) for r in results for row in r.rca_rows]
+    unsplit = sorted(
+        {m for r in results for m in r.incidents["metric"] if m not in rca.RCA_METRICS}
+    )
     if rc:
         ok = sum(row["found"] for _, row in rc)
         lines += [
@@ -836,9 +844,9 @@ def report(results: list[SeedResult], args: argparse.Namespace) -> list[str]:
             "",
             f"`rca.decompose` over the incident's days against the 28 days before, then "
             f"`rca.adtributor` (defaults): the planted segment ranks first in **{ok} of "
-            f"{len(rc)}** rate incidents (volume, capacity, reporting-gap, AI-recall and "
-            f"red-team incidents are not rates of decisions or audits that `rca` splits). "
-            f"A market-wide incident is ranked among the markets.",
+            f"{len(rc)}** incidents whose metric `rca` splits (`rca.RCA_METRICS`; not: "
+            f"{', '.join(unsplit) or 'none'}). A market-wide incident is ranked among the "
+            f"markets.",
             "",
             "| seed | incident | first | segments in its set | moved ahead of (explain-away) | s |",
             "|---|---|---|---:|---|---:|",
@@ -951,6 +959,9 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    old = args.out.read_text() if args.out.exists() else ""
+    if NOTES in old:  # the notes written by hand below the marker stay
+        text += "\n" + old[old.index(NOTES) :]
     args.out.write_text(text)
     say(f"wrote {args.out}")
     return 0
