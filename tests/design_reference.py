@@ -45,7 +45,7 @@ def design_interval(y, w, strata, domain=None, *, fpc=False, confidence_level=0.
             if pure:
                 e = min(PURE_EVENTS, nd_h / 2)
                 mean_w2 = (w[m] ** 2 * x[m]).sum() / nd_h
-                within = max(within, n_h / (n_h - 1) * mean_w2 * e * (1 - e / nd_h))
+                within += n_h / (n_h - 1) * mean_w2 * e * (1 - e / nd_h)
         f = n_h / w[m].sum() if fpc else 0.0
         var += (1 - f) * within
     var /= (w * x).sum() ** 2

@@ -610,14 +610,16 @@ def stratified_proportion(
     time). Its estimated variance is then 0, the design effect is understated
     and the interval too narrow in exactly those samples: on issue #17's
     designs, coverage was about 58% in them against 98% in the others. Such a
-    stratum gets the within-stratum variance of `pure_events` (default 1/4)
-    audits with the other outcome, :math:`\\frac{n_h}{n_h-1}\\,\\overline{w^2_h}\\,
-    e(1-e/n_h)` with :math:`e` = `pure_events` (the same idea as adding
-    pseudo-counts to a zero cell, as Agresti & Coull's and Jeffreys' intervals
-    do; 1/4 is the value chosen by the coverage study, which found Wilson at
-    :math:`n^*` with it within 94.3-97.7% on eleven designs where
-    Clopper-Pearson at :math:`n^*` without it ranged 90.7-99.0%:
-    ``benchmarks/results/coverage.md``).
+    stratum's within-stratum variance gets the variance of `pure_events`
+    (default 1/4) audits with the other outcome added to it,
+    :math:`\\frac{n_h}{n_h-1}\\,\\overline{w^2_h}\\,e(1-e/n_h)` with :math:`e` =
+    `pure_events` (in a domain, :math:`n_h` in the last factor and the mean
+    weight are the domain's, and the units outside it keep their own
+    variation). This is the idea of adding pseudo-counts to an empty cell, as
+    Agresti & Coull's and Jeffreys' intervals do; 1/4 is the value the
+    coverage study chose: with it, Wilson at :math:`n^*` covers 93-98% on the
+    study's designs where Clopper-Pearson at :math:`n^*` without it ranged
+    90-99% (``benchmarks/results/coverage.md``).
 
     The variance conditions on the stratum sample sizes: it is the design
     variance of stratified sampling with a fixed number of audits per stratum.
@@ -689,7 +691,8 @@ def stratified_proportion(
             pure = (n_h > 1) & (n_d >= 1) & (np.isclose(swy, 0.0) | np.isclose(swy, sw))
             e = np.minimum(pure_events, n_d / 2.0)
             floor = n_h / (n_h - 1.0) * (sw2 / np.maximum(n_d, 1.0)) * e * (1.0 - e / n_d)
-            within = np.where(pure, np.maximum(within, floor), within)
+            # added: in a domain the units outside it still vary (a = 0 there)
+            within = np.where(pure, within + floor, within)
         fpc = np.where(np.isfinite(pop) & (pop > 0), np.clip(1.0 - n_h / pop, 0.0, 1.0), 1.0)
         var = np.bincount(seg, weights=np.where(n_h > 0, fpc * within, 0.0), minlength=k)
         var = np.where(defined, var / (big_n * big_n), np.nan)
