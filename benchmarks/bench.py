@@ -12,6 +12,12 @@ Workloads (issue #8):
   scores through engine histograms, against scikit-learn on the raw arrays.
 * ``W4`` batch: ``qualitylab run --markets all`` on ``demo`` data with
   ``--jobs 1`` and ``--jobs 2``.
+* ``W5`` live queue watch (issue #19): one tick of one market (ID) on
+  ``large``, warm (the contract-check memo and the day's forecast and
+  staffing plan computed before the clock, as a running watch has them): the
+  dataset re-opened as ``qualitylab watch`` does at every tick, ``now`` found,
+  and :func:`qualitylab.watch.tick`. The info column gives a second tick on
+  the open dataset and the plan's time (once per market-local day).
 * ``growth``: W1 and W2 (one market) on 1M, 3M and 10M decisions (random
   samples of ``large`` by a hash of ``decision_id``, audits kept with their
   decisions).
@@ -47,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path.cwd()
-WORKLOADS = ("W1", "W2", "W3", "W4", "growth")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "growth")
 W1_BY = ["market", "vendor", "queue", "date"]
 W1_DAYS = 28
 SCAN_MARKET = "ID"
@@ -624,6 +630,38 @@ def w4_run(data: str, jobs: int) -> dict[str, Any]:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def w5_prepare(data: str, market: str) -> dict[str, Any]:
+    """Before the clock: open the data once (fills the check memo) and make the day's plan."""
+    import qualitylab as ql
+    from qualitylab.watch import default_now, tick, watch_plan
+
+    ds = ql.open_dataset(data)
+    now = default_now(ds, market)
+    started = time.perf_counter()
+    plan = watch_plan(ds, market, now)
+    plan_s = time.perf_counter() - started
+    tick(ds, market, now=now, plan=plan)  # warm-up tick, not timed
+    return {"plan": plan, "plan_seconds": plan_s}
+
+
+def w5_tick(data: str, market: str, plan: Any) -> dict[str, Any]:
+    """One tick as the watch loop does it: re-open the source, find now, tick."""
+    import qualitylab as ql
+    from qualitylab.watch import default_now, tick
+
+    ds = ql.open_dataset(data)
+    now = default_now(ds, market)
+    frame = tick(ds, market, now=now, plan=plan)
+    started = time.perf_counter()
+    tick(ds, market, now=now, plan=plan)
+    return {
+        "queues": len(frame),
+        "open_items": int(frame["open_items"].sum()),
+        "arrivals_60m": int(frame["arrivals_60m"].sum()),
+        "tick_open_dataset_s": round(time.perf_counter() - started, 3),
+    }
+
+
 # --------------------------------------------------------------------------- #
 # child process: one measurement
 # --------------------------------------------------------------------------- #
@@ -661,6 +699,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         fn = lambda: w3_sklearn(data)  # noqa: E731
     elif kind == "W4":
         fn = lambda: w4_run(data, int(spec["jobs"]))  # noqa: E731
+    elif kind == "W5":
+        prep = w5_prepare(data, spec["market"])
+        fn = lambda: {  # noqa: E731
+            **w5_tick(data, spec["market"], prep["plan"]),
+            "plan_s": round(prep["plan_seconds"], 2),
+        }
     else:
         raise SystemExit(f"unknown benchmark kind {kind}")
     started = time.perf_counter()
@@ -835,6 +879,17 @@ class Bench:
                         heavy,
                     ),
                 )
+        if "W5" in wanted:
+            print("W5 queue watch tick", flush=True)
+            self.add(
+                "W5",
+                f"tick {SCAN_MARKET} (warm)",
+                "large",
+                measure(
+                    {"kind": "W5", "data": str(large), "market": SCAN_MARKET, "memo": self.memo},
+                    a.runs,
+                ),
+            )
         if "growth" in wanted:
             print("growth", flush=True)
             sizes = [(k, str(p)) for k, p in samples.items()]
@@ -948,6 +1003,11 @@ def _note(r: dict[str, Any]) -> str:
         )
     if r["workload"] == "W1":
         return f"{info.get('rows', 0):,} KPI rows"
+    if r["workload"] == "W5":
+        return (
+            f"{info.get('queues')} queues, {info.get('open_items')} open; tick on the open "
+            f"dataset {info.get('tick_open_dataset_s')} s; day's plan {info.get('plan_s')} s"
+        )
     return ""
 
 
@@ -1008,7 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workloads",
         default=os.environ.get("BENCH") or ",".join(WORKLOADS),
-        help="comma-separated subset of W1,W2,W3,W4,growth (default: all, or $BENCH)",
+        help="comma-separated subset of W1,W2,W3,W4,W5,growth (default: all, or $BENCH)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument(
