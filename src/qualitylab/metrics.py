@@ -506,7 +506,13 @@ def _km_metrics(
         n_eff = np.where(ok & (fi < 1), n_eff, n_all)
         lq, hq = proportion_ci(q * n_eff, n_eff, confidence_level=cl)
         ci_low, _ = _quantiles_grouped(f, lower, upper, starts, np.asarray(lq, dtype=float))
-        ci_high, _ = _quantiles_grouped(f, lower, upper, starts, np.asarray(hq, dtype=float))
+        hq = np.asarray(hq, dtype=float)
+        ci_high, at = _quantiles_grouped(f, lower, upper, starts, hq)
+        # an upper limit reached only at the step that empties the risk set (F = 1,
+        # Greenwood variance 0) is not bounded by the data: not reached (NaN). With
+        # 30 items the p90's exact order-statistic interval has no upper end either.
+        emptied = (at >= 0) & (f[np.maximum(at, 0)] >= 1 - 1e-12) & (hq < 1 - 1e-12)
+        ci_high = np.where(emptied, np.nan, ci_high)
         parts.append(
             pd.DataFrame(
                 {
