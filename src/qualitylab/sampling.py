@@ -164,7 +164,11 @@ def audits_needed(
     (``tests/test_sampling.py``). Cohen's arcsine effect size
     (``NormalIndPower`` with ``proportion_effectsize``) is a different test
     and asks 4-18% more audits at accuracies of 0.90-0.97; the scan runs the
-    pooled z-test, so this function follows it.
+    pooled z-test, so this function follows it. Through the real scan a drop
+    of ``drop`` at these audits is found a little more often than ``power``
+    (84-86% for 80%, ``benchmarks/results/sampling_power.md``): the scan
+    keeps the most significant of the windows its detectors propose, where
+    this is the power of the planted week alone.
 
     Examples
     --------
