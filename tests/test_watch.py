@@ -586,3 +586,23 @@ def test_bad_input_is_one_line_and_exit_2(hand, capsys, extra, message):
     assert (
         len(lines) == 1 and lines[0].startswith("qualitylab watch: error: ") and message in lines[0]
     )
+
+
+def test_demo_stream_command_writes_history_and_parts_then_refuses_a_used_folder(tmp_path, capsys):
+    out = tmp_path / "live"
+    args = ["demo-stream", "--out", str(out), "--market", "SG", "--scale", "small",
+            "--speed", "6000", "--every", "0.01", "--duration", "600"]  # fmt: skip
+    rc, cap = _cli(args, capsys)
+    assert rc == 0, cap.err
+    parts = sorted((out / "decisions").glob("*.parquet"))
+    assert parts[0].name == "part-000000-history.parquet" and len(parts) >= 2
+    assert {"staffing.parquet", "escalations.parquet"} <= {p.name for p in out.iterdir()}
+    assert cap.out.splitlines()[0].startswith("demo-stream SG: ")
+    ds = open_dataset(out)
+    assert ds.validate().ok
+    rc, cap = _cli(args, capsys)
+    assert (
+        rc == 2 and "already holds decisions" in cap.err and len(cap.err.strip().splitlines()) == 1
+    )
+    rc, cap = _cli([*args[:-6], "--speed", "0"], capsys)
+    assert rc == 2 and "speed must be > 0" in cap.err
