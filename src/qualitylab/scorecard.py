@@ -88,7 +88,8 @@ def status_against_target(
     ``green`` meets the target with confidence (the whole interval is on the
     good side), ``red`` misses it with confidence, ``amber`` when the interval
     straddles the target; ``na`` without a target or a value. Without an
-    interval (census values) the value alone decides.
+    interval (census values) the value alone decides; an interval with one
+    open end (NaN) is unbounded on that side.
 
     Examples
     --------
@@ -98,10 +99,17 @@ def status_against_target(
     'amber'
     >>> status_against_target(0.05, 0.04, 0.06, 0.03, "over_enforcement_rate")
     'red'
+    >>> status_against_target(300.0, 200.0, float("nan"), 600.0, "response_p90")
+    'amber'
     """
     if target is None or np.isnan(target) or value is None or np.isnan(value):
         return "na"
-    lo, hi = (value, value) if (np.isnan(ci_low) or np.isnan(ci_high)) else (ci_low, ci_high)
+    if np.isnan(ci_low) and np.isnan(ci_high):
+        lo, hi = value, value  # a census value: no interval
+    else:
+        # one open end (e.g. a percentile whose upper limit the data cannot bound)
+        lo = -np.inf if np.isnan(ci_low) else ci_low
+        hi = np.inf if np.isnan(ci_high) else ci_high
     if metric in LOWER_IS_BETTER:
         if hi <= target:
             return "green"
