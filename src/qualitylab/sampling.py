@@ -163,8 +163,9 @@ def audits_needed(
     unpooled alternative) with ``ratio=reference_weeks``
     (``tests/test_sampling.py``). Cohen's arcsine effect size
     (``NormalIndPower`` with ``proportion_effectsize``) is a different test
-    and asks 4-18% more audits at accuracies of 0.90-0.97; the scan runs the
-    pooled z-test, so this function follows it. Through the real scan a drop
+    and differs from it by up to 5-18% either way at rates near 0 or 1 (it
+    agrees near 0.5); the scan runs the pooled z-test, so this function
+    follows it. Through the real scan a drop
     of ``drop`` at these audits is found a little more often than ``power``
     (84-86% for 80%, ``benchmarks/results/sampling_power.md``): the scan
     keeps the most significant of the windows its detectors propose, where
