@@ -1185,7 +1185,9 @@ def scorecard_heatmap(
         _fmt(v, m) + ("*" if s else "") for v, m, s in zip(df["value"], metrics, small, strict=True)
     ]
     df["interval"] = [
-        f"[{_fmt(lo, m)}, {_fmt(hi, m)}]" if pd.notna(lo) and pd.notna(hi) else "–"
+        f"[{_fmt(lo, m)}, {_fmt(hi, m) if pd.notna(hi) else 'not bounded'}]"
+        if pd.notna(lo)
+        else "–"
         for lo, hi, m in zip(df["ci_low"], df["ci_high"], metrics, strict=True)
     ]
     df["n_label"] = [f"{v:,.0f}" if pd.notna(v) else "–" for v in df["n"]]

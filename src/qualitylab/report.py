@@ -606,7 +606,10 @@ def kpi_table(scorecard: pd.DataFrame, *, segment_columns: Sequence[str] = ()):
     """The headline KPI table: value with interval, target, status and change."""
     df = scorecard.copy()
     df["interval"] = [
-        f"{_fmt_value(r.metric, r.ci_low)} – {_fmt_value(r.metric, r.ci_high)}"
+        (
+            f"{_fmt_value(r.metric, r.ci_low)} – "
+            + ("not bounded" if pd.isna(r.ci_high) else _fmt_value(r.metric, r.ci_high))
+        )
         if not pd.isna(r.ci_low)
         else ""
         for r in df.itertuples()
