@@ -32,6 +32,7 @@ _SUBMODULES = (
     "redteam",
     "report",
     "rollout",
+    "sampling",
     "stats",
 )
 
