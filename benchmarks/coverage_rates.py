@@ -91,7 +91,7 @@ def _pure_split(covered: np.ndarray, pure: np.ndarray, label: str = "a stratum")
     if not pure.any() or pure.all():
         return f"{label} is pure in {pure.mean():.0%} of replicates"
     return (
-        f"{label} is pure (no events or only events: its variance term is 0) in "
+        f"{label} is pure (no events or only events: its variance is only the 1/4-event floor) in "
         f"{pure.mean():.0%} of replicates: coverage {covered[pure].mean():.1%} there, "
         f"{covered[~pure].mean():.1%} in the others"
     )
