@@ -606,3 +606,18 @@ def test_demo_stream_command_writes_history_and_parts_then_refuses_a_used_folder
     )
     rc, cap = _cli([*args[:-6], "--speed", "0"], capsys)
     assert rc == 2 and "speed must be > 0" in cap.err
+
+
+def test_decisions_only_no_escalations_or_staffing(hand, tmp_path):
+    folder, _dec, _ds, _plan = hand
+    (tmp_path / "d").mkdir()
+    shutil.copy(folder / "decisions.parquet", tmp_path / "d" / "decisions.parquet")
+    ds = open_dataset(tmp_path / "d")
+    plan = watch_plan(ds, MARKET, NOW)
+    assert any("staffing" in n for n in plan.notes)
+    ticks = pd.concat(
+        [tick(ds, MARKET, now=NOW + pd.Timedelta(minutes=5 * i), plan=plan) for i in range(3)]
+    )
+    assert ticks["esc_open_sev1"].isna().all() and ticks["staffed_agents"].isna().all()
+    ev = queue_alerts(ticks)  # NaN escalations and staffing raise nothing
+    assert not ev["cause"].isin(["escalation_sla", "staffing"]).any()

@@ -1015,7 +1015,11 @@ def queue_alerts(
                     f"{queue}: {gap:g} moderators short of the Erlang C requirement",
                 )
             # escalations past SLA
-            late = int(r.get("esc_past_sla_sev1", 0) or 0) + int(r.get("esc_past_sla_sev2", 0) or 0)
+            late = sum(  # NaN without an escalations table: nothing is late
+                int(v)
+                for v in (r.get("esc_past_sla_sev1"), r.get("esc_past_sla_sev2"))
+                if pd.notna(v)
+            )
             _switch(
                 active,
                 "escalation_sla",
