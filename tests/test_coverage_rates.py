@@ -83,15 +83,22 @@ def test_a_90_percent_wilson_fails(monkeypatch):
 
 
 def test_a_90_percent_design_interval_fails(monkeypatch):
-    """Korn-Graubard intervals at 90% (qa_metrics, ai_metrics) fail the bands."""
+    """Design intervals at 90% (qa_metrics, ai_metrics) fail the bands.
+
+    The pure-stratum floor makes the 95% interval slightly conservative, so a 90%
+    one still covers about 93% at 300 replicates: the check is that the same
+    replicates cover less and the intervals are narrower by about 1.645 / 1.96.
+    """
     import qualitylab.aieval as ai
     import qualitylab.metrics as qm
 
-    assert 0.92 <= _two_queue_accuracy().observed <= 0.98  # unbroken
+    ok = _two_queue_accuracy()  # unbroken
+    assert 0.935 <= ok.observed <= 0.985 and ok.mean_width / ok.spread > 0.93, ok
     real_qa, real_ai = qm.qa_metrics, ai.ai_metrics
     monkeypatch.setattr(qm, "qa_metrics", lambda ds, **kw: real_qa(ds, confidence_level=0.9, **kw))
     monkeypatch.setattr(ai, "ai_metrics", lambda ds, **kw: real_ai(ds, confidence_level=0.9, **kw))
-    assert _two_queue_accuracy().observed < 0.92
+    bad = _two_queue_accuracy()  # the same replicates (same seed)
+    assert bad.observed < ok.observed and bad.mean_width / ok.mean_width < 0.9, (ok, bad)
     with pytest.raises(AssertionError):
         _check(cr.study_ai(REPLICATES, 4, designs=cr.AI_DESIGNS[1:2]), 0.915, 0.975)
 
