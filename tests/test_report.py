@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import warnings
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -551,3 +552,69 @@ def test_header_says_when_the_data_starts_after_the_baseline(tmp_path: Path):
     assert "14 of the period&#x27;s 28 days have data, and none of the 28 days before." in text
     old = report.context(str(tmp_path / "y"), "SG")  # 90 days: nothing to say
     assert old.coverage == "" and "starts on" not in report.header(old).data
+
+
+# --------------------------------------------------------------------------- #
+# Blind spots and the sampling plan (issue #18), as notebooks 01 and 02 show them
+# --------------------------------------------------------------------------- #
+def test_blind_spot_helpers_escape_data_and_agree_with_detectability(small_data: Path):
+    from qualitylab import sampling
+
+    ctx = report.context(str(small_data), "SG")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = sampling.detectability(ctx.ds, "SG", end=ctx.end)
+    blind = d[d["blind_spot"]]
+    # the table lists exactly the blind segment x metric rows, the sentence counts them
+    rows = report.blind_spot_table(d, max_rows=10_000).data.count("<tr>") - 1
+    assert rows == len(blind) > 0
+    k = blind[["vendor", "queue"]].drop_duplicates().shape[0]
+    n = d[["vendor", "queue"]].drop_duplicates().shape[0]
+    assert f"<p>{k} of {n} vendor × queue segments in SG " in report.blind_spot_sentence(d).data
+    # text from data is escaped in both tables
+    bad = "<script>alert(1)</script>"
+    hostile = d.assign(vendor=bad)
+    hostile.attrs = dict(d.attrs)
+    for shown in (report.blind_spot_table(hostile), report.blind_spot_sentence(hostile)):
+        assert bad not in shown.data
+    wide = hostile.rename(columns={"vendor": "segment", "queue": "dimension"})
+    assert bad not in report.blind_segment_table(wide).data
+    # nothing blind: a sentence saying so, and no table
+    clear = d.assign(blind_spot=False)
+    clear.attrs = dict(d.attrs)
+    assert report.blind_spot_sentence(clear).data.startswith(f"<p>All {n} vendor × queue")
+
+
+def test_scan_blind_spots_judges_each_scanned_dimension(small_data: Path):
+    ctx = report.context(str(small_data), "SG")
+    got = report.scan_blind_spots(ctx, dimensions=("vendor", "policy"))
+    assert list(got.columns[:4]) == ["market", "dimension", "segment", "metric"]
+    assert set(got["dimension"]) == {"vendor", "policy"}
+    assert got["segment"].notna().all()  # decisions without a policy are no series of the scan
+    from qualitylab import sampling
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = sampling.detectability(ctx.ds, "SG", by=["vendor"], end=ctx.end)
+    mine = got[got["dimension"] == "vendor"].reset_index(drop=True)
+    pd.testing.assert_series_equal(mine["mdc"], one["mdc"])
+    assert got.attrs["series"] == one.attrs["series"]
+
+
+def test_sampling_plan_summary_and_sentence(small_data: Path):
+    from qualitylab import sampling
+
+    ctx = report.context(str(small_data), "SG")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = sampling.sampling_plan(ctx.ds, "SG", end=ctx.end, drop=0.2)
+    text = report.sampling_plan_sentence(plan).data
+    assert f"{plan.budget:,} weekly audits" in text
+    assert f"from {100 * plan.se_before:.2f} to {100 * plan.se_after:.2f} points" in text
+    assert f"from {plan.blind_before} to {plan.blind_after} of {len(plan.plan)}" in text
+    if plan.unreachable:
+        assert f"{len(plan.unreachable)} strat" in text and "at any budget" in text
+    table_html = report.sampling_plan_summary(plan).data
+    assert f"{100 * plan.se_after:.2f} pts" in table_html
+    no_audits = plan.__class__(**{**plan.__dict__, "se_before": float("inf")})
+    assert "not bounded" in report.sampling_plan_summary(no_audits).data

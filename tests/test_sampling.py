@@ -376,6 +376,15 @@ def test_detectability_errors_and_notes(jp, tmp_path):
     with pytest.warns(UserWarning, match="AI metrics left out"):
         d = detectability(noai, MARKET, end=END, weeks=WEEKS)
     assert set(d["metric"]) == {"accuracy", "over_enforcement_rate", "under_enforcement_rate"}
+    # audits, but none of the period's decisions: one error naming the table, not a merge crash
+    none = open_dataset(
+        write_tables(
+            tmp_path / "none",
+            {"decisions": tables["decisions"], "qa_audits": tables["qa_audits"].iloc[:0]},
+        )
+    )
+    with pytest.raises(QualityLabError, match="qa_audits has no audits of"):
+        detectability(none, MARKET, end=END, weeks=WEEKS)
 
 
 # --------------------------------------------------------------------------- #

@@ -592,6 +592,11 @@ def detectability(
             raise ParameterError(MSG_DROP.format(value=drops[w]), key="detectable_drop")
     vol = _volume(ds, market, st.period, cols)
     long, notes = _rates(ds, market, st, cols, wanted)
+    if long.empty:
+        raise QualityLabError(
+            f"qa_audits has no audits of {market}'s decisions in "
+            f"{st.period.start}..{st.period.end}: there is no rate to judge detectability on"
+        )
     present = sorted(set(long["metric"]), key=wanted.index)
     grid = vol.merge(pd.DataFrame({"metric": present}), how="cross")
     out = grid.merge(long, on=[*cols, "metric"], how="left")
