@@ -59,6 +59,7 @@ NOTEBOOKS: dict[str, str] = {
     "capacity": "05-capacity-and-readiness.ipynb",
     "rollout": "06-policy-rollout.ipynb",
     "triage": "07-incident-triage.ipynb",
+    "watch": "08-queue-watch.ipynb",
 }
 PORTFOLIO = "00-portfolio.ipynb"
 TITLES = {
@@ -69,6 +70,7 @@ TITLES = {
     "capacity": "Capacity and readiness",
     "rollout": "Policy rollout",
     "triage": "Incident triage",
+    "watch": "Queue watch",
     "portfolio": "APAC portfolio",
 }
 HUB_METRICS = ("volume", "sla_compliance", "accuracy", "ai_precision", "ai_recall")
