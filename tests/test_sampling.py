@@ -505,3 +505,48 @@ def test_neyman_rejects_a_zero_sd_where_there_is_volume():
         neyman_allocation([10, 20], [0.0, 0.3], 5)
     # ... but a stratum without volume may have any S_h
     assert neyman_allocation([10, 0], [0.3, 0.0], 5).tolist() == [5, 0]
+
+
+def test_a_young_market_averages_over_the_weeks_it_has(jp, tmp_path):
+    """A market with 10 days of data: weekly figures over its one full week, said in a note."""
+    _, tables = jp
+    young = {k: v.copy() for k, v in tables.items()}
+    dec = young["decisions"]
+    keep = dec["created_at"] >= pd.Timestamp("2026-03-13", tz="UTC")  # 10 days before END
+    young["decisions"] = dec[keep]
+    young["qa_audits"] = young["qa_audits"][
+        young["qa_audits"]["decision_id"].isin(set(dec.loc[keep, "decision_id"]))
+    ]
+    ds = open_dataset(write_tables(tmp_path / "young", young))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = detectability(ds, MARKET, weeks=WEEKS, end=END)
+        plan = sampling_plan(ds, MARKET, weeks=WEEKS, end=END)
+    assert any("full week(s), not 3" in n for n in out.attrs["notes"])
+    assert any("full week(s), not 3" in n for n in plan.notes)
+    # weekly decisions = the decisions of the one full week (2026-03-16..22), by pandas
+    tz = load_parameters().market(MARKET).tz
+    local = young["decisions"]["created_at"].dt.tz_convert(tz).dt.tz_localize(None)
+    in_week = (local >= pd.Timestamp("2026-03-16")) & (local < pd.Timestamp("2026-03-23"))
+    last_week = young["decisions"][in_week]
+    weekly = last_week.groupby(["vendor", "queue"]).size()
+    got = plan.plan.set_index(["vendor", "queue"])["weekly_decisions"]
+    np.testing.assert_allclose(got, weekly.reindex(got.index).to_numpy(float))
+
+
+def test_strata_with_a_missing_policy_are_labelled(jp, tmp_path):
+    """Decisions without a policy form a '(none)' stratum instead of failing the plan."""
+    _, tables = jp
+    t = {k: v.copy() for k, v in tables.items()}
+    t["decisions"]["policy"] = t["decisions"]["policy"].where(
+        t["decisions"]["policy"] != "none", None
+    )
+    ds = open_dataset(write_tables(tmp_path / "nopolicy", t))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = sampling_plan(ds, MARKET, weeks=WEEKS, end=END, by=("vendor", "queue", "policy"))
+    assert plan.plan["policy"].isna().any()
+    assert int(plan.plan["recommended_audits"].sum()) == plan.budget
+    from qualitylab.charts import sampling_plan_chart
+
+    sampling_plan_chart(plan)  # labels the null policy "(none)"

@@ -2333,7 +2333,7 @@ def sampling_plan_chart(plan: Any, *, title: str | None = None) -> alt.LayerChar
             check="missing_column",
         )
     _numeric(df, "sampling plan", [c for c in PLAN_COLUMNS if not c.startswith("blind")])
-    df["stratum"] = df[strata].astype(str).agg(" / ".join, axis=1)
+    df["stratum"] = df[strata].astype("string").fillna("(none)").agg(" / ".join, axis=1)
     need = df["audits_needed"].where(np.isfinite(df["audits_needed"]))
     df["needed"] = need.map(lambda v: "no number of audits" if pd.isna(v) else f"{v:,.0f}")
     label = need.map(

@@ -388,6 +388,7 @@ class _Setting:
     series: int
     fdr: float
     reference_weeks: float
+    note: str = ""
 
 
 def _setting(
@@ -404,10 +405,20 @@ def _setting(
         raise QualityLabError(f"weeks must be a whole number >= 1; got {weeks!r}")
     if not isinstance(baseline_days, int) or baseline_days < 7:
         raise QualityLabError(f"baseline_days must be a whole number >= 7; got {baseline_days!r}")
-    last = m._as_date(end) if end is not None else None
-    if last is None:
-        last = m.resolve_period(ds, market=market, start=None, end=None).end
+    data = m.resolve_period(ds, market=market, start=None, end=None)
+    last = m._as_date(end) if end is not None else data.end
     period = m.last_full_weeks(last, weeks)
+    note = ""
+    if period.start < data.start <= period.end:
+        # a young market: average over the full weeks it has, not over empty ones
+        have = max(1, ((period.end - data.start).days + 1) // 7)
+        if have < weeks:
+            note = (
+                f"{market} has data from {data.start} only: weekly figures are the mean of "
+                f"its last {have} full week(s), not {weeks}"
+            )
+            weeks = have
+            period = m.last_full_weeks(last, weeks)
     days = 7 * weeks if period_days is None else int(period_days)
     if days < 1:
         raise QualityLabError(f"period_days must be >= 1; got {period_days!r}")
@@ -415,7 +426,13 @@ def _setting(
     if n_series < 1:
         raise QualityLabError(f"series must be >= 1; got {series!r}")
     return _Setting(
-        period, weeks, days, n_series, SENSITIVITY_FDR[mp.alert_sensitivity], baseline_days / 7
+        period,
+        weeks,
+        days,
+        n_series,
+        SENSITIVITY_FDR[mp.alert_sensitivity],
+        baseline_days / 7,
+        note,
     )
 
 
@@ -446,7 +463,7 @@ def _rates(
     ds: Dataset, market: str, st: _Setting, cols: list[str], wanted: Sequence[str]
 ) -> tuple[pd.DataFrame, list[str]]:
     """Per segment and metric: value and n over the period (QA and AI metrics), long."""
-    notes: list[str] = []
+    notes: list[str] = [st.note] if st.note else []
     kw = {"market": market, "by": cols, "start": st.period.start, "end": st.period.end}
     parts = []
     with warnings.catch_warnings():
@@ -747,7 +764,8 @@ class SamplingPlan:
 
 
 def _label(frame: pd.DataFrame, cols: list[str]) -> pd.Series:
-    return frame[cols].astype(str).agg(" / ".join, axis=1)
+    # a segment with no value (e.g. decisions without a policy) reads "(none)"
+    return frame[cols].astype("string").fillna("(none)").agg(" / ".join, axis=1)
 
 
 def sampling_plan(
