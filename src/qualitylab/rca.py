@@ -503,6 +503,8 @@ def _metric_table(
         w = t.w.cast("float64")
     elif spec.source == "qa_pairs":
         y = t._label_i == t._label_v
+        # weighted by the internal audit, as metrics.qa_alignment
+        w = t.w.cast("float64")
     elif spec.name == "auto_action_rate":
         t = t.filter(t.action.notnull())
         y = t.routing == "ai_auto"
@@ -535,7 +537,8 @@ def _qa_pairs(ds: Dataset, market: str | None, span: m.Period) -> ir.Table:
 
     The latest audit of each source counts, as in
     :func:`qualitylab.metrics.qa_alignment`; ``_label_i``/``_label_v`` are the
-    internal and vendor labels (the policy when enforced, else ``none``).
+    internal and vendor labels (the policy when enforced, else ``none``) and
+    ``w`` the internal audit's design weight.
     """
     j = m.audited_decisions(ds, market=market, period=span, qa_source=None)
     j = j.mutate(_label=ibis.ifelse(j.qa_enforced, j.qa_policy, ibis.literal("none")))
@@ -548,7 +551,7 @@ def _qa_pairs(ds: Dataset, market: str | None, span: m.Period) -> ir.Table:
         _vid=latest.decision_id, _label_v=latest._label
     )
     internal = latest.filter(latest.qa_source == "internal")
-    keep = [*_DECISION_DIMENSIONS, "decision_id", "date", "_label"]
+    keep = [*_DECISION_DIMENSIONS, "decision_id", "date", "_label", "w"]
     internal = internal.select(*keep).rename(_label_i="_label")
     pairs = internal.join(vendor, internal.decision_id == vendor._vid)
     return pairs.select(*[c for c in pairs.columns if c != "_vid"])
