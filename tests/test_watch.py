@@ -621,3 +621,16 @@ def test_decisions_only_no_escalations_or_staffing(hand, tmp_path):
     assert ticks["esc_open_sev1"].isna().all() and ticks["staffed_agents"].isna().all()
     ev = queue_alerts(ticks)  # NaN escalations and staffing raise nothing
     assert not ev["cause"].isin(["escalation_sla", "staffing"]).any()
+
+
+def test_the_watch_says_in_one_line_what_a_tick_cannot_show(hand, tmp_path):
+    """Decisions only: the missing staffing plan and escalations are one note each."""
+    folder, _dec, _ds, _plan = hand
+    (tmp_path / "d").mkdir()
+    shutil.copy(folder / "decisions.parquet", tmp_path / "d" / "decisions.parquet")
+    out, err = io.StringIO(), io.StringIO()
+    watch(tmp_path / "d", MARKET, once=True, now=NOW.isoformat(), stream=out, errors=err)
+    notes = [line for line in err.getvalue().splitlines() if "note:" in line]
+    assert any("staffing" in line for line in notes), err.getvalue()
+    assert any("no escalations" in line for line in notes), err.getvalue()
+    assert "Traceback" not in err.getvalue()

@@ -277,6 +277,12 @@ def watch(
                 cur = default_now(ds, market) if cur is None else cur
                 if plan is None or plan.day != cur.tz_convert(tz).date():
                     plan = watch_plan(ds, market, cur)
+                    # what the tick cannot show today, one line each (once a day)
+                    missing = list(plan.notes)
+                    if not ds.has("escalations"):
+                        missing.append("no escalation columns: the dataset has no escalations")
+                    for line in missing:
+                        print(f"qualitylab watch: note: {line}", file=errors, flush=True)
                 frame = tick(
                     ds, market, now=cur, queues=queues, at_risk_share=at_risk_share, plan=plan
                 )
