@@ -575,6 +575,22 @@ def test_daily_series_agree_with_operational_metrics_on_complete_days(ds):
     np.testing.assert_allclose(p50["value"], p50["value_ref"], rtol=0.06)
 
 
+def test_daily_operational_stacks_after_the_row_expressions(small_data):
+    """stack= (rows stacked after the per-decision flags) equals a stacked dataset."""
+    ds = open_dataset(small_data).for_market("ID")
+    dims = ["market", "vendor", "queue", "ai_model"]
+    start, end = date(2026, 10, 1), date(2026, 11, 22)
+    ours = _daily_operational(ds, "ID", None, start, end, stack=dims)
+    ref = _daily_operational(ds.stacked(dims), "ID", None, start, end)
+    key = ["dimension", "segment", "date", "metric"]
+    assert set(ours["dimension"]) == set(dims)
+    assert ours["metric"].eq("response_p90").any() and ours["value"].notna().any()
+    pd.testing.assert_frame_equal(
+        ours.sort_values(key).reset_index(drop=True),
+        ref.sort_values(key).reset_index(drop=True),
+    )
+
+
 def test_stacked_load_equals_one_load_per_dimension(small_data):
     """The scan's one-query-per-family load gives each dimension's series exactly."""
     from qualitylab import detect

@@ -1130,7 +1130,13 @@ class _Window:
 
 
 def _daily_operational(
-    ds: Any, market: str, dim: str | None, start: date, end: date
+    ds: Any,
+    market: str,
+    dim: str | None,
+    start: date,
+    end: date,
+    *,
+    stack: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Per (segment, day): volume, SLA, response percentiles and AI workflow rates, one query.
 
@@ -1144,6 +1150,14 @@ def _daily_operational(
     ``auto_action_rate`` and ``override_rate`` are those of
     :func:`qualitylab.metrics.ai_workflow_metrics` (decided items; overrides
     among ``ai_assisted`` ones).
+
+    ``dim=None`` groups by ``dimension, segment`` instead: of a dataset whose
+    decisions are already stacked (:meth:`Dataset.stacked`), or, with
+    ``stack`` (dimensions), of ``ds``'s decisions stacked here once per
+    dimension *after* each decision's flags and response time are computed,
+    keeping only the columns the aggregation reads (the same numbers as a
+    stacked dataset; the row expressions run once per decision instead of
+    once per decision and dimension, ~2.5x faster on the large demo data).
     """
     import ibis
 
@@ -1171,25 +1185,58 @@ def _daily_operational(
     acted = dec.action.notnull()
     assisted = acted & (dec.routing == "ai_assisted")
     keys = [dim, "date"] if dim is not None else ["dimension", "segment", "date"]
+    # one row per decision: the flags the aggregation sums, and the response time
+    flags = {
+        "_within": within.cast("int64"),
+        "_sla": (within | breach).cast("int64"),
+        "_pending": (~decided).cast("int64"),
+        "_resp": resp,
+        "_acted": acted.cast("int64"),
+        "_auto": (acted & (dec.routing == "ai_auto")).cast("int64"),
+        "_assisted": assisted.cast("int64"),
+        "_over": (assisted & _override_expr(dec)).cast("int64"),
+    }
+    if dim is None and stack is not None:
+        dims = list(stack)
+        rows = dec.select(*dict.fromkeys([*dims, "date"]), **flags)
+        cols = ["date", *flags]
+        rows = ibis.union(
+            *[
+                rows.select(
+                    dimension=ibis.literal(d),
+                    segment=rows[d].cast("string"),
+                    **{c: rows[c] for c in cols},
+                )
+                for d in dims
+            ],
+            distinct=False,
+        )
+    else:
+        rows = dec.select(*keys, **flags)
     agg = (
-        dec.group_by(keys)
+        rows.group_by(keys)
         .aggregate(
-            volume=dec.count(),
-            sla_k=within.cast("int64").sum(),
-            sla_n=(within | breach).cast("int64").sum(),
-            pending=(~decided).cast("int64").sum(),
-            response_p50=resp.quantile(0.5),
-            response_p90=resp.quantile(0.9),
-            response_p99=resp.quantile(0.99),
-            wf_decided=acted.cast("int64").sum(),
-            wf_auto=(acted & (dec.routing == "ai_auto")).cast("int64").sum(),
-            wf_assisted=assisted.cast("int64").sum(),
-            wf_overrides=(assisted & _override_expr(dec)).cast("int64").sum(),
+            volume=rows.count(),
+            sla_k=rows["_within"].sum(),
+            sla_n=rows["_sla"].sum(),
+            pending=rows["_pending"].sum(),
+            # the three percentiles in one pass over each group's values
+            _q=rows["_resp"].quantile([0.5, 0.9, 0.99]),
+            wf_decided=rows["_acted"].sum(),
+            wf_auto=rows["_auto"].sum(),
+            wf_assisted=rows["_assisted"].sum(),
+            wf_overrides=rows["_over"].sum(),
         )
         .to_pandas()
     )
-    for c in _TIMES:  # a day with items still pending has no final percentile yet
-        agg[c] = agg[c].where(agg["pending"] == 0)
+    qs = np.full((len(agg), len(_TIMES)), np.nan)
+    for i, v in enumerate(agg.pop("_q")):
+        if isinstance(v, (list, np.ndarray)):  # null: no decided item that day
+            qs[i] = [np.nan if x is None else x for x in v]
+    pending = (agg["pending"] == 0).to_numpy()
+    for j, c in enumerate(("response_p50", "response_p90", "response_p99")):
+        # a day with items still pending has no final percentile yet
+        agg[c] = pd.Series(qs[:, j], index=agg.index).where(pending)
     if dim is not None:
         agg = agg.rename(columns={dim: "segment"})
     agg = agg[agg["segment"].notna()]
@@ -1290,7 +1337,7 @@ def _load_dimensions(
         return {d: _load_dimension(ds, market, d, start, end, wanted) for d in dims}
     notes: list[str] = []
     stacked = ds.stacked(dims)
-    ops = _daily_operational(stacked, market, None, start, end)
+    ops = _daily_operational(ds, market, None, start, end, stack=dims)
     keys = ["dimension", "segment", "date"]
     volume = ops[ops["metric"] == "volume"][[*keys, "volume_day", "dispersion"]]
     parts = [ops[ops["metric"].isin(wanted)].drop(columns=["volume_day", "dispersion"])]
