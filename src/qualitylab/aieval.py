@@ -50,6 +50,7 @@ from qualitylab.stats import (
 
 __all__ = [
     "ai_metrics",
+    "ai_metrics_from_audits",
     "scored_audits",
     "AI_METRICS",
     "CalibrationResult",
@@ -1870,12 +1871,38 @@ def ai_metrics(
     thr = params.ai_threshold if threshold is None else threshold
     cl = confidence_level or params.confidence_level
     table = scored_audits(ds, market=market, start=start, end=end, qa_source=qa_source, model=model)
-    out = confusion_at(
-        table, thr, by=cols, weight="w", confidence_level=cl, f1_interval=f1_interval
+    out = ai_metrics_from_audits(
+        table, thr, cols, confidence_level=cl, f1_interval=f1_interval, strata=strata
     )
-    out = _stratified_intervals(out, table, thr, cols, strata, cl)
     out["small_n"] = out["n"].fillna(0) < params.min_n
     return out[[*cols, *m.METRIC_COLUMNS]]
+
+
+def ai_metrics_from_audits(
+    table: ir.Table,
+    threshold: float,
+    by: Sequence[str] = (),
+    *,
+    confidence_level: float = 0.95,
+    f1_interval: bool = True,
+    strata: str = "auto",
+) -> pd.DataFrame:
+    """The rows of :func:`ai_metrics` (without ``small_n``) from scored audits.
+
+    `table` is :func:`scored_audits` (audited decisions with ``ai_score``,
+    ``truth`` and ``w``); two engine queries (the confusion counts and the
+    per-stratum sums of the intervals).
+    """
+    cols = list(by)
+    out = confusion_at(
+        table,
+        threshold,
+        by=cols,
+        weight="w",
+        confidence_level=confidence_level,
+        f1_interval=f1_interval,
+    )
+    return _stratified_intervals(out, table, threshold, cols, strata, confidence_level)
 
 
 # metric: (domain, event) of the rate, as functions of (predicted, truth)

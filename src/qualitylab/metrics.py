@@ -45,6 +45,16 @@ __all__ = [
     "stratum_key",
     "design_rates",
     "STRATUM_SUMS",
+    "check_by",
+    "PERIOD",
+    "decisions_in_periods",
+    "decision_summary",
+    "staffing_hours",
+    "operational_from_summary",
+    "workflow_from_summary",
+    "audits_in_periods",
+    "qa_from_audits",
+    "alignment_from_audits",
 ]
 
 GRAINS = (
@@ -65,7 +75,7 @@ TIME_GRAINS = ("date", "week", "month")
 METRIC_COLUMNS = ["metric", "value", "n", "ci_low", "ci_high", "small_n"]
 # Response-time histogram: bin k holds [1.05**k, 1.05**(k+1)) seconds (bin 0 also
 # holds times under one second), so percentiles carry at most a 5% binning error
-# before interpolation. The SLA is an exact edge (see _response_histogram).
+# before interpolation. The SLA is an exact edge (see decision_summary).
 _RATIO = 1.05
 _LOG_RATIO = math.log(_RATIO)
 
@@ -138,7 +148,10 @@ def resolve_period(
         dec = ds.table("decisions")
         if market is not None:
             dec = dec.filter(dec.market == market)
-        rng = dec.aggregate(lo=dec.created_at.min(), hi=dec.created_at.max()).to_pandas()
+        rng = ds.remember(  # a slice's range does not change
+            ("decisions_range", market),
+            lambda: dec.aggregate(lo=dec.created_at.min(), hi=dec.created_at.max()).to_pandas(),
+        )
         if rng.empty or pd.isna(rng.loc[0, "lo"]):
             raise QualityLabError(f"no decisions for market {market!r}; cannot infer the period")
         tz = ds.params.market(market).tz if market else UTC
@@ -162,6 +175,17 @@ def _check_by(by: Sequence[str] | str | None, allowed: Sequence[str] = GRAINS) -
     if len(set(cols)) != len(cols):
         raise QualityLabError(f"by= repeats a column: {cols}")
     return cols
+
+
+def check_by(by: Sequence[str] | str | None, allowed: Sequence[str] = GRAINS) -> list[str]:
+    """The grain `by` as a list, checked against `allowed` (a clear error otherwise).
+
+    Examples
+    --------
+    >>> check_by("vendor")
+    ['vendor']
+    """
+    return _check_by(by, allowed)
 
 
 def _timezones(ds: Dataset, market: str | None) -> dict[str, str]:
@@ -203,13 +227,15 @@ def decisions_in_period(
     period: Period,
     by: Sequence[str] = (),
     pad_days: int = 0,
+    table: ir.Table | None = None,
 ) -> ir.Table:
     """Decisions created in a market-local period, with time grains added.
 
     Adds the columns ``date``, ``week`` and ``month`` (market-local) and filters
-    to the period (widened by ``pad_days`` on both sides).
+    to the period (widened by ``pad_days`` on both sides). `table` replaces
+    ``ds.table("decisions")`` (e.g. the decisions that were audited).
     """
-    dec = ds.table("decisions")
+    dec = ds.table("decisions") if table is None else table
     tzs = _timezones(ds, market)
     if market is not None:
         dec = dec.filter(dec.market == market)
@@ -322,55 +348,134 @@ def operational_metrics(
     cols = _check_by(by)
     period = resolve_period(ds, market=market, start=start, end=end)
     cl = confidence_level or _confidence(ds, market)
-    tzs = _timezones(ds, market)
-    dec = decisions_in_period(ds, market=market, period=period)
-    as_of = _as_of(period, tzs, market)
     slas = _sla_map(ds, market, sla_seconds)
-
-    counts = (
-        dec.group_by(cols)
-        .aggregate(
-            volume=dec.count(),
-            backlog=(dec.decided_at.isnull() | (dec.decided_at >= as_of)).cast("int64").sum(),
-        )
-        .to_pandas()
-        if cols
-        else dec.aggregate(
-            volume=dec.count(),
-            backlog=(dec.decided_at.isnull() | (dec.decided_at >= as_of)).cast("int64").sum(),
-        ).to_pandas()
-    )
-    rows = []
-    for metric in ("volume", "backlog"):
-        part = counts[cols].copy()
-        part["metric"] = metric
-        part["value"] = counts[metric].astype("float64")
-        part["n"] = counts["volume"].astype("float64")
-        part["ci_low"] = np.nan
-        part["ci_high"] = np.nan
-        rows.append(part)
-
-    hist = _response_histogram(dec, cols, as_of, slas)
-    rows.append(_km_metrics(hist, cols, slas, cl))
-    if ds.has("staffing"):
-        staff = _staffing_metrics(ds, dec, cols, market, period, cl)
-        if staff is not None:
-            rows.append(staff)
-    parts = [r for r in rows if len(r)]
-    if not parts:  # grouped and no decisions: no segment to report
+    summary = decision_summary(ds, market=market, by=cols, periods=[period], slas=slas)
+    staff = staffing_hours(ds, market=market, by=cols, periods=[period])
+    out = operational_from_summary(summary, cols, slas=slas, staffing=staff, confidence_level=cl)
+    if out.empty and cols:  # grouped and no decisions: no segment to report
         where = f" in market {market}" if market else ""
         warnings.warn(
             f"no decisions{where} in {period.start}..{period.end}; operational metrics are empty",
             stacklevel=2,
         )
         return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
-    return _finish(pd.concat(parts, ignore_index=True), cols, _min_n(ds, market))
+    return _finish(out, cols, _min_n(ds, market))
 
 
-def _response_histogram(
-    dec: ir.Table, cols: list[str], as_of: datetime, slas: Mapping[str, float]
+# --------------------------------------------------------------------------- #
+# One pass per table: the engine aggregates the metric families share
+# --------------------------------------------------------------------------- #
+PERIOD = "_period"
+# per-(segment, queue, bin, le_sla, event) sums of decision_summary besides k
+_DECISION_SUMS = ("k", "human", "acted", "auto", "assisted", "overrides")
+
+
+def decisions_in_periods(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    periods: Sequence[Period],
+    table: ir.Table | None = None,
+) -> ir.Table:
+    """Decisions created in any of `periods`, with ``_period`` (the period's index).
+
+    One scan serves several periods (a scorecard's current and previous
+    period): the rows are :func:`decisions_in_period` over the span of the
+    periods, labelled by the period whose market-local dates hold them (rows
+    in a gap between periods are dropped).
+    """
+    periods = list(periods)
+    span = Period(min(p.start for p in periods), max(p.end for p in periods))
+    dec = decisions_in_period(ds, market=market, period=span, table=table)
+    if len(periods) == 1:
+        return dec.mutate(_period=ibis.literal(0))
+    if market is not None:  # one calendar: compare instants, no local date per row
+        tz = ds.params.market(market).timezone
+        bounds = [period_bounds_utc(p.start, p.end, tz) for p in periods]
+        label = ibis.cases(
+            *[
+                ((dec.created_at >= lo) & (dec.created_at < hi), i)
+                for i, (lo, hi) in enumerate(bounds)
+            ],
+            else_=None,
+        )
+    else:
+        label = ibis.cases(
+            *[(dec.date.between(p.start, p.end), i) for i, p in enumerate(periods)], else_=None
+        )
+    dec = dec.mutate(_period=label)
+    days = sorted((p.start, p.end) for p in periods)
+    covered = all(
+        b[0] == a[1] + timedelta(days=1) for a, b in zip(days[:-1], days[1:], strict=True)
+    )
+    # contiguous periods cover the span, whose rows are already selected
+    return dec if covered else dec.filter(dec._period.notnull())
+
+
+def _period_ends(
+    t: ir.Table, ds: Dataset, market: str | None, periods: Sequence[Period]
+) -> ir.TimestampValue:
+    """The UTC instant at which each row's period ends (see :func:`_as_of`)."""
+    tzs = _timezones(ds, market)
+    ends = [_as_of(p, tzs, market) for p in periods]
+    if len(ends) == 1:
+        return ibis.literal(ends[0])
+    return ibis.cases(*[(t._period == i, ibis.literal(e)) for i, e in enumerate(ends)], else_=None)
+
+
+def decision_summary(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    by: Sequence[str] = (),
+    periods: Sequence[Period],
+    slas: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    end = ibis.literal(as_of)
+    """Every decision-side count of the scorecard, in one engine pass.
+
+    Parameters
+    ----------
+    ds : Dataset
+    market : str, optional
+    by : sequence of str
+        Grain (as :func:`operational_metrics`); ``"_period"`` may be among
+        them to keep the periods apart.
+    periods : sequence of Period
+        One or more market-local periods (a scorecard's current and previous).
+    slas : mapping, optional
+        SLA seconds per queue (default: the parameters').
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``[*by, queue, __bin, __le_sla, __event]``: the
+        response-time histogram of :func:`operational_metrics` (``k`` items;
+        ``__event`` decided before its period ended, else censored; ``__bin``
+        the log-scale bin, ``__le_sla`` within the queue's SLA) and, summed
+        in the same cells, ``human`` (decided by a person), ``acted`` (with an
+        action), ``auto`` (acted by the AI alone), ``assisted`` and
+        ``overrides`` (ai_assisted items whose human decision differs from
+        the model's). Volume, backlog, SLA compliance, percentiles, workflow
+        rates and the decisions behind throughput are sums over these cells
+        (:func:`operational_from_summary`, :func:`workflow_from_summary`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from qualitylab.demo import generate
+    >>> from qualitylab.sources import open_dataset
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = generate(folder, scale="small", seed=1, days=14, markets=["SG"])
+    >>> ds = open_dataset(folder)
+    >>> p = resolve_period(ds, market="SG", start=None, end=None)
+    >>> s = decision_summary(ds, market="SG", by=["vendor"], periods=[p])
+    >>> int(s["k"].sum()) == int(ds.table("decisions").count().to_pyarrow().as_py())
+    True
+    """
+    cols = list(by)
+    slas = _sla_map(ds, market, None) if slas is None else dict(slas)
+    dec = decisions_in_periods(ds, market=market, periods=periods)
+    end = _period_ends(dec, ds, market, periods)
     decided = dec.decided_at.notnull() & (dec.decided_at < end)
     stop = ibis.ifelse(decided, dec.decided_at, end)
     secs = (epoch_seconds(stop) - epoch_seconds(dec.created_at)).cast("float64")
@@ -378,13 +483,118 @@ def _response_histogram(
     sla = ibis.cases(
         *[(dec.queue == q, ibis.literal(float(s))) for q, s in slas.items()], else_=None
     )
+    acted = dec.action.notnull()
+    assisted = dec.routing == "ai_assisted"
     t = dec.mutate(
         __bin=(ibis.greatest(secs, 1.0).ln() / _LOG_RATIO).floor().cast("int64"),
         __event=decided,
         __le_sla=secs <= sla,
     )
     keys = [*cols, *([] if "queue" in cols else ["queue"]), "__bin", "__le_sla", "__event"]
-    return t.group_by(keys).aggregate(k=t.count()).to_pandas()
+    # a null routing leaves an item out of a sum (as filtering on it would)
+    return (
+        t.group_by(keys)
+        .aggregate(
+            k=t.count(),
+            human=(t.decided_at.notnull() & (t.routing != "ai_auto")).cast("int64").sum(),
+            acted=acted.cast("int64").sum(),
+            auto=(acted & (t.routing == "ai_auto")).cast("int64").sum(),
+            assisted=(acted & assisted).cast("int64").sum(),
+            overrides=(acted & assisted & _override_expr(t)).cast("int64").sum(),
+        )
+        .to_pandas()
+    )
+
+
+def _segment_sums(summary: pd.DataFrame, cols: list[str], names: Sequence[str]) -> pd.DataFrame:
+    """Sums of `names` per segment (one row when `cols` is empty)."""
+    vals = summary[list(names)].fillna(0)
+    if not cols:
+        return pd.DataFrame([vals.sum()]).astype("int64")
+    out = (
+        pd.concat([summary[cols], vals], axis=1)
+        .groupby(cols, sort=False, dropna=False, as_index=False)[list(names)]
+        .sum()
+    )
+    return out
+
+
+def staffing_hours(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    by: Sequence[str] = (),
+    periods: Sequence[Period],
+) -> pd.DataFrame | None:
+    """Scheduled and productive hours per segment (``None`` when not measurable).
+
+    ``None`` when the dataset has no ``staffing`` table or the grain has a
+    column staffing does not carry (language, policy, ...). ``"_period"`` may
+    be in `by`, as in :func:`decision_summary`.
+    """
+    cols = list(by)
+    staff_dims = {"market", "vendor", "site", "queue", "date", "week", "month", PERIOD}
+    if not ds.has("staffing") or not set(cols) <= staff_dims:
+        return None
+    periods = list(periods)
+    st = ds.table("staffing")
+    if market is not None:
+        st = st.filter(st.market == market)
+    if len(periods) == 1:
+        st = st.filter(st.date.between(periods[0].start, periods[0].end))
+        st = st.mutate(_period=ibis.literal(0))
+    else:
+        label = ibis.cases(
+            *[(st.date.between(p.start, p.end), i) for i, p in enumerate(periods)], else_=None
+        )
+        st = st.mutate(_period=label)
+        st = st.filter(st._period.notnull())
+    st = st.mutate(week=st.date.truncate("W"), month=st.date.truncate("M"))
+    aggs = {"scheduled": st.scheduled_hours.sum(), "productive": st.productive_hours.sum()}
+    hours = st.group_by(cols).aggregate(**aggs) if cols else st.aggregate(**aggs)
+    h = hours.to_pandas()
+    if cols == [PERIOD]:  # ungrouped: a period without staffing rows still gets its row
+        h = h.set_index(PERIOD).reindex(range(len(periods))).rename_axis(PERIOD).reset_index()
+    return None if h.empty else h
+
+
+def operational_from_summary(
+    summary: pd.DataFrame,
+    cols: Sequence[str],
+    *,
+    slas: Mapping[str, float],
+    staffing: pd.DataFrame | None = None,
+    confidence_level: float = 0.95,
+) -> pd.DataFrame:
+    """Operational metrics from :func:`decision_summary` (and :func:`staffing_hours`).
+
+    Returns the rows of :func:`operational_metrics` (without ``small_n``);
+    empty when a grouped summary has no rows.
+    """
+    cols = list(cols)
+    counts = _segment_sums(
+        summary.assign(backlog=np.where(summary["__event"].astype(bool), 0, summary["k"])),
+        cols,
+        ("k", "backlog", "human"),
+    )
+    rows = []
+    for metric in ("volume", "backlog"):
+        part = counts[cols].copy()
+        part["metric"] = metric
+        part["value"] = counts["k" if metric == "volume" else "backlog"].astype("float64")
+        part["n"] = counts["k"].astype("float64")
+        part["ci_low"] = np.nan
+        part["ci_high"] = np.nan
+        rows.append(part)
+    rows.append(_km_metrics(summary, cols, slas, confidence_level))
+    if staffing is not None:
+        staff = _staffing_metrics(staffing, counts, cols, confidence_level)
+        if staff is not None:
+            rows.append(staff)
+    parts = [r for r in rows if len(r)]
+    if not parts:
+        return pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]])
+    return pd.concat(parts, ignore_index=True)
 
 
 def _km(group: pd.DataFrame) -> pd.DataFrame:
@@ -621,38 +831,12 @@ def _quantile_from_cdf(f: np.ndarray, lower: np.ndarray, upper: np.ndarray, q: f
 
 
 def _staffing_metrics(
-    ds: Dataset,
-    dec: ir.Table,
-    cols: list[str],
-    market: str | None,
-    period: Period,
-    cl: float,
+    h: pd.DataFrame, counts: pd.DataFrame, cols: list[str], cl: float
 ) -> pd.DataFrame | None:
-    staff_dims = {"market", "vendor", "site", "queue", "date", "week", "month"}
-    if not set(cols) <= staff_dims:
-        return None
-    st = ds.table("staffing")
-    if market is not None:
-        st = st.filter(st.market == market)
-    st = st.filter(st.date.between(period.start, period.end))
-    st = st.mutate(week=st.date.truncate("W"), month=st.date.truncate("M"))
-    hours = (
-        st.group_by(cols).aggregate(
-            scheduled=st.scheduled_hours.sum(), productive=st.productive_hours.sum()
-        )
-        if cols
-        else st.aggregate(scheduled=st.scheduled_hours.sum(), productive=st.productive_hours.sum())
-    )
-    human = dec.filter(dec.decided_at.notnull() & (dec.routing != "ai_auto"))
-    handled = (
-        human.group_by(cols).aggregate(decided=human.count())
-        if cols
-        else human.aggregate(decided=human.count())
-    )
-    h = hours.to_pandas()
-    d = handled.to_pandas()
-    if h.empty:
-        return None
+    """Throughput and utilization from hours per segment and human decisions (``human``)."""
+    d = counts[[*cols, "human"]].rename(columns={"human": "decided"})
+    if cols:
+        d = d[d["decided"] > 0]  # segments with human decisions, as the engine counted them
     m = h.merge(d, on=cols, how="left") if cols else pd.concat([h, d], axis=1)
     m["decided"] = m["decided"].fillna(0)
     alpha = 1 - cl
@@ -704,7 +888,43 @@ def audited_decisions(
         )
     if qa_source not in (None, "internal", "vendor"):
         raise QualityLabError(f"qa_source must be 'internal', 'vendor' or None; got {qa_source!r}")
-    dec = decisions_in_period(ds, market=market, period=period)
+    return _join_audits(ds, decisions_in_period(ds, market=market, period=period), qa_source)
+
+
+def audits_in_periods(
+    ds: Dataset,
+    *,
+    market: str | None = None,
+    periods: Sequence[Period],
+    qa_source: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> ir.Table:
+    """:func:`audited_decisions` over several periods at once, with ``_period``.
+
+    One join serves every QA family of a scorecard (both periods, both QA
+    sources by default); engines that can keep it (``Dataset.kept``) then
+    run the families on the small joined table. `columns` keeps only those
+    decision columns (besides the ones the flags need), so the engine reads
+    fewer columns of the decisions it joins.
+    """
+    if not ds.has("qa_audits"):
+        raise QualityLabError(
+            "qa_audits is not in the dataset; QA metrics (accuracy, error rates, "
+            "qa_alignment) need it"
+        )
+    if qa_source not in (None, "internal", "vendor"):
+        raise QualityLabError(f"qa_source must be 'internal', 'vendor' or None; got {qa_source!r}")
+    # only audited decisions go on to local dates and the join (a semi-join on ids)
+    decisions = ds.table("decisions")
+    audited = decisions.filter(decisions.decision_id.isin(ds.table("qa_audits").decision_id))
+    dec = decisions_in_periods(ds, market=market, periods=periods, table=audited)
+    if columns is not None:
+        need = ["decision_id", "action", "policy", PERIOD]
+        dec = dec.select(*dict.fromkeys([*need, *columns]))
+    return _join_audits(ds, dec, qa_source)
+
+
+def _join_audits(ds: Dataset, dec: ir.Table, qa_source: str | None) -> ir.Table:
     dec = dec.filter(dec.action.notnull())
     qa = ds.table("qa_audits")
     if qa_source is not None:
@@ -913,6 +1133,29 @@ def qa_metrics(
     period = resolve_period(ds, market=market, start=start, end=end)
     cl = confidence_level or _confidence(ds, market)
     j = audited_decisions(ds, market=market, period=period, qa_source=qa_source)
+    out = qa_from_audits(j, cols, weighted=weighted, strata=strata, fpc=fpc, confidence_level=cl)
+    if out.empty:
+        warnings.warn("no audited decisions in the period; QA metrics are empty", stacklevel=2)
+        return _finish(out, cols, 1)
+    return _finish(out, cols, _min_n(ds, market))
+
+
+def qa_from_audits(
+    j: ir.Table,
+    cols: Sequence[str],
+    *,
+    weighted: bool | None = None,
+    strata: str = "auto",
+    fpc: bool = False,
+    confidence_level: float = 0.95,
+) -> pd.DataFrame:
+    """The rows of :func:`qa_metrics` (without ``small_n``) from audited decisions.
+
+    `j` is :func:`audited_decisions` (or :func:`audits_in_periods` filtered to
+    one QA source); one engine query per call. Empty when nothing is audited.
+    """
+    cols = list(cols)
+    cl = confidence_level
     j = j.mutate(_stratum=stratum_key(j, strata))
     flags = {
         "accuracy": j.correct,
@@ -933,8 +1176,7 @@ def qa_metrics(
     by_h = j.group_by([*cols, "_stratum"]).aggregate(**aggs).to_pandas()
     by_h = by_h[by_h["n"] > 0]
     if by_h.empty:
-        warnings.warn("no audited decisions in the period; QA metrics are empty", stacklevel=2)
-        return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
+        return pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]])
     sums = [c for c in by_h.columns if c not in (*cols, "_stratum")]
     if cols:
         seg = by_h.groupby(cols, sort=True, dropna=False).ngroup().to_numpy(dtype=np.int64)
@@ -974,7 +1216,7 @@ def qa_metrics(
         part["ci_low"] = np.where(design, sp.ci_low, lo_p)
         part["ci_high"] = np.where(design, sp.ci_high, hi_p)
         rows.append(part)
-    return _finish(pd.concat(rows, ignore_index=True), cols, _min_n(ds, market))
+    return pd.concat(rows, ignore_index=True)
 
 
 def qa_alignment(
@@ -1018,13 +1260,34 @@ def qa_alignment(
     share with a Wilson interval. Kappa and leniency describe the audited
     pairs themselves (unweighted counts).
     """
-    from qualitylab.agreement import cohen_kappa_from_counts
-
     _check_strata(strata)
     cols = _check_by(by)
     period = resolve_period(ds, market=market, start=start, end=end)
     cl = confidence_level or _confidence(ds, market)
     j = audited_decisions(ds, market=market, period=period, qa_source=None)
+    out = alignment_from_audits(j, cols, strata=strata, confidence_level=cl)
+    if out.empty:
+        warnings.warn("no decision was audited by both vendor and internal QA", stacklevel=2)
+        return pd.DataFrame(columns=[*cols, *METRIC_COLUMNS, "p_value"])
+    res = _finish(out, cols, _min_n(ds, market))
+    return res.merge(out[[*cols, "metric", "p_value"]], on=[*cols, "metric"], how="left")
+
+
+def alignment_from_audits(
+    j: ir.Table, cols: Sequence[str], *, strata: str = "auto", confidence_level: float = 0.95
+) -> pd.DataFrame:
+    """The rows of :func:`qa_alignment` (with ``p_value``, without ``small_n``).
+
+    `j` holds the audits of both QA sources joined to their decisions
+    (:func:`audited_decisions` with ``qa_source=None``). One engine query: the
+    pairs reduced to one row per segment x stratum x (vendor label, internal
+    label), from which both the design-weighted rate and the kappa and
+    McNemar counts are summed. Empty when no decision was audited by both.
+    """
+    from qualitylab.agreement import cohen_kappa_from_counts
+
+    cols = list(cols)
+    cl = confidence_level
     j = j.mutate(
         label=ibis.ifelse(j.qa_enforced, j.qa_policy, ibis.literal("none")),
         _stratum=stratum_key(j, strata),
@@ -1049,8 +1312,8 @@ def qa_alignment(
         _stratum=pairs._stratum_i,
     )
     y = (pairs.label_v == pairs.label_i).fill_null(False).cast("float64")
-    by_h = (
-        pairs.group_by([*cols, "_stratum"])
+    fine = (
+        pairs.group_by([*cols, "_stratum", "label_v", "label_i"])
         .aggregate(
             n=pairs.count(),
             k=y.sum(),
@@ -1058,19 +1321,22 @@ def qa_alignment(
             sum_w2=(pairs.w * pairs.w).sum(),
             wy=(pairs.w * y).sum(),
             w2y=(pairs.w * pairs.w * y).sum(),
+            # vendor passed, internal failed (b) and the reverse (c)
+            b=(pairs.correct_v & ~pairs.correct_i).cast("int64").sum(),
+            c=(~pairs.correct_v & pairs.correct_i).cast("int64").sum(),
         )
         .to_pandas()
     )
-    cells = pairs.group_by([*cols, "label_v", "label_i"]).aggregate(
-        count=pairs.count(),
-        # vendor passed, internal failed (b) and the reverse (c)
-        b=(pairs.correct_v & ~pairs.correct_i).cast("int64").sum(),
-        c=(~pairs.correct_v & pairs.correct_i).cast("int64").sum(),
+    if fine.empty:
+        return pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1], "p_value"])
+    by_h = fine[[*cols, "_stratum", *STRATUM_SUMS]]  # design_rates sums rows per stratum
+    df = (
+        fine.rename(columns={"n": "count"})
+        .groupby([*cols, "label_v", "label_i"], sort=False, dropna=False, as_index=False)[
+            ["count", "b", "c"]
+        ]
+        .sum(min_count=1)
     )
-    df = cells.to_pandas()
-    if df.empty:
-        warnings.warn("no decision was audited by both vendor and internal QA", stacklevel=2)
-        return pd.DataFrame(columns=[*cols, *METRIC_COLUMNS, "p_value"])
     for name in ("count", "b", "c"):
         df[name] = df[name].fillna(0).astype("int64")
     if cols:
@@ -1127,9 +1393,7 @@ def qa_alignment(
                 "qa_leniency", discordant, value=bb / m, n=m, ci_low=lo, ci_high=hi, p_value=p_value
             )
         )
-    out = pd.concat(parts, ignore_index=True)
-    res = _finish(out, cols, _min_n(ds, market))
-    return res.merge(out[[*cols, "metric", "p_value"]], on=[*cols, "metric"], how="left")
+    return pd.concat(parts, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- #
@@ -1165,25 +1429,31 @@ def ai_workflow_metrics(
     cols = _check_by(by)
     period = resolve_period(ds, market=market, start=start, end=end)
     cl = confidence_level or _confidence(ds, market)
-    dec = decisions_in_period(ds, market=market, period=period)
-    dec = dec.filter(dec.action.notnull())
-    assisted = dec.routing == "ai_assisted"
-    override = _override_expr(dec)
-    aggs = {
-        "decided": dec.count(),
-        "auto": (dec.routing == "ai_auto").cast("int64").sum(),
-        "assisted": assisted.cast("int64").sum(),
-        "overrides": (assisted & override).cast("int64").sum(),
-    }
-    agg = (dec.group_by(cols).aggregate(**aggs) if cols else dec.aggregate(**aggs)).to_pandas()
+    summary = decision_summary(ds, market=market, by=cols, periods=[period])
+    out = workflow_from_summary(summary, cols, confidence_level=cl)
+    return _finish(out, cols, _min_n(ds, market))
+
+
+def workflow_from_summary(
+    summary: pd.DataFrame, cols: Sequence[str], *, confidence_level: float = 0.95
+) -> pd.DataFrame:
+    """``auto_action_rate`` and ``override_rate`` from :func:`decision_summary`.
+
+    Segments without a decided item are left out (one row stays when `cols`
+    is empty), as in :func:`ai_workflow_metrics`.
+    """
+    cols = list(cols)
+    agg = _segment_sums(summary, cols, ("acted", "auto", "assisted", "overrides"))
+    if cols:
+        agg = agg[agg["acted"] > 0]
     rows = []
     for metric, k, n in (
-        ("auto_action_rate", "auto", "decided"),
+        ("auto_action_rate", "auto", "acted"),
         ("override_rate", "overrides", "assisted"),
     ):
         kk = agg[k].to_numpy(float)
         nn = agg[n].to_numpy(float)
-        lo, hi = proportion_ci(kk, nn, confidence_level=cl)
+        lo, hi = proportion_ci(kk, nn, confidence_level=confidence_level)
         part = agg[cols].copy()
         part["metric"] = metric
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -1192,7 +1462,7 @@ def ai_workflow_metrics(
         part["ci_low"] = lo
         part["ci_high"] = hi
         rows.append(part)
-    return _finish(pd.concat(rows, ignore_index=True), cols, _min_n(ds, market))
+    return pd.concat(rows, ignore_index=True)
 
 
 def _override_expr(dec: ir.Table) -> ir.BooleanValue:

@@ -26,6 +26,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "SCORECARD_COLUMNS",
     "scorecard",
+    "scorecard_kpis",
     "status_against_target",
 ]
 
@@ -123,38 +124,116 @@ def status_against_target(
     return "amber"
 
 
-def _collect(
+def scorecard_kpis(
     ds: Dataset,
-    market: str,
-    by: list[str],
-    start: date,
-    end: date,
+    *,
+    market: str | None = None,
+    by: Sequence[str] | str = (),
+    periods: Sequence[m.Period],
+    threshold: float | None = None,
+) -> list[pd.DataFrame]:
+    """Every scorecard KPI for each of `periods`, from one pass per table.
+
+    Parameters
+    ----------
+    ds : Dataset
+    market : str, optional
+        One market (its calendar, SLAs, confidence level and ``min_n``); all
+        markets with the defaults otherwise.
+    by : sequence of str
+        Grain, any of :data:`qualitylab.metrics.GRAINS`.
+    periods : sequence of Period
+        Market-local periods (a scorecard's current and previous period).
+    threshold : float, optional
+        AI decision threshold (default from parameters).
+
+    Returns
+    -------
+    list of pandas.DataFrame
+        One frame per period, ``[*by, metric, value, n, ci_low, ci_high,
+        small_n]``: the rows of :func:`~qualitylab.metrics.operational_metrics`,
+        :func:`~qualitylab.metrics.qa_metrics`, ``qa_alignment`` of
+        :func:`~qualitylab.metrics.qa_alignment`,
+        :func:`~qualitylab.metrics.ai_workflow_metrics` and
+        :func:`~qualitylab.aieval.ai_metrics` (with the same numbers).
+
+    Notes
+    -----
+    On a market slice (:meth:`~qualitylab.sources.Dataset.for_market`, a
+    snapshot) the result is remembered per arguments
+    (:meth:`~qualitylab.sources.Dataset.remember`): a repeated call returns
+    copies without querying. Otherwise, three engine passes instead of one
+    per family and period: one aggregate
+    over ``decisions`` with every operational and workflow count
+    (:func:`~qualitylab.metrics.decision_summary`, the periods as a grouping
+    key), one over ``staffing``, and one join of ``qa_audits`` to its
+    decisions, kept by the engine (``Table.cache()``) while the QA, alignment
+    and AI families aggregate it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from qualitylab.demo import generate
+    >>> from qualitylab.sources import open_dataset
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = generate(folder, scale="small", seed=1, days=14, markets=["SG"])
+    >>> ds = open_dataset(folder)
+    >>> p = m.resolve_period(ds, market="SG", start=None, end=None)
+    >>> (cur,) = scorecard_kpis(ds, market="SG", by=["vendor"], periods=[p])
+    >>> sorted(set(cur["metric"]))[:3]
+    ['accuracy', 'ai_f1', 'ai_fnr']
+    """
+    cols = m.check_by(by)
+    periods = list(periods)
+    key = ("scorecard_kpis", market, tuple(cols), tuple(periods), threshold)
+    frames = ds.remember(key, lambda: _scorecard_kpis(ds, market, cols, periods, threshold))
+    return [f.copy() for f in frames]
+
+
+def _scorecard_kpis(
+    ds: Dataset,
+    market: str | None,
+    cols: list[str],
+    periods: list[m.Period],
     threshold: float | None,
-) -> pd.DataFrame:
-    kw = {"market": market, "by": by, "start": start, "end": end}
-    parts = [m.operational_metrics(ds, **kw)]
-    if ds.has("qa_audits"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parts.append(m.qa_metrics(ds, **kw))
-            align = m.qa_alignment(ds, **kw)
-        align = align[align["metric"] == "qa_alignment"].drop(columns=["p_value"])
-        parts.append(align)
-        parts.append(m.ai_workflow_metrics(ds, **kw))
-        try:
-            from qualitylab.aieval import ai_metrics
-        except ImportError:  # pragma: no cover - module always ships
-            ai_metrics = None
-        if ai_metrics is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                parts.append(ai_metrics(ds, threshold=threshold, **kw))
-    else:
-        parts.append(m.ai_workflow_metrics(ds, **kw))
+) -> list[pd.DataFrame]:
+    from qualitylab.aieval import ai_metrics_from_audits
+
+    pcols = [*cols, m.PERIOD]
+    params = ds.params.market(market) if market else ds.params.defaults
+    cl, min_n = params.confidence_level, params.min_n
+    thr = params.ai_threshold if threshold is None else threshold
+    slas = dict(params.sla_seconds)
+    summary = m.decision_summary(ds, market=market, by=pcols, periods=periods, slas=slas)
+    staff = m.staffing_hours(ds, market=market, by=pcols, periods=periods)
+    parts = [
+        m.operational_from_summary(summary, pcols, slas=slas, staffing=staff, confidence_level=cl),
+        m.workflow_from_summary(summary, pcols, confidence_level=cl),
+    ]
+    if ds.has("qa_audits") and not summary.empty:
+        joined = m.audits_in_periods(
+            ds, market=market, periods=periods, columns=[*cols, "ai_score"]
+        )
+        with ds.kept(joined) as audits:
+            internal = audits.filter(audits.qa_source == "internal")
+            parts.append(m.qa_from_audits(internal, pcols, confidence_level=cl))
+            align = m.alignment_from_audits(audits, pcols, confidence_level=cl)
+            parts.append(align[align["metric"] == "qa_alignment"].drop(columns=["p_value"]))
+            scored = internal.filter(internal.ai_score.notnull())
+            scored = scored.mutate(truth=scored.qa_enforced.cast("int64"))
+            with warnings.catch_warnings():  # undefined rates are NaN rows, as ai_metrics
+                warnings.simplefilter("ignore", RuntimeWarning)
+                parts.append(ai_metrics_from_audits(scored, thr, pcols, confidence_level=cl))
     parts = [p for p in parts if len(p)]
-    if not parts:  # no decisions for the grain in the period
-        return pd.DataFrame(columns=[*by, *m.METRIC_COLUMNS])
-    return pd.concat(parts, ignore_index=True)
+    columns = [*cols, *m.METRIC_COLUMNS]
+    if not parts:
+        return [pd.DataFrame(columns=columns) for _ in periods]
+    rows = pd.concat(parts, ignore_index=True)
+    for c in ("value", "n", "ci_low", "ci_high"):
+        rows[c] = rows[c].astype("float64")
+    rows["small_n"] = rows["n"].fillna(0) < min_n
+    label = rows[m.PERIOD].to_numpy()
+    return [rows.loc[label == i, columns].reset_index(drop=True) for i in range(len(periods))]
 
 
 def _has_decisions(frame: pd.DataFrame) -> bool:
@@ -217,12 +296,16 @@ def _clopper_pearson_n(p: float, lo: float, hi: float, confidence_level: float) 
     return float(n)
 
 
-def _effective_n(p: float, lo: float, hi: float, confidence_level: float) -> float:
+def _effective_n(
+    p: float, lo: float, hi: float, confidence_level: float, z: float | None = None
+) -> float:
     """The sample size behind a Wilson or Korn-Graubard interval of a rate, else NaN.
 
     At a rate of 0 or 1 one bound cannot tell the two apart; Wilson is read.
+    `z` is the normal quantile of `confidence_level` (computed when not given).
     """
-    n = _wilson_n(p, lo, hi, sps.norm.ppf(0.5 + confidence_level / 2))
+    z = sps.norm.ppf(0.5 + confidence_level / 2) if z is None else z
+    n = _wilson_n(p, lo, hi, z)
     return n if np.isfinite(n) else _clopper_pearson_n(p, lo, hi, confidence_level)
 
 
@@ -255,7 +338,7 @@ def _change_pvalues(
             share = days[0] / (days[0] + days[1])
             p[i] = sps.binomtest(k1, k1 + k2, share).pvalue
             continue
-        n1, n2 = (_effective_n(r.value, r.ci_low, r.ci_high, confidence_level) for r in (c, q))
+        n1, n2 = (_effective_n(r.value, r.ci_low, r.ci_high, confidence_level, z) for r in (c, q))
         if np.isfinite(n1) and np.isfinite(n2):
             pooled = (c.value * n1 + q.value * n2) / (n1 + n2)
             se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
@@ -324,21 +407,23 @@ def scorecard(
     else:
         period = m.resolve_period(ds, market=market, start=start, end=end)
     thr = mp.ai_threshold if threshold is None else threshold
-    with warnings.catch_warnings():  # no decisions at all is the error below
-        warnings.filterwarnings("ignore", message="no decisions", category=UserWarning)
-        cur = _collect(ds, market, cols, period.start, period.end, thr)
-    if not _has_decisions(cur):
-        raise QualityLabError(f"no data for market {market} in {period.start}..{period.end}")
     key = [*cols, "metric"]
     notes: list[str] = []
+    prev_p = period.previous()
+    with warnings.catch_warnings():  # no decisions at all is the error below
+        warnings.filterwarnings("ignore", message="no decisions", category=UserWarning)
+        frames = scorecard_kpis(
+            ds,
+            market=market,
+            by=cols,
+            periods=[period, prev_p] if compare else [period],
+            threshold=thr,
+        )
+    cur = frames[0]
+    if not _has_decisions(cur):
+        raise QualityLabError(f"no data for market {market} in {period.start}..{period.end}")
     if compare:
-        prev_p = period.previous()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                prev = _collect(ds, market, cols, prev_p.start, prev_p.end, thr)
-        except QualityLabError:
-            prev = cur.iloc[:0]
+        prev = frames[1]
         if not _has_decisions(prev):  # e.g. the period starts with the data: prev_* stay empty
             prev = cur.iloc[:0]
             notes.append(

@@ -17,7 +17,7 @@ import json
 import operator
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,8 @@ class Dataset:
         self._views: dict[str, ir.Table] = {}
         self._market: str | None = None  # set on a slice made by for_market
         self._slices: dict[str, Dataset] = {}
+        # results of pure functions of a slice (a snapshot), see remember()
+        self._memo: dict[Hashable, Any] = {}
         # per table: rows failing each (check, column), from validate(); and which
         # error checks fail at all (see _failing)
         self._check_counts: dict[str, dict[tuple[str, str, str], int]] = {}
@@ -366,6 +368,84 @@ class Dataset:
             self._slices.pop(next(iter(self._slices)))
         return sliced
 
+    def remember(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()``, remembered under `key` while this market slice lives.
+
+        A slice made by :meth:`for_market` is a snapshot of the market's rows,
+        so a pure function of it with the same arguments gives the same result:
+        an analyst re-running a cell, or switching a widget back, gets the
+        remembered aggregates instead of re-scanning. The latest
+        :data:`_MEMO_KEPT` results are kept. A dataset that is not a slice
+        reads its sources afresh, so it computes every time. Callers must not
+        modify what they get back (copy it first).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from qualitylab.demo import generate
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = generate(folder, scale="small", seed=1, days=14, markets=["SG"])
+        >>> ds = open_dataset(folder)
+        >>> calls = []
+        >>> sg = ds.for_market("SG")
+        >>> [sg.remember("k", lambda: calls.append(1) or len(calls)) for _ in range(2)]
+        [1, 1]
+        >>> [ds.remember("k", lambda: calls.append(1) or len(calls)) for _ in range(2)]
+        [2, 3]
+        """
+        if self._market is None:
+            return compute()
+        if key in self._memo:
+            self._memo[key] = self._memo.pop(key)  # most recently used last
+            return self._memo[key]
+        value = compute()
+        self._memo[key] = value
+        while len(self._memo) > _MEMO_KEPT:
+            self._memo.pop(next(iter(self._memo)))
+        return value
+
+    @contextlib.contextmanager
+    def kept(self, expr: ir.Table) -> Iterator[ir.Table]:
+        """`expr` computed once and kept by the engine while the block runs.
+
+        For several queries over one intermediate result (a scorecard's
+        audits joined to their decisions): on DuckDB a temporary table
+        (dropped at the end of the block), on Spark a cached DataFrame
+        (unpersisted); other engines get `expr` back and recompute it.
+        ibis ``Table.cache()`` would do this, but its release fails on the
+        installed sqlglot (it emits ``DROP TABLE IF EXISTS`` without a name).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from qualitylab.demo import generate
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = generate(folder, scale="small", seed=1, days=14, markets=["SG"])
+        >>> ds = open_dataset(folder)
+        >>> with ds.kept(ds.table("qa_audits")) as audits:
+        ...     int(audits.count().to_pyarrow().as_py()) > 0
+        True
+        """
+        engine = getattr(self.backend, "name", "")
+        if engine == "pyspark":
+            cached = expr.cache()
+            try:
+                yield cached
+            finally:
+                with contextlib.suppress(Exception):
+                    cached.release()
+            return
+        if engine != "duckdb":
+            yield expr
+            return
+        tmp = f"ql_kept_{id(self):x}_{next(_SLICE_IDS)}"
+        sql = self.backend.compile(expr)
+        self.backend.raw_sql(f'CREATE OR REPLACE TEMP TABLE "{tmp}" AS {sql}')
+        try:
+            yield self.backend.table(tmp)
+        finally:
+            _drop_tables(self.backend, [tmp])
+
     def stacked(self, dimensions: Sequence[str]) -> Dataset:
         """The dataset with its decisions stacked once per dimension.
 
@@ -401,6 +481,7 @@ class Dataset:
         out = copy.copy(self)
         out._views = {**self._views, "decisions": ibis.union(*parts, distinct=False)}
         out._slices = {}
+        out._memo = {}
         out.extra_grains = (*self.extra_grains, "dimension", "segment")
         return out
 
@@ -639,6 +720,8 @@ def _count_failing(staged: ir.Table, checks: list[Check], cross_checks: list[Che
 
 #: Market slices a dataset keeps for reuse (each holds a market's rows in memory).
 _SLICES_KEPT = 3
+#: Results a market slice remembers (:meth:`Dataset.remember`).
+_MEMO_KEPT = 32
 _SLICE_IDS = itertools.count()
 
 
