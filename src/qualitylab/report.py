@@ -668,6 +668,10 @@ def _headings(nb: nbformat.NotebookNode) -> list[tuple[int, str, str]]:
     return toc
 
 
+#: HTML exporters by ``stakeholder`` (:func:`render_html`).
+_EXPORTERS: dict[bool, Any] = {}
+
+
 def render_html(
     notebook: str | Path | nbformat.NotebookNode,
     out: str | Path,
@@ -718,13 +722,15 @@ def render_html(
                     for o in cell.get("outputs", [])
                     if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
                 ]
-    exporter = HTMLExporter(
-        template_name="qualitylab",
-        extra_template_basedirs=[str(TEMPLATE_DIR)],
-        exclude_input=stakeholder,
-        exclude_input_prompt=stakeholder,
-        exclude_output_prompt=stakeholder,
-    )
+    exporter = _EXPORTERS.get(stakeholder)
+    if exporter is None:  # one per kind and process: its templates are compiled once
+        exporter = _EXPORTERS[stakeholder] = HTMLExporter(
+            template_name="qualitylab",
+            extra_template_basedirs=[str(TEMPLATE_DIR)],
+            exclude_input=stakeholder,
+            exclude_input_prompt=stakeholder,
+            exclude_output_prompt=stakeholder,
+        )
     resources = {
         "ql_vega_bundle": vega_bundle(),
         "ql_title": title if stakeholder or title else None,
@@ -811,12 +817,23 @@ def explorer(ctx: ReportContext, *, by: str = "vendor", grain: str = "week"):
     )
     out = widgets.Output()
 
+    # the market's slice (a snapshot) remembers each family x dimension it computed,
+    # so switching back to a view, or between metrics of one family, does not query
+    ds = ctx.ds.for_market(ctx.market) if hasattr(ctx.ds, "for_market") else ctx.ds
+
+    def frame_for(metric: str, dim: str) -> pd.DataFrame:
+        fn = m.qa_metrics if metric in m.QA_METRICS else m.operational_metrics
+        key = ("explorer", fn.__name__, ctx.market, dim, grain, ctx.baseline.start, ctx.end)
+        return ds.remember(
+            key,
+            lambda: fn(
+                ds, market=ctx.market, by=[dim, grain], start=ctx.baseline.start, end=ctx.end
+            ),
+        )
+
     def redraw(*_: object) -> None:
         metric, dim = metric_w.value, dim_w.value
-        fn = m.qa_metrics if metric in m.QA_METRICS else m.operational_metrics
-        frame = fn(
-            ctx.ds, market=ctx.market, by=[dim, grain], start=ctx.baseline.start, end=ctx.end
-        )
+        frame = frame_for(metric, dim)
         with out:
             out.clear_output(wait=True)
             display(
