@@ -18,6 +18,13 @@ Workloads (issue #8):
   dataset re-opened as ``qualitylab watch`` does at every tick, ``now`` found,
   and :func:`qualitylab.watch.tick`. The info column gives a second tick on
   the open dataset and the plan's time (once per market-local day).
+* ``W6`` interactive (issue #20): in one process, as in a live kernel on
+  ``large``, ``ql.scorecard(ds, "ID", by=["vendor", "queue"])``: the first call
+  (the market's slice made and queried), then the median of 10 repeated calls
+  (the slice remembers its aggregates) and the median of 10 calls with that
+  memo cleared (every engine query run on the warm slice); and on ``demo``,
+  notebook 01's explorer widget: the median and largest time of 10 changes of
+  metric or dimension (query and chart).
 * ``growth``: W1 and W2 (one market) on 1M, 3M and 10M decisions (random
   samples of ``large`` by a hash of ``decision_id``, audits kept with their
   decisions).
@@ -53,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path.cwd()
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "growth")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "growth")
 W1_BY = ["market", "vendor", "queue", "date"]
 W1_DAYS = 28
 SCAN_MARKET = "ID"
@@ -156,23 +163,14 @@ def _decisions_glob(data: str) -> str:
 # W1: the three implementations (run in a child process)
 # --------------------------------------------------------------------------- #
 def w1_qualitylab(data: str, start: date, end: date) -> Any:
-    """Every scorecard KPI (as ``scorecard._collect``) for all markets at once."""
-    import pandas as pd
-
+    """Every scorecard KPI (``scorecard.scorecard_kpis``) for all markets at once."""
     import qualitylab as ql
-    from qualitylab import metrics as m
-    from qualitylab.aieval import ai_metrics
+    from qualitylab.metrics import Period
+    from qualitylab.scorecard import scorecard_kpis
 
     ds = ql.open_dataset(data)
-    kw = {"market": None, "by": W1_BY, "start": start, "end": end}
-    parts = [
-        m.operational_metrics(ds, **kw),
-        m.qa_metrics(ds, **kw),
-        m.qa_alignment(ds, **kw).drop(columns=["p_value"]),
-        m.ai_workflow_metrics(ds, **kw),
-        ai_metrics(ds, **kw),
-    ]
-    return pd.concat(parts, ignore_index=True)
+    (kpis,) = scorecard_kpis(ds, market=None, by=W1_BY, periods=[Period(start, end)])
+    return kpis
 
 
 def _params() -> Any:
@@ -662,6 +660,73 @@ def w5_tick(data: str, market: str, plan: Any) -> dict[str, Any]:
     }
 
 
+def w6_scorecard(data: str, market: str, repeats: int = 10) -> dict[str, Any]:
+    """``ql.scorecard`` as an analyst calls it in a live kernel: first, remembered, engine."""
+    import qualitylab as ql
+
+    ds = ql.open_dataset(data)
+    by = ["vendor", "queue"]
+    started = time.perf_counter()
+    first = ql.scorecard(ds, market, by=by)
+    first_s = time.perf_counter() - started
+    warm, engine = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        ql.scorecard(ds, market, by=by)
+        warm.append(time.perf_counter() - started)
+    sliced = ds.for_market(market)
+    for _ in range(repeats):
+        sliced._memo.clear()  # noqa: SLF001 - measure the engine path on the warm slice
+        started = time.perf_counter()
+        ql.scorecard(ds, market, by=by)
+        engine.append(time.perf_counter() - started)
+    return {
+        "median_s": statistics.median(warm),
+        "first_s": round(first_s, 3),
+        "engine_median_s": round(statistics.median(engine), 3),
+        "rows": len(first),
+    }
+
+
+def w6_explorer(data: str, market: str) -> dict[str, Any]:
+    """Notebook 01's explorer widget: 10 changes of metric or dimension (query and chart)."""
+    import contextlib
+    import io
+
+    from qualitylab import report
+
+    ctx = report.context(data, market, weeks=4, prefetch_alerts=False)
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        box = report.explorer(ctx, by="vendor")
+    first_s = time.perf_counter() - started
+    metric_w, dim_w = box.children[0].children
+    changes = [
+        (dim_w, "site"),
+        (metric_w, "sla_compliance"),
+        (dim_w, "queue"),
+        (metric_w, "response_p90"),
+        (dim_w, "language"),
+        (metric_w, "accuracy"),
+        (dim_w, "policy"),
+        (dim_w, "vendor"),
+        (metric_w, "sla_compliance"),
+        (dim_w, "site"),
+    ]
+    times = []
+    for widget, value in changes:
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            widget.value = value
+        times.append(time.perf_counter() - started)
+    return {
+        "median_s": statistics.median(times),
+        "first_s": round(first_s, 3),
+        "max_s": round(max(times), 3),
+        "changes": len(times),
+    }
+
+
 # --------------------------------------------------------------------------- #
 # child process: one measurement
 # --------------------------------------------------------------------------- #
@@ -705,11 +770,17 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             **w5_tick(data, spec["market"], prep["plan"]),
             "plan_s": round(prep["plan_seconds"], 2),
         }
+    elif kind == "W6:scorecard":
+        fn = lambda: w6_scorecard(data, spec["market"])  # noqa: E731
+    elif kind == "W6:explorer":
+        fn = lambda: w6_explorer(data, spec["market"])  # noqa: E731
     else:
         raise SystemExit(f"unknown benchmark kind {kind}")
     started = time.perf_counter()
     result = fn()
     seconds = time.perf_counter() - started
+    if kind.startswith("W6:"):  # the answer time an analyst waits, not the whole session
+        seconds = result.pop("median_s")
     info: dict[str, Any] = {}
     if kind.startswith("W1:"):
         if spec.get("save"):
@@ -890,6 +961,36 @@ class Bench:
                     a.runs,
                 ),
             )
+        if "W6" in wanted:
+            print("W6 interactive", flush=True)
+            self.add(
+                "W6",
+                f"scorecard {SCAN_MARKET} by vendor x queue",
+                "large",
+                measure(
+                    {
+                        "kind": "W6:scorecard",
+                        "data": str(large),
+                        "market": SCAN_MARKET,
+                        "memo": self.memo,
+                    },
+                    a.runs,
+                ),
+            )
+            self.add(
+                "W6",
+                f"01 explorer widget change ({SCAN_MARKET})",
+                "demo",
+                measure(
+                    {
+                        "kind": "W6:explorer",
+                        "data": str(demo),
+                        "market": SCAN_MARKET,
+                        "memo": self.memo,
+                    },
+                    a.runs,
+                ),
+            )
         if "growth" in wanted:
             print("growth", flush=True)
             sizes = [(k, str(p)) for k, p in samples.items()]
@@ -1003,6 +1104,17 @@ def _note(r: dict[str, Any]) -> str:
         )
     if r["workload"] == "W1":
         return f"{info.get('rows', 0):,} KPI rows"
+    if r["workload"] == "W6" and "first_s" in info and "engine_median_s" in info:
+        return (
+            f"median of 10 repeated calls (the slice remembers); first call "
+            f"{info['first_s']} s; engine (memo cleared) median {info['engine_median_s']} s; "
+            f"{info.get('rows', 0)} rows"
+        )
+    if r["workload"] == "W6" and "first_s" in info:
+        return (
+            f"median of {info.get('changes')} changes, largest {info.get('max_s')} s; "
+            f"first draw {info['first_s']} s"
+        )
     if r["workload"] == "W5":
         return (
             f"{info.get('queues')} queues, {info.get('open_items')} open; tick on the open "
@@ -1068,7 +1180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workloads",
         default=os.environ.get("BENCH") or ",".join(WORKLOADS),
-        help="comma-separated subset of W1,W2,W3,W4,W5,growth (default: all, or $BENCH)",
+        help="comma-separated subset of W1,W2,W3,W4,W5,W6,growth (default: all, or $BENCH)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument(
