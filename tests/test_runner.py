@@ -917,3 +917,88 @@ def test_hub_new_alerts_render_offline_and_hostile_segments_stay_inert(tmp_path)
         assert "ai_recall down in language" in page.text and bad in page.text
         assert "1 related alert (same cause)" in page.text
         assert "pwned" not in page.title
+
+
+# --------------------------------------------------------------------------- #
+# kernels forked from the warm kernel server
+# --------------------------------------------------------------------------- #
+LEAKY = """
+import os, sys
+import numpy as np
+import qualitylab
+import qualitylab.report as report
+leaked = {
+    "global": "left_behind" in globals(),
+    "module": hasattr(qualitylab, "_left_behind"),
+    "memo": len(report._ALERTS_MEMO),
+    "env": os.environ.get("QL_LEFT_BEHIND"),
+    "argv_module": "qualitylab_left_behind" in sys.modules,
+}
+first_draw = float(np.random.random())
+left_behind = 1
+qualitylab._left_behind = 1
+report._ALERTS_MEMO[report] = {}
+os.environ["QL_LEFT_BEHIND"] = "1"
+sys.modules["qualitylab_left_behind"] = qualitylab
+print(__import__("json").dumps({"leaked": leaked, "pid": os.getpid(), "ppid": os.getppid(),
+                                "cwd": os.getcwd(), "draw": first_draw}))
+"""
+
+
+@pytest.mark.skipif(
+    not __import__("qualitylab.runner").runner.fork_kernels_enabled(), reason="Linux"
+)
+def test_forked_kernels_share_no_state(tmp_path):
+    """Two notebooks in a row on one kernel server: the second sees nothing the first did.
+
+    Each kernel is its own process forked from the server (which only imported
+    modules): globals, module attributes, library caches, environment
+    variables and ``sys.modules`` changes stay in the notebook that made them,
+    and numpy's global generator is seeded afresh per kernel, as in a new
+    interpreter.
+    """
+    import papermill as pm
+
+    from qualitylab.runner import _forking_kernel_manager, _KernelServer
+
+    nb = tmp_path / "leaky.ipynb"
+    _fake_notebook(nb, LEAKY)
+    seen = []
+    try:
+        assert _KernelServer.get() is not None
+        for i in range(2):
+            out = tmp_path / f"out{i}.ipynb"
+            pm.execute_notebook(
+                str(nb),
+                str(out),
+                parameters={"market": "SG"},
+                cwd=str(tmp_path),
+                kernel_name="python3",
+                progress_bar=False,
+                kernel_manager_class=_forking_kernel_manager(),
+            )
+            text = nbformat.read(str(out), as_version=4).cells[-1].outputs[0]["text"]
+            seen.append(json.loads(text))
+        server_pid = _KernelServer._instance.proc.pid  # type: ignore[union-attr]
+    finally:
+        _KernelServer.close()
+    for s in seen:
+        assert s["leaked"] == {
+            "global": False,
+            "module": False,
+            "memo": 0,
+            "env": None,
+            "argv_module": False,
+        }
+        assert s["ppid"] == server_pid  # forked, not started the usual way
+        assert s["cwd"] == str(tmp_path)
+    assert seen[0]["pid"] != seen[1]["pid"]
+    assert seen[0]["draw"] != seen[1]["draw"]
+
+
+def test_forked_kernel_off_switch(monkeypatch):
+    """``QUALITYLAB_FORK_KERNELS=0`` starts every kernel the usual way."""
+    from qualitylab.runner import fork_kernels_enabled
+
+    monkeypatch.setenv("QUALITYLAB_FORK_KERNELS", "0")
+    assert not fork_kernels_enabled()
