@@ -624,3 +624,29 @@ def test_stacked_dataset_has_a_row_per_decision_and_dimension(small_data):
     assert st.extra_grains == ("dimension", "segment") and ds.extra_grains == ()
     with pytest.raises(Exception, match="no column 'colour'"):
         ds.stacked(["colour"])
+
+
+def test_fast_tails_equal_scipy_stats_bit_for_bit():
+    """The scan's direct special-function tails give scipy.stats' values exactly."""
+    from qualitylab import detect
+
+    rng = np.random.default_rng(7)
+    x = np.r_[rng.normal(0, 3, 5000), [0.0, -0.0, np.inf, -np.inf, np.nan, 40.0, -40.0]]
+    q = np.r_[rng.uniform(0, 1, 5000), 10.0 ** -rng.uniform(0, 300, 200), [0.0, 1.0, 0.5]]
+
+    def same(a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        np.testing.assert_array_equal(a, b)
+        num = ~np.isnan(a)
+        np.testing.assert_array_equal(np.signbit(a[num]), np.signbit(b[num]))  # -0.0 vs 0.0
+
+    same(detect._norm_sf(x), stats.norm.sf(x))
+    same(detect._norm_cdf(x), stats.norm.cdf(x))
+    same(detect._norm_pdf(x), stats.norm.pdf(x))
+    same(detect._norm_isf(q), stats.norm.isf(q))
+    for df in (1, 6, 10, 27):
+        same(detect._t_sf(x, df), stats.t.sf(x, df))
+    assert detect._norm_isf(0.5) == 0.0 and not np.signbit(detect._norm_isf(0.5))
+    table = (3, 40, 12, 300)
+    ref = stats.fisher_exact([[3, 40], [12, 300]]).pvalue
+    assert detect._fisher_p(*table) == ref and detect._fisher_p(*table) == ref

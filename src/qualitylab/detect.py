@@ -251,6 +251,46 @@ def _two_sided(z: np.ndarray | float) -> np.ndarray:
     return special.erfc(np.abs(z) / math.sqrt(2.0))
 
 
+# The scan evaluates these tails thousands of times on scalars and short arrays;
+# scipy.stats' distribution methods spend ~100 us each on argument handling
+# around the same special functions. These call the special functions directly,
+# exactly as scipy.stats does for finite arguments with loc=0, scale=1 (same
+# values bit for bit, ``tests/test_detect.py`` checks them against scipy.stats).
+_NORM_PDF_C = np.sqrt(2 * np.pi)
+
+
+def _norm_sf(x: Any) -> Any:
+    """``scipy.stats.norm.sf(x)``."""
+    return special.ndtr(-np.asarray(x, dtype=float))
+
+
+def _norm_isf(q: Any) -> Any:
+    """``scipy.stats.norm.isf(q)`` (0.0 - ...: scipy's ``+ loc`` turns -0.0 into 0.0)."""
+    return 0.0 - special.ndtri(np.asarray(q, dtype=float))
+
+
+def _norm_cdf(x: Any) -> Any:
+    """``scipy.stats.norm.cdf(x)``."""
+    return special.ndtr(np.asarray(x, dtype=float))
+
+
+def _norm_pdf(x: Any) -> Any:
+    """``scipy.stats.norm.pdf(x)``."""
+    x = np.asarray(x, dtype=float)
+    return np.exp(-(x**2) / 2.0) / _NORM_PDF_C
+
+
+def _t_sf(x: Any, df: float) -> Any:
+    """``scipy.stats.t.sf(x, df)`` for ``df > 0``."""
+    return special.stdtr(df, -np.asarray(x, dtype=float))
+
+
+@functools.lru_cache(maxsize=65536)
+def _fisher_p(a: int, b: int, c: int, d: int) -> float:
+    """Two-sided p-value of Fisher's exact test of ``[[a, b], [c, d]]`` (memoised)."""
+    return float(sps.fisher_exact([[a, b], [c, d]]).pvalue)
+
+
 class _Column:
     """One column of an :class:`_Arrays` result: ``to_numpy()`` and ``iloc``."""
 
@@ -860,11 +900,20 @@ def _optimal_partition(x: np.ndarray, pen: float, min_size: int) -> list[int]:
     f = np.full(n + 1, np.inf)
     f[0] = -pen
     last = np.zeros(n + 1, dtype=int)
+    # every segment's cost at once (cost[s, t] of x[s:t], same arithmetic as one t at a
+    # time) when the (n+1)^2 table is small; the scan's series are a few months of days
+    table = None
+    if n <= 2000:
+        pos = np.arange(n + 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            table = (
+                s2[None, :]
+                - s2[:, None]
+                - (s1[None, :] - s1[:, None]) ** 2 / (pos[None, :] - pos[:, None])
+            )
     for t in range(min_size, n + 1):
-        s = np.arange(0, t - min_size + 1)
-        s = s[np.isfinite(f[s])]
-        length = t - s
-        cost = s2[t] - s2[s] - (s1[t] - s1[s]) ** 2 / length
+        s = np.flatnonzero(np.isfinite(f[: t - min_size + 1]))
+        cost = table[s, t] if table is not None else s2[t] - s2[s] - (s1[t] - s1[s]) ** 2 / (t - s)
         total = f[s] + cost + pen
         j = int(np.argmin(total))
         f[t], last[t] = total[j], s[j]
@@ -1430,7 +1479,7 @@ def _nu(x: np.ndarray) -> np.ndarray:
     """Siegmund's overshoot correction for a discrete-time scan (``nu(x) -> 1`` as ``x -> 0``)."""
     h = np.asarray(x, dtype=float) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        v = (sps.norm.cdf(h) - 0.5) / h / (h * sps.norm.cdf(h) + sps.norm.pdf(h))
+        v = (_norm_cdf(h) - 0.5) / h / (h * _norm_cdf(h) + _norm_pdf(h))
     return np.where(h > 1e-9, v, 1.0)
 
 
@@ -1477,7 +1526,7 @@ def scan_p_value(z: float | npt.ArrayLike, days: int) -> np.ndarray | float:
     length = np.arange(2, T + 1, dtype=float)
     b = zz.reshape(-1, 1)
     dens = (T - length + 1) * (b * b / (2 * length) * _nu(b / np.sqrt(length))) ** 2
-    tail = 2 * sps.norm.sf(zz)
+    tail = 2 * _norm_sf(zz)
     p = np.minimum(1.0, np.maximum(tail * (T + dens.sum(axis=1).reshape(zz.shape)), tail))
     return float(p) if np.ndim(z) == 0 else p
 
@@ -1617,7 +1666,7 @@ def _search_p(p_raw: float, days: int) -> float:
     """Search-corrected p-value of a window with two-sided p-value ``p_raw``."""
     if not p_raw < 1:
         return 1.0
-    return float(scan_p_value(sps.norm.isf(max(p_raw, 1e-300) / 2), days))
+    return float(scan_p_value(_norm_isf(max(p_raw, 1e-300) / 2), days))
 
 
 def _extend(
@@ -1717,8 +1766,8 @@ _TAIL_DF = 10
 def _heavy_tailed(z: np.ndarray) -> np.ndarray:
     """Normal-equivalent z of scores read as Student's t (same two-sided p-value)."""
     z = np.asarray(z, dtype=float)
-    p = 2 * sps.t.sf(np.abs(z), _TAIL_DF)
-    return np.sign(z) * sps.norm.isf(np.maximum(p, 1e-300) / 2)
+    p = 2 * _t_sf(np.abs(z), _TAIL_DF)
+    return np.sign(z) * _norm_isf(np.maximum(p, 1e-300) / 2)
 
 
 def _window_z(k_w: float, n_w: float, k_ref: float, n_ref: float, scale: float) -> float:
@@ -1741,8 +1790,8 @@ def _window_z(k_w: float, n_w: float, k_ref: float, n_ref: float, scale: float) 
     if min(nw, nr) * min(pool, 1 - pool) >= 10:  # large counts: the pooled z-test agrees
         z = abs(diff) / math.sqrt(pool * (1 - pool) * (1 / nw + 1 / nr))
     else:
-        p = sps.fisher_exact([[kw, nw - kw], [kr, nr - kr]]).pvalue
-        z = float(sps.norm.isf(max(p, 1e-300) / 2))
+        p = _fisher_p(kw, nw - kw, kr, nr - kr)
+        z = float(_norm_isf(max(p, 1e-300) / 2))
     return math.copysign(z / scale, diff)
 
 
@@ -1966,7 +2015,7 @@ def _robust_keep(x: np.ndarray, floor: float = 0.0) -> np.ndarray:
     if not sd > 0:
         return ~cand
     t = np.abs(x - float(np.mean(rest))) / (sd * math.sqrt(1 + 1 / len(rest)))
-    return ~(cand & (2 * sps.t.sf(t, len(rest) - 1) < 0.001 / len(x)))
+    return ~(cand & (2 * _t_sf(t, len(rest) - 1) < 0.001 / len(x)))
 
 
 def _young_level_test(hist: np.ndarray, value: float, floor: float) -> tuple[float, int, float]:
@@ -2017,8 +2066,8 @@ def _young_rate_test(
     pc = (k_ref + 0.5) / (n_ref + 1.0)
     phi = float(np.sum((kh / nh - pc) ** 2 / (pc * (1 - pc) / nh)) / max(h - 1, 1))
     if phi > 1 and h > 1:
-        p = 2 * sps.t.sf(abs(z) / math.sqrt(phi), h - 1)
-        z = math.copysign(float(sps.norm.isf(max(p, 1e-300) / 2)), z)
+        p = 2 * _t_sf(abs(z) / math.sqrt(phi), h - 1)
+        z = math.copysign(float(_norm_isf(max(p, 1e-300) / 2)), z)
     return z, h, p_bar, n_ref
 
 
@@ -2102,7 +2151,7 @@ def _young_windows(
             tt, h, mean = _young_level_test(y[hist], float(y[t]), s.floor)
             if not np.isfinite(tt) or h < _YOUNG_MIN_HISTORY - 2:
                 continue
-            p = float(2 * sps.t.sf(abs(tt), h - 1))
+            p = float(2 * _t_sf(abs(tt), h - 1))
             obs = float(ys.value[t])
             stats.append((int(t), p, int(np.sign(tt)), float(np.expm1(mean)), h, obs, 0.0))
     if not stats:
