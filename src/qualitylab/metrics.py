@@ -628,7 +628,7 @@ def _km_metrics(
 ) -> pd.DataFrame:
     """SLA compliance and response percentiles per group, all groups at once."""
     hist = hist.rename(columns={"__bin": "bin", "__le_sla": "le_sla", "__event": "event"})
-    unknown_queues = sorted(set(hist["queue"]) - set(slas))
+    unknown_queues = sorted(set(hist["queue"].unique()) - set(slas))
     if unknown_queues:
         warnings.warn(
             f"no SLA configured for queue(s) {unknown_queues}; they are left out of "
