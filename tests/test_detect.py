@@ -650,3 +650,28 @@ def test_fast_tails_equal_scipy_stats_bit_for_bit():
     table = (3, 40, 12, 300)
     ref = stats.fisher_exact([[3, 40], [12, 300]]).pvalue
     assert detect._fisher_p(*table) == ref and detect._fisher_p(*table) == ref
+
+
+def test_qa_join_then_stack_equals_the_stacked_dataset(small_data):
+    """_qa_stacked (audits joined once, joined rows stacked) = qa_metrics of ds.stacked."""
+    from qualitylab import detect
+    from qualitylab.metrics import qa_metrics
+
+    ds = open_dataset(small_data).for_market("ID")
+    dims = ["market", "vendor", "policy"]
+    start, end = date(2026, 10, 1), date(2026, 11, 22)
+    key = ["dimension", "segment", "date", "metric"]
+    cols = [*key, "value", "n"]
+    ours = detect._qa_stacked(ds, "ID", dims, start, end)
+    ref = qa_metrics(ds.stacked(dims), market="ID", by=key[:3], start=start, end=end)
+    assert len(ours) > 0 and set(ours["dimension"]) == set(dims)
+    pd.testing.assert_frame_equal(
+        ours[cols].sort_values(key).reset_index(drop=True),
+        ref[cols].sort_values(key).reset_index(drop=True),
+        check_dtype=False,
+    )
+    stacked = detect._stack_rows(ds.table("decisions"), dims)
+    assert (
+        stacked.count().to_pyarrow().as_py()
+        == 3 * ds.table("decisions").count().to_pyarrow().as_py()
+    )
