@@ -536,13 +536,20 @@ def _row_checks(spec: TableSpec, known_markets: Sequence[str] | None) -> list[Ch
             )
         if col.pattern is not None:
             sev = "warning" if col.pattern == LANGUAGE_RE else "error"
+            # known market codes that match pass without the regex (an IN list is
+            # ~10x cheaper per row than a regular expression on 10M rows)
+            fine = [
+                c for c in (known_markets or ()) if name == "market" and re.search(col.pattern, c)
+            ]
             checks.append(
                 Check(
                     spec.name,
                     name,
                     "format",
                     sev,
-                    lambda t, n=name, p=col.pattern: t[n].notnull() & ~t[n].re_search(p),
+                    lambda t, n=name, p=col.pattern, ok=fine: _unless_known(
+                        t[n], ok, t[n].notnull() & ~t[n].re_search(p)
+                    ),
                     _example_of(spec, name),
                     f"values not matching {col.pattern}",
                 )
@@ -557,7 +564,9 @@ def _row_checks(spec: TableSpec, known_markets: Sequence[str] | None) -> list[Ch
                 "market",
                 "unknown_market",
                 "error",
-                lambda t: t.market.re_search(r"^([A-Z]{2}|\*)$") & ~t.market.isin(known),
+                lambda t: _unless_known(
+                    t.market, known, t.market.re_search(r"^([A-Z]{2}|\*)$") & ~t.market.isin(known)
+                ),
                 _example_of(spec, "market"),
                 "market codes with no parameters/markets/<CODE>.yaml "
                 f"(known: {', '.join(sorted(known_markets)) or 'none'})",
@@ -565,6 +574,19 @@ def _row_checks(spec: TableSpec, known_markets: Sequence[str] | None) -> list[Ch
         )
     checks.extend(_table_specific(spec))
     return checks
+
+
+def _unless_known(
+    column: ir.StringValue, known: Sequence[str], fails: ir.BooleanValue
+) -> ir.BooleanValue:
+    """`fails`, evaluated only where `column` is not one of `known` (which pass).
+
+    The same answer as `fails` whenever every `known` value passes it; DuckDB
+    evaluates a CASE branch only on the rows that reach it.
+    """
+    if not known:
+        return fails
+    return ibis.cases((column.isin(list(known)), ibis.literal(False)), else_=fails)
 
 
 def _range_check(spec: TableSpec, col: ColumnSpec) -> Check:
