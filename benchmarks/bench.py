@@ -770,6 +770,11 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             **w5_tick(data, spec["market"], prep["plan"]),
             "plan_s": round(prep["plan_seconds"], 2),
         }
+    elif kind == "W4:floor":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from batch_floor import measure_floor
+
+        fn = lambda: measure_floor(data, int(spec["jobs"]))  # noqa: E731
     elif kind == "W6:scorecard":
         fn = lambda: w6_scorecard(data, spec["market"])  # noqa: E731
     elif kind == "W6:explorer":
@@ -781,6 +786,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     if kind.startswith("W6:"):  # the answer time an analyst waits, not the whole session
         seconds = result.pop("median_s")
+    if kind == "W4:floor":  # the trivial batch's wall time, without counting the notebooks
+        seconds = result["floor_s"]
     info: dict[str, Any] = {}
     if kind.startswith("W1:"):
         if spec.get("save"):
@@ -940,7 +947,7 @@ class Bench:
         if "W4" in wanted:
             print("W4 batch run", flush=True)
             heavy = a.runs if a.heavy_runs is None else a.heavy_runs
-            for jobs in (1, 2):
+            for jobs in a.w4_jobs:
                 self.add(
                     "W4",
                     f"run --markets all --jobs {jobs}",
@@ -950,6 +957,15 @@ class Bench:
                         heavy,
                     ),
                 )
+            jobs = max(a.w4_jobs)
+            self.add(
+                "W4",
+                f"floor: trivial notebooks, --jobs {jobs}",
+                "demo",
+                measure(
+                    {"kind": "W4:floor", "data": str(demo), "jobs": jobs, "memo": self.memo}, 1
+                ),
+            )
         if "W5" in wanted:
             print("W5 queue watch tick", flush=True)
             self.add(
@@ -1047,9 +1063,16 @@ class Bench:
             if r["workload"] == "W3" and r["variant"].startswith("qualitylab"):
                 t = ref.get(("W3", "sklearn", r["data"]))
                 ratio = f"{r['median'] / t:.2f}× sklearn" if t else ""
-            if r["workload"] == "W4" and r["variant"].endswith("2"):
-                t = ref.get(("W4", r["variant"][:-1] + "1", r["data"]))
-                ratio = f"{r['median'] / t:.2f}× jobs 1" if t else ""
+            if r["workload"] == "W4" and r["variant"].startswith("run"):
+                jobs = r["variant"].rsplit(" ", 1)[-1]
+                parts = []
+                t = ref.get(("W4", r["variant"][: -len(jobs)] + "1", r["data"]))
+                if t and jobs != "1":
+                    parts.append(f"{r['median'] / t:.2f}× jobs 1")
+                f = ref.get(("W4", f"floor: trivial notebooks, --jobs {jobs}", r["data"]))
+                if f:
+                    parts.append(f"{r['median'] / f:.2f}× its floor")
+                ratio = ", ".join(parts)
             lines.append(
                 f"| {r['workload']} | {r['variant']} | {data} | {r['runs']} | {r['median']:.2f} | "
                 f"{r['min']:.2f}–{r['max']:.2f} | {ratio} | {r['rss_mb']:.0f} | {_note(r)} |"
@@ -1096,6 +1119,11 @@ def _note(r: dict[str, Any]) -> str:
         return f"{info.get('scores', 0):,} scores, AUC {info.get('auc', float('nan')):.6f}"
     if r["workload"] == "W2":
         return f"{info.get('alerts')} alerts"
+    if r["workload"] == "W4" and "floor_s" in info:
+        return (
+            f"{info.get('notebooks')} notebooks of kernel start, imports and HTML export only; "
+            f"{info.get('per_notebook_s')} s per notebook slot"
+        )
     if r["workload"] == "W4":
         return (
             "ok"
@@ -1183,6 +1211,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of W1,W2,W3,W4,W5,W6,growth (default: all, or $BENCH)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument(
+        "--w4-jobs",
+        default="1,2",
+        type=lambda v: [int(x) for x in v.split(",")],
+        help="--jobs values of the W4 batch runs (default 1,2)",
+    )
     parser.add_argument(
         "--heavy-runs",
         type=int,
