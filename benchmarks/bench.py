@@ -276,8 +276,9 @@ latest AS (
   QUALIFY row_number() OVER (PARTITION BY decision_id, qa_source ORDER BY audited_at DESC) = 1
 ),
 align AS (
-  SELECT v.market, v.vendor, v.queue, v.date, count(*) AS pairs,
-         count(*) FILTER (v.label = i.label) AS agree
+  -- design-weighted (issue #17): each pair carries its internal audit's weight
+  SELECT v.market, v.vendor, v.queue, v.date, sum(i.w) AS pairs,
+         coalesce(sum(i.w) FILTER (v.label = i.label), 0) AS agree
   FROM latest v JOIN latest i USING (decision_id)
   WHERE v.qa_source = 'vendor' AND i.qa_source = 'internal' GROUP BY ALL
 )
@@ -456,10 +457,11 @@ def w1_pandas(data: str, start: date, end: date) -> Any:
         ["decision_id", "qa_source"], keep="last"
     )
     v = latest[latest["qa_source"] == "vendor"]
-    i = latest[latest["qa_source"] == "internal"][["decision_id", "label"]]
-    pairs = v.merge(i, on="decision_id", suffixes=("_v", "_i"))
-    pairs["agree"] = (pairs["label_v"] == pairs["label_i"]).astype(int)
-    al = pairs.groupby(W1_BY, observed=True).agg(pairs=("agree", "size"), agree=("agree", "sum"))
+    i = latest[latest["qa_source"] == "internal"][["decision_id", "label", "w"]]
+    pairs = v.drop(columns=["w"]).merge(i, on="decision_id", suffixes=("_v", "_i"))
+    # design-weighted (issue #17): each pair carries its internal audit's weight
+    pairs["agree"] = pairs["w"] * (pairs["label_v"] == pairs["label_i"]).astype(int)
+    al = pairs.groupby(W1_BY, observed=True).agg(pairs=("w", "sum"), agree=("agree", "sum"))
     wide = wide.set_index(W1_BY).join(st).join(qsum).join(al).reset_index()
     _ = np  # numpy only through pandas here
     return _w1_long(wide, pd)
@@ -797,10 +799,26 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         info = result
     return {
         "seconds": seconds,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": _peak_rss_mb(),
         "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "info": info,
     }
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM).
+
+    ``ru_maxrss`` is not used for the process itself: Linux carries a parent's
+    resident set at ``fork`` into the child's ``ru_maxrss`` across ``exec``, so
+    every measurement read at least the benchmark driver's own size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure(spec: dict[str, Any], runs: int) -> dict[str, Any]:
