@@ -400,9 +400,7 @@ def decisions_in_periods(
             else_=None,
         )
     else:
-        label = ibis.cases(
-            *[(dec.date.between(p.start, p.end), i) for i, p in enumerate(periods)], else_=None
-        )
+        label = _period_of(dec.date, periods)
     dec = dec.mutate(_period=label)
     days = sorted((p.start, p.end) for p in periods)
     covered = all(
@@ -410,6 +408,13 @@ def decisions_in_periods(
     )
     # contiguous periods cover the span, whose rows are already selected
     return dec if covered else dec.filter(dec._period.notnull())
+
+
+def _period_of(day: ir.DateValue, periods: Sequence[Period]) -> ir.IntegerValue:
+    """The index of the period holding each market-local `day` (null in none)."""
+    return ibis.cases(
+        *[(day.between(p.start, p.end), i) for i, p in enumerate(periods)], else_=None
+    )
 
 
 def _period_ends(
@@ -544,10 +549,7 @@ def staffing_hours(
         st = st.filter(st.date.between(periods[0].start, periods[0].end))
         st = st.mutate(_period=ibis.literal(0))
     else:
-        label = ibis.cases(
-            *[(st.date.between(p.start, p.end), i) for i, p in enumerate(periods)], else_=None
-        )
-        st = st.mutate(_period=label)
+        st = st.mutate(_period=_period_of(st.date, periods))
         st = st.filter(st._period.notnull())
     st = st.mutate(week=st.date.truncate("W"), month=st.date.truncate("M"))
     aggs = {"scheduled": st.scheduled_hours.sum(), "productive": st.productive_hours.sum()}
@@ -881,13 +883,7 @@ def audited_decisions(
     ``wrong_policy``, ``enforced``, ``qa_enforced`` and ``w`` (sample weight,
     1 when null). Pending decisions are excluded (nothing to audit yet).
     """
-    if not ds.has("qa_audits"):
-        raise QualityLabError(
-            "qa_audits is not in the dataset; QA metrics (accuracy, error rates, "
-            "qa_alignment) need it"
-        )
-    if qa_source not in (None, "internal", "vendor"):
-        raise QualityLabError(f"qa_source must be 'internal', 'vendor' or None; got {qa_source!r}")
+    _check_audit_source(ds, qa_source)
     return _join_audits(ds, decisions_in_period(ds, market=market, period=period), qa_source)
 
 
@@ -907,13 +903,7 @@ def audits_in_periods(
     decision columns (besides the ones the flags need), so the engine reads
     fewer columns of the decisions it joins.
     """
-    if not ds.has("qa_audits"):
-        raise QualityLabError(
-            "qa_audits is not in the dataset; QA metrics (accuracy, error rates, "
-            "qa_alignment) need it"
-        )
-    if qa_source not in (None, "internal", "vendor"):
-        raise QualityLabError(f"qa_source must be 'internal', 'vendor' or None; got {qa_source!r}")
+    _check_audit_source(ds, qa_source)
     # only audited decisions go on to local dates and the join (a semi-join on ids)
     decisions = ds.table("decisions")
     audited = decisions.filter(decisions.decision_id.isin(ds.table("qa_audits").decision_id))
@@ -922,6 +912,16 @@ def audits_in_periods(
         need = ["decision_id", "action", "policy", PERIOD]
         dec = dec.select(*dict.fromkeys([*need, *columns]))
     return _join_audits(ds, dec, qa_source)
+
+
+def _check_audit_source(ds: Dataset, qa_source: str | None) -> None:
+    if not ds.has("qa_audits"):
+        raise QualityLabError(
+            "qa_audits is not in the dataset; QA metrics (accuracy, error rates, "
+            "qa_alignment) need it"
+        )
+    if qa_source not in (None, "internal", "vendor"):
+        raise QualityLabError(f"qa_source must be 'internal', 'vendor' or None; got {qa_source!r}")
 
 
 def _join_audits(ds: Dataset, dec: ir.Table, qa_source: str | None) -> ir.Table:
