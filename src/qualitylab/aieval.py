@@ -51,6 +51,7 @@ from qualitylab.stats import (
 __all__ = [
     "ai_metrics",
     "ai_metrics_from_audits",
+    "scored_rows",
     "scored_audits",
     "AI_METRICS",
     "CalibrationResult",
@@ -1807,6 +1808,16 @@ def scored_audits(
 
     period = m.resolve_period(ds, market=market, start=start, end=end)
     j = m.audited_decisions(ds, market=market, period=period, qa_source=qa_source)
+    return scored_rows(j, model=model)
+
+
+def scored_rows(j: ir.Table, *, model: str | Sequence[str] | None = None) -> ir.Table:
+    """The audited decisions of `j` that the model scored, with ``truth`` from QA.
+
+    `j` is :func:`qualitylab.metrics.audited_decisions` (or an equivalent join
+    of one QA source); ``truth`` is 1 when QA enforced. `model` keeps only
+    those model versions (its rows need ``ai_model``).
+    """
     j = j.filter(j.ai_score.notnull())
     if model is not None:
         models = [model] if isinstance(model, str) else list(model)

@@ -167,7 +167,7 @@ def scorecard_kpis(
     over ``decisions`` with every operational and workflow count
     (:func:`~qualitylab.metrics.decision_summary`, the periods as a grouping
     key), one over ``staffing``, and one join of ``qa_audits`` to its
-    decisions, kept by the engine (``Table.cache()``) while the QA, alignment
+    decisions, kept by the engine (:meth:`~qualitylab.sources.Dataset.kept`) while the QA, alignment
     and AI families aggregate it.
 
     Examples
@@ -197,7 +197,7 @@ def _scorecard_kpis(
     periods: list[m.Period],
     threshold: float | None,
 ) -> list[pd.DataFrame]:
-    from qualitylab.aieval import ai_metrics_from_audits
+    from qualitylab.aieval import ai_metrics_from_audits, scored_rows
 
     pcols = [*cols, m.PERIOD]
     params = ds.params.market(market) if market else ds.params.defaults
@@ -219,8 +219,7 @@ def _scorecard_kpis(
             parts.append(m.qa_from_audits(internal, pcols, confidence_level=cl))
             align = m.alignment_from_audits(audits, pcols, confidence_level=cl)
             parts.append(align[align["metric"] == "qa_alignment"].drop(columns=["p_value"]))
-            scored = internal.filter(internal.ai_score.notnull())
-            scored = scored.mutate(truth=scored.qa_enforced.cast("int64"))
+            scored = scored_rows(internal)
             with warnings.catch_warnings():  # undefined rates are NaN rows, as ai_metrics
                 warnings.simplefilter("ignore", RuntimeWarning)
                 parts.append(ai_metrics_from_audits(scored, thr, pcols, confidence_level=cl))
