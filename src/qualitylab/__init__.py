@@ -1,6 +1,21 @@
-"""qualitylab: a notebook workbench for Trust & Safety quality operations."""
+"""qualitylab: a notebook workbench for Trust & Safety quality operations.
+
+The code is layered (see ``ARCHITECTURE.md``): :mod:`qualitylab.data`,
+:mod:`qualitylab.measure`, :mod:`qualitylab.detection`,
+:mod:`qualitylab.operations`, :mod:`qualitylab.reporting` and
+:mod:`qualitylab.demodata`, :mod:`qualitylab.runs`. Every module keeps the
+short name it had before the layers (``qualitylab.metrics``,
+``qualitylab.detect``, ``qualitylab.report``, ...): :data:`MODULES` maps each
+short name to its home, and ``import qualitylab.metrics`` gives the very same
+module object as ``import qualitylab.measure.metrics``.
+"""
 
 from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 from qualitylab.errors import (
     DataContractError,
@@ -8,44 +23,90 @@ from qualitylab.errors import (
     ParameterError,
     QualityLabError,
 )
+from qualitylab.version import __version__
 
-__version__ = "0.1.0"
+#: Short module name -> the module's home in its layer.
+MODULES: dict[str, str] = {
+    # data
+    "contract": "qualitylab.data.contract",
+    "localtime": "qualitylab.data.localtime",
+    "params": "qualitylab.data.params",
+    "sources": "qualitylab.data.sources",
+    # measurement
+    "agreement": "qualitylab.measure.agreement",
+    "aieval": "qualitylab.measure.aieval",
+    "calibration": "qualitylab.measure.calibration",
+    "metrics": "qualitylab.measure.metrics",
+    "reconcile": "qualitylab.measure.reconcile",
+    "scorecard": "qualitylab.measure.scorecard",
+    "stats": "qualitylab.measure.stats",
+    # detection and explanation
+    "alertstore": "qualitylab.detection.alertstore",
+    "detect": "qualitylab.detection.detect",
+    "findings": "qualitylab.detection.findings",
+    "incidents": "qualitylab.detection.incidents",
+    "rca": "qualitylab.detection.rca",
+    "sampling": "qualitylab.detection.sampling",
+    # operations
+    "capacity": "qualitylab.operations.capacity",
+    "escalations": "qualitylab.operations.escalations",
+    "forecast": "qualitylab.operations.forecast",
+    "readiness": "qualitylab.operations.readiness",
+    "redteam": "qualitylab.operations.redteam",
+    "rollout": "qualitylab.operations.rollout",
+    "watch": "qualitylab.operations.watch",
+    # reporting
+    "charts": "qualitylab.reporting.charts",
+    "digest": "qualitylab.reporting.digest",
+    "headline": "qualitylab.reporting.headline",
+    "prefetch": "qualitylab.reporting.prefetch",
+    "report": "qualitylab.reporting.report",
+    # demo data
+    "demo": "qualitylab.demodata.generate",
+    "demostream": "qualitylab.demodata.stream",
+    # runs
+    "cli": "qualitylab.runs.cli",
+    "cron": "qualitylab.runs.cron",
+    "replay": "qualitylab.runs.replay",
+    "runner": "qualitylab.runs.runner",
+    "schedule": "qualitylab.runs.schedule",
+    "watchcli": "qualitylab.runs.watchcli",
+}
 
-from qualitylab import metrics  # noqa: E402
-from qualitylab.params import load_parameters  # noqa: E402
-from qualitylab.scorecard import scorecard  # noqa: E402
-from qualitylab.sources import Dataset, open_dataset  # noqa: E402
 
-_SUBMODULES = (
-    "agreement",
-    "aieval",
-    "calibration",
-    "capacity",
-    "charts",
-    "detect",
-    "escalations",
-    "findings",
-    "forecast",
-    "rca",
-    "readiness",
-    "reconcile",
-    "redteam",
-    "report",
-    "rollout",
-    "sampling",
-    "stats",
-)
+class _ShortNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Import ``qualitylab.<short>`` as the module at its home (same object, not a copy)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        prefix, _, short = fullname.partition(".")
+        if prefix != "qualitylab" or short not in MODULES:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec):
+        return importlib.import_module(MODULES[spec.name.partition(".")[2]])
+
+    def exec_module(self, module):
+        """Nothing to run: the module was executed at its home."""
+
+
+if not any(isinstance(f, _ShortNames) for f in sys.meta_path):
+    sys.meta_path.insert(0, _ShortNames())
+
+from qualitylab.data.params import load_parameters  # noqa: E402
+from qualitylab.data.sources import Dataset, open_dataset  # noqa: E402
+from qualitylab.measure import metrics  # noqa: E402
+from qualitylab.measure.scorecard import scorecard  # noqa: E402
 
 
 def __getattr__(name: str):  # lazy submodules: ``ql.detect``, ``ql.charts``, ...
-    if name in _SUBMODULES:
-        import importlib
-
+    if name in MODULES:
         return importlib.import_module(f"qualitylab.{name}")
     raise AttributeError(f"module 'qualitylab' has no attribute {name!r}")
 
 
 __all__ = [
+    "MODULES",
     "Dataset",
     "load_parameters",
     "metrics",
