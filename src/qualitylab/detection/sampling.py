@@ -37,6 +37,7 @@ from qualitylab.data.sources import Dataset
 from qualitylab.detection.detect import SENSITIVITY_FDR, minimum_detectable_change
 from qualitylab.errors import ParameterError, QualityLabError
 from qualitylab.measure import metrics as m
+from qualitylab.measure import scope
 
 __all__ = [
     "DETECTABILITY_COLUMNS",
@@ -406,7 +407,7 @@ def _setting(
     if not isinstance(baseline_days, int) or baseline_days < 7:
         raise QualityLabError(f"baseline_days must be a whole number >= 7; got {baseline_days!r}")
     data = m.resolve_period(ds, market=market, start=None, end=None)
-    last = m._as_date(end) if end is not None else data.end
+    last = scope.as_date(end) if end is not None else data.end
     period = m.last_full_weeks(last, weeks)
     note = ""
     if period.start < data.start <= period.end:
@@ -448,7 +449,7 @@ def _volume(ds: Dataset, market: str, period: m.Period, by: list[str]) -> pd.Dat
 
 
 def _check_inputs(ds: Dataset, by: Sequence[str] | str) -> list[str]:
-    cols = m._check_by(by, ("vendor", "site", "queue", "language", "policy", "routing"))
+    cols = scope.check_by(by, ("vendor", "site", "queue", "language", "policy", "routing"))
     if not cols:
         raise QualityLabError("by= needs at least one column, e.g. ('vendor', 'queue')")
     if not ds.has("qa_audits"):

@@ -16,7 +16,7 @@ import pandas as pd
 from qualitylab.data.sources import Dataset
 from qualitylab.errors import QualityLabError
 from qualitylab.measure.agreement import agreement_from_long, fleiss_kappa, krippendorff_alpha
-from qualitylab.measure.metrics import METRIC_COLUMNS, _as_date
+from qualitylab.measure.scope import METRIC_COLUMNS, as_date
 from qualitylab.measure.stats import proportion_ci
 
 __all__ = ["CalibrationSummary", "calibration_summary"]
@@ -103,7 +103,7 @@ def calibration_summary(
     cal = ds.table("calibration")
     cal = cal.filter(cal.market == market).to_pandas()
     cal["date"] = pd.to_datetime(cal["held_at"], utc=True).dt.tz_convert(mp.tz).dt.date
-    s, e = _as_date(start), _as_date(end)
+    s, e = as_date(start), as_date(end)
     if s is not None:
         cal = cal[cal["date"] >= s]
     if e is not None:

@@ -8,15 +8,18 @@ small_n]`` with statistics computed on the aggregates.
 Grains: ``market, vendor, site, queue, language, policy, moderator_id,
 routing, ai_model`` and the market-local ``date``, ``week`` (Monday) and
 ``month``.
+
+Periods, grains and a market's settings live in :mod:`qualitylab.measure.scope`
+and the Kaplan–Meier response times in :mod:`qualitylab.measure.survival`; the
+names users know (:class:`Period`, :data:`GRAINS`, :func:`resolve_period`,
+:func:`check_by`, ...) are importable from here as before.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import ibis
 import ibis.expr.types as ir
@@ -24,15 +27,27 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from qualitylab.data.localtime import (
-    date_at_offset,
-    epoch_seconds,
-    offset_segments,
-    period_bounds_utc,
-)
+from qualitylab.data.localtime import epoch_seconds, period_bounds_utc
 from qualitylab.data.sources import Dataset
 from qualitylab.errors import QualityLabError
+from qualitylab.measure.scope import (
+    GRAINS,
+    METRIC_COLUMNS,
+    Period,
+    as_of,
+    check_by,
+    confidence,
+    finish,
+    last_full_weeks,
+    local_date,
+    min_n,
+    resolve_period,
+    sla_map,
+    timezones,
+)
+from qualitylab.measure.scope import TIME_GRAINS as TIME_GRAINS
 from qualitylab.measure.stats import proportion_ci, stratified_proportion
+from qualitylab.measure.survival import LOG_BIN_RATIO, km_metrics
 
 __all__ = [
     "GRAINS",
@@ -60,169 +75,9 @@ __all__ = [
     "audits_in_periods",
     "qa_from_audits",
     "alignment_from_audits",
+    "override_expr",
+    "escalations_in_period",
 ]
-
-GRAINS = (
-    "market",
-    "vendor",
-    "site",
-    "queue",
-    "language",
-    "policy",
-    "moderator_id",
-    "routing",
-    "ai_model",
-    "date",
-    "week",
-    "month",
-)
-TIME_GRAINS = ("date", "week", "month")
-METRIC_COLUMNS = ["metric", "value", "n", "ci_low", "ci_high", "small_n"]
-# Response-time histogram: bin k holds [1.05**k, 1.05**(k+1)) seconds (bin 0 also
-# holds times under one second), so percentiles carry at most a 5% binning error
-# before interpolation. The SLA is an exact edge (see decision_summary).
-_RATIO = 1.05
-_LOG_RATIO = math.log(_RATIO)
-
-
-@dataclass(frozen=True)
-class Period:
-    """A market-local date range, inclusive, and its UTC bounds."""
-
-    start: date
-    end: date
-
-    @property
-    def days(self) -> int:
-        """Number of days in the period."""
-        return (self.end - self.start).days + 1
-
-    def previous(self) -> Period:
-        """The period of equal length just before this one."""
-        return Period(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
-
-
-def last_full_weeks(as_of: date | str, weeks: int = 4) -> Period:
-    """The last ``weeks`` full Monday–Sunday weeks ending on or before ``as_of``.
-
-    Examples
-    --------
-    >>> p = last_full_weeks("2026-11-25", 4)   # a Wednesday
-    >>> p.start.isoformat(), p.end.isoformat()
-    ('2026-10-26', '2026-11-22')
-    >>> last_full_weeks("2026-11-22", 1).end.isoformat()   # a Sunday counts
-    '2026-11-22'
-    """
-    d = _as_date(as_of)
-    if d is None:
-        raise QualityLabError("as_of is required")
-    if weeks < 1:
-        raise QualityLabError(f"weeks must be >= 1, got {weeks}")
-    end = d - timedelta(days=(d.weekday() + 1) % 7)
-    return Period(end - timedelta(days=7 * weeks - 1), end)
-
-
-def _as_date(value: date | str | None) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise QualityLabError(f"not an ISO date (YYYY-MM-DD): {value!r}") from None
-
-
-def resolve_period(
-    ds: Dataset, *, market: str | None, start: date | str | None, end: date | str | None
-) -> Period:
-    """Fill a missing start/end from the data's range (market-local dates).
-
-    Parameters
-    ----------
-    ds : Dataset
-    market : str, optional
-        Market whose calendar defines the dates (UTC when ``None``).
-    start, end : date or ISO string, optional
-        Inclusive bounds; each defaults to the first/last day with data.
-
-    Returns
-    -------
-    Period
-    """
-    s, e = _as_date(start), _as_date(end)
-    if s is None or e is None:
-        dec = ds.table("decisions")
-        if market is not None:
-            dec = dec.filter(dec.market == market)
-        rng = ds.remember(  # a slice's range does not change
-            ("decisions_range", market),
-            lambda: dec.aggregate(lo=dec.created_at.min(), hi=dec.created_at.max()).to_pandas(),
-        )
-        if rng.empty or pd.isna(rng.loc[0, "lo"]):
-            raise QualityLabError(f"no decisions for market {market!r}; cannot infer the period")
-        tz = ds.params.market(market).tz if market else UTC
-        # utc=True: some engines (Spark) hand back UTC instants without a time zone
-        lo = pd.to_datetime(rng.loc[0, "lo"], utc=True).tz_convert(tz).date()
-        hi = pd.to_datetime(rng.loc[0, "hi"], utc=True).tz_convert(tz).date()
-        s = s or lo
-        e = e or hi
-    if e < s:
-        raise QualityLabError(f"period end {e} is before its start {s}")
-    return Period(s, e)
-
-
-def _check_by(by: Sequence[str] | str | None, allowed: Sequence[str] = GRAINS) -> list[str]:
-    if by is None:
-        return []
-    cols = [by] if isinstance(by, str) else list(by)
-    bad = [c for c in cols if c not in allowed]
-    if bad:
-        raise QualityLabError(f"unknown grain {bad[0]!r} in by=; choose from {', '.join(allowed)}")
-    if len(set(cols)) != len(cols):
-        raise QualityLabError(f"by= repeats a column: {cols}")
-    return cols
-
-
-def check_by(by: Sequence[str] | str | None, allowed: Sequence[str] = GRAINS) -> list[str]:
-    """The grain `by` as a list, checked against `allowed` (a clear error otherwise).
-
-    Examples
-    --------
-    >>> check_by("vendor")
-    ['vendor']
-    """
-    return _check_by(by, allowed)
-
-
-def _timezones(ds: Dataset, market: str | None) -> dict[str, str]:
-    if market is not None:
-        return {market: ds.params.market(market).timezone}
-    return {code: m.timezone for code, m in ds.params.markets.items()}
-
-
-def _offset_expr(
-    ts: ir.TimestampValue, market_col: ir.StringValue, tzs: Mapping[str, str], period: Period
-) -> ir.IntegerValue:
-    lo = datetime.combine(period.start - timedelta(days=2), datetime.min.time(), tzinfo=UTC)
-    hi = datetime.combine(period.end + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
-
-    def one(tz: str) -> ir.IntegerValue:
-        segs = offset_segments(tz, lo, hi)
-        if len(segs) == 1:
-            return ibis.literal(segs[0][1])
-        branches = [
-            (ts < ibis.literal(nxt), ibis.literal(sec))
-            for (_, sec), (nxt, _) in zip(segs[:-1], segs[1:], strict=True)
-        ]
-        return ibis.cases(*branches, else_=ibis.literal(segs[-1][1]))
-
-    per_market = {code: one(tz) for code, tz in tzs.items()}
-    if len(per_market) == 1:
-        return next(iter(per_market.values()))
-    return ibis.cases(*[(market_col == code, e) for code, e in per_market.items()], else_=None)
-
-
-def _local_date(t: ir.Table, col: str, tzs: Mapping[str, str], period: Period) -> ir.DateValue:
-    return date_at_offset(t[col], _offset_expr(t[col], t.market, tzs, period))
 
 
 def decisions_in_period(
@@ -241,7 +96,7 @@ def decisions_in_period(
     ``ds.table("decisions")`` (e.g. the decisions that were audited).
     """
     dec = ds.table("decisions") if table is None else table
-    tzs = _timezones(ds, market)
+    tzs = timezones(ds, market)
     if market is not None:
         dec = dec.filter(dec.market == market)
     else:
@@ -253,7 +108,7 @@ def decisions_in_period(
     if bounds:
         lo, hi = min(b[0] for b in bounds), max(b[1] for b in bounds)
         dec = dec.filter((dec.created_at >= lo) & (dec.created_at < hi))
-    d = _local_date(dec, "created_at", tzs, padded)
+    d = local_date(dec, "created_at", tzs, padded)
     dec = dec.mutate(date=d)
     dec = dec.mutate(week=dec.date.truncate("W"), month=dec.date.truncate("M"))
     if market is None:
@@ -261,39 +116,23 @@ def decisions_in_period(
     return dec
 
 
-def _as_of(period: Period, tzs: Mapping[str, str], market: str | None) -> datetime:
-    """The UTC instant at which the period ends (start of the next local day)."""
+def escalations_in_period(
+    ds: Dataset, market: str | None, period: Period, tzs: Mapping[str, str]
+) -> ir.Table:
+    """Escalations raised on market-local dates of the period, with time grains.
+
+    Adds ``date``, ``week`` and ``month`` (market-local dates of ``raised_at``,
+    zones `tzs` as :func:`~qualitylab.measure.scope.timezones` gives them), as
+    :func:`decisions_in_period` does for decisions.
+    """
+    esc = ds.table("escalations")
+    esc = esc.filter(esc.market == market) if market else esc.filter(esc.market.isin(list(tzs)))
     if market is not None:
-        return period_bounds_utc(period.start, period.end, tzs[market])[1]
-    # Across markets: the latest local midnight, so no market is cut short.
-    return max(period_bounds_utc(period.start, period.end, tz)[1] for tz in tzs.values())
-
-
-def _finish(df: pd.DataFrame, by: Sequence[str], min_n: int) -> pd.DataFrame:
-    out = df.copy()
-    out["small_n"] = out["n"].fillna(0) < min_n
-    cols = [*by, *METRIC_COLUMNS]
-    for c in ("value", "n", "ci_low", "ci_high"):
-        out[c] = out[c].astype("float64")
-    return out[cols].sort_values([*by, "metric"], kind="stable").reset_index(drop=True)
-
-
-def _min_n(ds: Dataset, market: str | None) -> int:
-    return ds.params.market(market).min_n if market else ds.params.defaults.min_n
-
-
-def _confidence(ds: Dataset, market: str | None) -> float:
-    return (
-        ds.params.market(market).confidence_level if market else ds.params.defaults.confidence_level
-    )
-
-
-def _sla_map(
-    ds: Dataset, market: str | None, override: Mapping[str, float] | None
-) -> dict[str, float]:
-    base = dict(ds.params.market(market).sla_seconds if market else ds.params.defaults.sla_seconds)
-    base.update(override or {})
-    return base
+        lo, hi = period_bounds_utc(period.start, period.end, tzs[market])
+        esc = esc.filter((esc.raised_at >= lo) & (esc.raised_at < hi))
+    esc = esc.mutate(date=local_date(esc, "raised_at", tzs, period))
+    esc = esc.mutate(week=esc.date.truncate("W"), month=esc.date.truncate("M"))
+    return esc.filter(esc.date.between(period.start, period.end))
 
 
 # --------------------------------------------------------------------------- #
@@ -350,10 +189,10 @@ def operational_metrics(
     pointwise Greenwood band (Brookmeyer–Crowley style). A percentile the data
     cannot reach yet (too much still pending) is NaN.
     """
-    cols = _check_by(by)
+    cols = check_by(by)
     period = resolve_period(ds, market=market, start=start, end=end)
-    cl = confidence_level or _confidence(ds, market)
-    slas = _sla_map(ds, market, sla_seconds)
+    cl = confidence_level or confidence(ds, market)
+    slas = sla_map(ds, market, sla_seconds)
     summary = decision_summary(ds, market=market, by=cols, periods=[period], slas=slas)
     staff = staffing_hours(ds, market=market, by=cols, periods=[period])
     out = operational_from_summary(summary, cols, slas=slas, staffing=staff, confidence_level=cl)
@@ -363,8 +202,8 @@ def operational_metrics(
             f"no decisions{where} in {period.start}..{period.end}; operational metrics are empty",
             stacklevel=2,
         )
-        return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
-    return _finish(out, cols, _min_n(ds, market))
+        return finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
+    return finish(out, cols, min_n(ds, market))
 
 
 # --------------------------------------------------------------------------- #
@@ -425,9 +264,9 @@ def _period_of(day: ir.DateValue, periods: Sequence[Period]) -> ir.IntegerValue:
 def _period_ends(
     t: ir.Table, ds: Dataset, market: str | None, periods: Sequence[Period]
 ) -> ir.TimestampValue:
-    """The UTC instant at which each row's period ends (see :func:`_as_of`)."""
-    tzs = _timezones(ds, market)
-    ends = [_as_of(p, tzs, market) for p in periods]
+    """The UTC instant at which each row's period ends (see :func:`as_of`)."""
+    tzs = timezones(ds, market)
+    ends = [as_of(p, tzs, market) for p in periods]
     if len(ends) == 1:
         return ibis.literal(ends[0])
     return ibis.cases(*[(t._period == i, ibis.literal(e)) for i, e in enumerate(ends)], else_=None)
@@ -483,7 +322,7 @@ def decision_summary(
     True
     """
     cols = list(by)
-    slas = _sla_map(ds, market, None) if slas is None else dict(slas)
+    slas = sla_map(ds, market, None) if slas is None else dict(slas)
     dec = decisions_in_periods(ds, market=market, periods=periods)
     end = _period_ends(dec, ds, market, periods)
     decided = dec.decided_at.notnull() & (dec.decided_at < end)
@@ -496,7 +335,7 @@ def decision_summary(
     acted = dec.action.notnull()
     assisted = dec.routing == "ai_assisted"
     t = dec.mutate(
-        __bin=(ibis.greatest(secs, 1.0).ln() / _LOG_RATIO).floor().cast("int64"),
+        __bin=(ibis.greatest(secs, 1.0).ln() / LOG_BIN_RATIO).floor().cast("int64"),
         __event=decided,
         __le_sla=secs <= sla,
     )
@@ -510,7 +349,7 @@ def decision_summary(
             acted=acted.cast("int64").sum(),
             auto=(acted & (t.routing == "ai_auto")).cast("int64").sum(),
             assisted=(acted & assisted).cast("int64").sum(),
-            overrides=(acted & assisted & _override_expr(t)).cast("int64").sum(),
+            overrides=(acted & assisted & override_expr(t)).cast("int64").sum(),
         )
         .to_pandas()
     )
@@ -593,7 +432,7 @@ def operational_from_summary(
         part["ci_low"] = np.nan
         part["ci_high"] = np.nan
         rows.append(part)
-    rows.append(_km_metrics(summary, cols, slas, confidence_level))
+    rows.append(km_metrics(summary, cols, slas, confidence_level))
     if staffing is not None:
         staff = _staffing_metrics(staffing, counts, cols, confidence_level)
         if staff is not None:
@@ -602,239 +441,6 @@ def operational_from_summary(
     if not parts:
         return pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]])
     return pd.concat(parts, ignore_index=True)
-
-
-def _km(group: pd.DataFrame) -> pd.DataFrame:
-    """Kaplan–Meier over ordered bins: columns d (events), c (censored)."""
-    n_at_risk = group["d"].sum() + group["c"].sum()
-    before = n_at_risk - (group["d"] + group["c"]).cumsum().shift(fill_value=0)
-    hazard = np.where(before > 0, group["d"] / before.where(before > 0, 1), 0.0)
-    surv = np.cumprod(1 - hazard)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.where(
-            (before - group["d"]) > 0, group["d"] / (before * (before - group["d"])), 0.0
-        )
-    var = surv**2 * np.cumsum(term)
-    return pd.DataFrame({"surv": surv, "var": var})
-
-
-def _wilson_eff(p: np.ndarray, var: np.ndarray, n: np.ndarray, cl: float):
-    """Wilson interval at the effective sample size p(1-p)/var."""
-    p = np.asarray(p, dtype=float)
-    var = np.asarray(var, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n_eff = np.where(var > 0, p * (1 - p) / var, n)
-    n_eff = np.where(np.isfinite(n_eff) & (n_eff > 0), np.minimum(n_eff, n), n)
-    k = p * n_eff
-    low, high = proportion_ci(k, n_eff, confidence_level=cl, method="wilson")
-    return np.asarray(low, dtype=float), np.asarray(high, dtype=float)
-
-
-def _km_metrics(
-    hist: pd.DataFrame, cols: list[str], slas: Mapping[str, float], cl: float
-) -> pd.DataFrame:
-    """SLA compliance and response percentiles per group, all groups at once."""
-    hist = hist.rename(columns={"__bin": "bin", "__le_sla": "le_sla", "__event": "event"})
-    unknown_queues = sorted(set(hist["queue"].unique()) - set(slas))
-    if unknown_queues:
-        warnings.warn(
-            f"no SLA configured for queue(s) {unknown_queues}; they are left out of "
-            "sla_compliance (set sla_seconds in parameters)",
-            stacklevel=3,
-        )
-    if hist.empty:
-        return pd.DataFrame(columns=[*cols, "metric", "value", "n", "ci_low", "ci_high"])
-    event = hist["event"].to_numpy(dtype=bool)
-    k = hist["k"].to_numpy(dtype=float)
-    hist = hist.assign(
-        gid=hist.groupby(cols, dropna=False, sort=True).ngroup() if cols else 0,
-        d=np.where(event, k, 0.0),
-        c=np.where(event, 0.0, k),
-        le_sla=hist["le_sla"].astype("boolean").fillna(False).astype(bool),
-    )
-    keys = hist.drop_duplicates("gid").set_index("gid")[cols].sort_index()
-    parts = []
-
-    # SLA compliance: KM per (group, queue) at the queue's SLA, pooled by volume.
-    sla_steps = (
-        hist[hist["queue"].isin(list(slas))]
-        .groupby(["gid", "queue", "bin", "le_sla"], sort=False)[["d", "c"]]
-        .sum()
-        .reset_index()
-        .sort_values(["gid", "queue", "bin", "le_sla"], ascending=[True, True, True, False])
-        .reset_index(drop=True)
-    )
-    if len(sla_steps):
-        gq = sla_steps.groupby(["gid", "queue"], sort=False).ngroup().to_numpy()
-        surv, var = _km_grouped(gq, sla_steps["d"].to_numpy(), sla_steps["c"].to_numpy())
-        sla_steps = sla_steps.assign(gq=gq, surv=surv, var=var)
-        by_gq = sla_steps.groupby("gq", sort=False)
-        nq = by_gq[["d", "c"]].sum().sum(axis=1)
-        at = sla_steps[sla_steps["le_sla"]].groupby("gq", sort=False)[["surv", "var"]].last()
-        per_q = pd.DataFrame({"gid": by_gq["gid"].first(), "nq": nq})
-        per_q = per_q.join(at).fillna({"surv": 1.0, "var": 0.0})
-        per_q["num"] = per_q["nq"] * (1 - per_q["surv"])
-        per_q["vs"] = per_q["nq"] ** 2 * per_q["var"]
-        pooled = per_q.groupby("gid")[["num", "vs", "nq"]].sum()
-        pooled = pooled[pooled["nq"] > 0]
-        p = (pooled["num"] / pooled["nq"]).to_numpy()
-        v = (pooled["vs"] / pooled["nq"] ** 2).to_numpy()
-        lo, hi = _wilson_eff(p, v, pooled["nq"].to_numpy(), cl)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "gid": pooled.index,
-                    "order": 0,
-                    "metric": "sla_compliance",
-                    "value": p,
-                    "n": pooled["nq"].to_numpy(),
-                    "ci_low": lo,
-                    "ci_high": hi,
-                }
-            )
-        )
-
-    # Percentiles: KM over all queues of a group on the seconds grid.
-    steps = hist.groupby(["gid", "bin"], sort=True)[["d", "c"]].sum().reset_index()
-    gid = steps["gid"].to_numpy()
-    surv, var = _km_grouped(gid, steps["d"].to_numpy(), steps["c"].to_numpy())
-    f = 1 - surv
-    se = np.sqrt(var)
-    b = steps["bin"].to_numpy(dtype=float)
-    lower = np.where(b <= 0, 0.0, _RATIO**b)
-    upper = _RATIO ** (b + 1)
-    starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
-    groups = gid[starts]
-    n_all = np.add.reduceat(steps["d"].to_numpy() + steps["c"].to_numpy(), starts)
-    for order, (q, name) in enumerate(
-        ((0.5, "response_p50"), (0.9, "response_p90"), (0.99, "response_p99")), start=1
-    ):
-        qs = np.full(len(starts), q)
-        value, first = _quantiles_grouped(f, lower, upper, starts, qs)
-        # Interval: the quantiles at the Wilson bounds of q, at the Greenwood
-        # effective sample size where the estimate sits (order-statistic
-        # interval when nothing is censored).
-        ok = first >= 0
-        i = np.where(ok, first, 0)
-        fi, sei = f[i], se[i]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            n_eff = np.where(sei > 0, fi * (1 - fi) / sei**2, n_all)
-        n_eff = np.clip(n_eff, 1.0, n_all)
-        n_eff = np.where(ok & (fi < 1), n_eff, n_all)
-        lq, hq = proportion_ci(q * n_eff, n_eff, confidence_level=cl)
-        ci_low, _ = _quantiles_grouped(f, lower, upper, starts, np.asarray(lq, dtype=float))
-        hq = np.asarray(hq, dtype=float)
-        ci_high, at = _quantiles_grouped(f, lower, upper, starts, hq)
-        # an upper limit reached only at the step that empties the risk set (F = 1,
-        # Greenwood variance 0) is not bounded by the data: not reached (NaN). With
-        # 30 items the p90's exact order-statistic interval has no upper end either.
-        emptied = (at >= 0) & (f[np.maximum(at, 0)] >= 1 - 1e-12) & (hq < 1 - 1e-12)
-        ci_high = np.where(emptied, np.nan, ci_high)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "gid": groups,
-                    "order": order,
-                    "metric": name,
-                    "value": value,
-                    "n": n_all,
-                    "ci_low": ci_low,
-                    "ci_high": ci_high,
-                }
-            )
-        )
-    out = pd.concat(parts, ignore_index=True).sort_values(["gid", "order"], kind="stable")
-    out = keys.reindex(out["gid"]).reset_index(drop=True).join(out.reset_index(drop=True))
-    return out.drop(columns=["gid", "order"])
-
-
-def _km_grouped(
-    group: np.ndarray, d: np.ndarray, c: np.ndarray, *, nan_when_exhausted: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Kaplan–Meier survival and Greenwood variance over ordered steps, per group.
-
-    Rows are ordered within each group (groups contiguous); ``d`` events and
-    ``c`` censorings at each step (censored at a step are at risk at it).
-    ``nan_when_exhausted`` makes the variance NaN from the step where
-    everyone at risk has the event (statsmodels ``SurvfuncRight``'s
-    convention) instead of carrying the sum.
-    """
-    d = np.asarray(d, dtype=float)
-    c = np.asarray(c, dtype=float)
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    sizes = np.diff(np.r_[starts, len(group)])
-    total = np.repeat(np.add.reduceat(d + c, starts), sizes)
-    cum = np.cumsum(d + c)
-    before_group = np.repeat(np.r_[0.0, cum[starts[1:] - 1]], sizes)
-    at_risk = total - (cum - (d + c) - before_group)  # at risk just before each step
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hazard = np.where(at_risk > 0, d / np.where(at_risk > 0, at_risk, 1), 0.0)
-        exhausted = np.nan if nan_when_exhausted else 0.0
-        term = np.where(
-            at_risk - d > 0, d / (at_risk * (at_risk - d)), np.where(d > 0, exhausted, 0.0)
-        )
-    g = pd.Series(group)
-    surv = pd.Series(1.0 - hazard).groupby(g, sort=False).cumprod().to_numpy()
-    var = surv**2 * pd.Series(term).groupby(g, sort=False).cumsum().to_numpy()
-    if nan_when_exhausted:  # NaN from the exhausting step on (pandas cumsum skips NaN)
-        after = pd.Series(np.isnan(term)).groupby(g, sort=False).cummax().to_numpy()
-        var = np.where(after, np.nan, var)
-    return surv, var
-
-
-def _quantiles_grouped(
-    f: np.ndarray, lower: np.ndarray, upper: np.ndarray, starts: np.ndarray, q: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per group, the first time the step CDF ``f`` reaches ``q[group]``.
-
-    Interpolated geometrically within the bin (linearly in the first bin, which
-    starts at 0). Returns the quantiles (NaN where never reached) and the row
-    index where each was reached (-1 if never).
-    """
-    n = len(f)
-    sizes = np.diff(np.r_[starts, n])
-    qq = np.repeat(q, sizes)
-    pos = np.where(f >= qq - 1e-12, np.arange(n), n)
-    first = np.minimum.reduceat(pos, starts)
-    ok = first < n
-    i = np.where(ok, first, 0)
-    f_prev = np.where(ok & (i > starts), f[np.maximum(i - 1, 0)], 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(f[i] <= f_prev, 0.0, (q - f_prev) / (f[i] - f_prev))
-        lo, hi = lower[i], upper[i]
-        value = np.where(lo <= 0, hi * frac, lo * (hi / np.where(lo > 0, lo, 1.0)) ** frac)
-    return np.where(ok, value, np.nan), np.where(ok, first, -1)
-
-
-def _ordered(g: pd.DataFrame, *, with_sla: bool) -> pd.DataFrame:
-    """Collapse to ordered steps: one row per (bin[, le_sla]) with d and c."""
-    keys = ["bin", "le_sla"] if with_sla else ["bin"]
-    g = g.assign(
-        d=np.where(g["event"], g["k"], 0),
-        c=np.where(g["event"], 0, g["k"]),
-    )
-    if with_sla:
-        g = g.assign(le_sla=g["le_sla"].fillna(False).astype(bool))
-    steps = g.groupby(keys, sort=False)[["d", "c"]].sum().reset_index()
-    if with_sla:
-        steps = steps.sort_values(["bin", "le_sla"], ascending=[True, False])
-    else:
-        steps = steps.sort_values("bin")
-    return steps.reset_index(drop=True)
-
-
-def _quantile_from_cdf(f: np.ndarray, lower: np.ndarray, upper: np.ndarray, q: float) -> float:
-    """First time the step CDF reaches q, interpolated geometrically in the bin."""
-    reached = np.flatnonzero(f >= q - 1e-12)
-    if len(reached) == 0:
-        return float("nan")
-    i = reached[0]
-    f_prev = f[i - 1] if i > 0 else 0.0
-    frac = 0.0 if f[i] <= f_prev else (q - f_prev) / (f[i] - f_prev)
-    lo, hi = lower[i], upper[i]
-    if lo <= 0:
-        return float(hi * frac)
-    return float(lo * (hi / lo) ** frac)
 
 
 def _staffing_metrics(
@@ -1134,15 +740,15 @@ def qa_metrics(
     interval, as before.
     """
     _check_strata(strata)
-    cols = _check_by(by, (*GRAINS, "qa_source", *getattr(ds, "extra_grains", ())))
+    cols = check_by(by, (*GRAINS, "qa_source", *getattr(ds, "extra_grains", ())))
     period = resolve_period(ds, market=market, start=start, end=end)
-    cl = confidence_level or _confidence(ds, market)
+    cl = confidence_level or confidence(ds, market)
     j = audited_decisions(ds, market=market, period=period, qa_source=qa_source)
     out = qa_from_audits(j, cols, weighted=weighted, strata=strata, fpc=fpc, confidence_level=cl)
     if out.empty:
         warnings.warn("no audited decisions in the period; QA metrics are empty", stacklevel=2)
-        return _finish(out, cols, 1)
-    return _finish(out, cols, _min_n(ds, market))
+        return finish(out, cols, 1)
+    return finish(out, cols, min_n(ds, market))
 
 
 def qa_from_audits(
@@ -1266,15 +872,15 @@ def qa_alignment(
     pairs themselves (unweighted counts).
     """
     _check_strata(strata)
-    cols = _check_by(by)
+    cols = check_by(by)
     period = resolve_period(ds, market=market, start=start, end=end)
-    cl = confidence_level or _confidence(ds, market)
+    cl = confidence_level or confidence(ds, market)
     j = audited_decisions(ds, market=market, period=period, qa_source=None)
     out = alignment_from_audits(j, cols, strata=strata, confidence_level=cl)
     if out.empty:
         warnings.warn("no decision was audited by both vendor and internal QA", stacklevel=2)
         return pd.DataFrame(columns=[*cols, *METRIC_COLUMNS, "p_value"])
-    res = _finish(out, cols, _min_n(ds, market))
+    res = finish(out, cols, min_n(ds, market))
     return res.merge(out[[*cols, "metric", "p_value"]], on=[*cols, "metric"], how="left")
 
 
@@ -1431,12 +1037,12 @@ def ai_workflow_metrics(
     a different policy. Whether overrides were right is measured against QA by
     :func:`override_quality`.
     """
-    cols = _check_by(by)
+    cols = check_by(by)
     period = resolve_period(ds, market=market, start=start, end=end)
-    cl = confidence_level or _confidence(ds, market)
+    cl = confidence_level or confidence(ds, market)
     summary = decision_summary(ds, market=market, by=cols, periods=[period])
     out = workflow_from_summary(summary, cols, confidence_level=cl)
-    return _finish(out, cols, _min_n(ds, market))
+    return finish(out, cols, min_n(ds, market))
 
 
 def workflow_from_summary(
@@ -1470,7 +1076,13 @@ def workflow_from_summary(
     return pd.concat(rows, ignore_index=True)
 
 
-def _override_expr(dec: ir.Table) -> ir.BooleanValue:
+def override_expr(dec: ir.Table) -> ir.BooleanValue:
+    """Whether a human decision overrides the model's suggestion, per row of `dec`.
+
+    The model suggests enforcement when ``ai_policy`` is not ``none``; an
+    override is a different enforcement decision, or the same enforcement with
+    a different policy (see :func:`ai_workflow_metrics`).
+    """
     ai_enf = dec.ai_policy.fill_null("none") != "none"
     human_enf = dec.action != "no_action"
     return (ai_enf != human_enf) | (ai_enf & human_enf & (dec.policy != dec.ai_policy))
@@ -1498,11 +1110,11 @@ def override_quality(
         ``ai_auto`` decisions that were correct); weighted, stratified
         (`strata`) and with intervals as :func:`qa_metrics`.
     """
-    cols = _check_by(by)
+    cols = check_by(by)
     period = resolve_period(ds, market=market, start=start, end=end)
-    cl = confidence_level or _confidence(ds, market)
+    cl = confidence_level or confidence(ds, market)
     j = audited_decisions(ds, market=market, period=period, qa_source=qa_source)
-    ov = _override_expr(j)
+    ov = override_expr(j)
     j = j.mutate(
         __group=ibis.cases(
             ((j.routing == "ai_assisted") & ov, "override_accuracy"),
@@ -1528,10 +1140,10 @@ def override_quality(
         .to_pandas()
     )
     if by_h.empty:
-        return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
+        return finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
     dr = design_rates(by_h, keys, cl)
     out = dr[cols].copy()
     out["metric"] = dr["__group"]
     for c in ("value", "n", "ci_low", "ci_high"):
         out[c] = dr[c].to_numpy(float)
-    return _finish(out, cols, _min_n(ds, market))
+    return finish(out, cols, min_n(ds, market))

@@ -12,6 +12,7 @@ from scipy import stats as sps
 from qualitylab.data.sources import Dataset
 from qualitylab.errors import QualityLabError
 from qualitylab.measure import metrics as m
+from qualitylab.measure import scope
 from qualitylab.measure.stats import adjust_pvalues
 
 __all__ = ["RECONCILE_COLUMNS", "reporting_gap", "reporting_gap_summary"]
@@ -90,8 +91,8 @@ def reporting_gap(
     if rep.empty:
         raise QualityLabError(f"no vendor_reported rows for market {market}")
     rep["week"] = pd.to_datetime(rep["week_start"]).dt.date
-    s = m._as_date(start) or min(rep["week"])
-    e = m._as_date(end) or (max(rep["week"]) + timedelta(days=6))
+    s = scope.as_date(start) or min(rep["week"])
+    e = scope.as_date(end) or (max(rep["week"]) + timedelta(days=6))
     rep = rep[(rep["week"] >= s) & (rep["week"] <= e)]
     if rep.empty:
         raise QualityLabError(f"no vendor_reported rows for market {market} in weeks {s}..{e}")
@@ -115,7 +116,7 @@ def reporting_gap(
     rate = out["kpi"].isin(_RATE_KPIS).to_numpy()
     p[rate] = _score_pvalue(
         *(out.loc[rate, c].to_numpy(float) for c in ("reported", "measured", "ci_low", "ci_high")),
-        level=m._confidence(ds, market),
+        level=scope.confidence(ds, market),
     )
     out["p_value"] = p
     out["p_adjusted"] = adjust_pvalues(p, method="fdr_bh")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -31,23 +31,24 @@ from qualitylab.data.contract import SEVERITY_LEVELS, TIERS
 from qualitylab.data.localtime import epoch_seconds, local_date, period_bounds_utc
 from qualitylab.data.sources import Dataset
 from qualitylab.errors import QualityLabError
+from qualitylab.measure import scope
 from qualitylab.measure.metrics import (
+    decisions_in_period,
+    escalations_in_period,
+    operational_metrics,
+)
+from qualitylab.measure.scope import (
     METRIC_COLUMNS,
     Period,
-    _as_date,
-    _as_of,
-    _check_by,
-    _confidence,
-    _finish,
-    _km_grouped,
-    _local_date,
-    _min_n,
-    _timezones,
-    _wilson_eff,
-    decisions_in_period,
-    operational_metrics,
+    as_date,
+    check_by,
+    confidence,
+    finish,
+    min_n,
     resolve_period,
+    timezones,
 )
+from qualitylab.measure.survival import km_grouped, wilson_eff
 
 __all__ = [
     "AGE_BUCKETS",
@@ -91,20 +92,6 @@ MSG_NO_TABLE = "escalations is not in the dataset; escalation analyses need it"
 def _require(ds: Dataset) -> None:
     if not ds.has("escalations"):
         raise QualityLabError(MSG_NO_TABLE)
-
-
-def _escalations_in_period(
-    ds: Dataset, market: str | None, period: Period, tzs: Mapping[str, str]
-) -> ir.Table:
-    """Escalations raised on market-local dates of the period, with time grains."""
-    esc = ds.table("escalations")
-    esc = esc.filter(esc.market == market) if market else esc.filter(esc.market.isin(list(tzs)))
-    if market is not None:
-        lo, hi = period_bounds_utc(period.start, period.end, tzs[market])
-        esc = esc.filter((esc.raised_at >= lo) & (esc.raised_at < hi))
-    esc = esc.mutate(date=_local_date(esc, "raised_at", tzs, period))
-    esc = esc.mutate(week=esc.date.truncate("W"), month=esc.date.truncate("M"))
-    return esc.filter(esc.date.between(period.start, period.end))
 
 
 def _poisson_ci(k: np.ndarray, exposure: np.ndarray, cl: float) -> tuple[np.ndarray, np.ndarray]:
@@ -169,10 +156,10 @@ def escalation_rate(
     [{'metric': 'escalation_rate', 'value': 1.19, 'n': 4188.0}]
     """
     _require(ds)
-    cols = _check_by(by, ESCALATION_GRAINS)
+    cols = check_by(by, ESCALATION_GRAINS)
     period = resolve_period(ds, market=market, start=start, end=end)
-    cl = confidence_level or _confidence(ds, market)
-    tzs = _timezones(ds, market)
+    cl = confidence_level or confidence(ds, market)
+    tzs = timezones(ds, market)
     den_cols = [c for c in cols if c not in ("severity", "tier")]
     num_only = [c for c in cols if c in ("severity", "tier")]
     dec = decisions_in_period(ds, market=market, period=period)
@@ -181,7 +168,7 @@ def escalation_rate(
         if den_cols
         else dec.aggregate(n=dec.count())
     ).to_pandas()
-    esc = _escalations_in_period(ds, market, period, tzs)
+    esc = escalations_in_period(ds, market, period, tzs)
     num = (
         esc.group_by(cols).aggregate(k=esc.count()) if cols else esc.aggregate(k=esc.count())
     ).to_pandas()
@@ -192,7 +179,7 @@ def escalation_rate(
             "escalation_rate is empty",
             stacklevel=2,
         )
-        return _finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
+        return finish(pd.DataFrame(columns=[*cols, *METRIC_COLUMNS[:-1]]), cols, 1)
     if num_only:  # every severity / tier, zero when none was raised
         vocab = {"severity": SEVERITY_LEVELS, "tier": TIERS}
         levels = pd.DataFrame({num_only[0]: list(vocab[num_only[0]])})
@@ -211,7 +198,7 @@ def escalation_rate(
     out["n"] = n
     out["ci_low"] = 1000.0 * lo
     out["ci_high"] = 1000.0 * hi
-    return _finish(out, cols, _min_n(ds, market))
+    return finish(out, cols, min_n(ds, market))
 
 
 # --------------------------------------------------------------------------- #
@@ -227,7 +214,7 @@ def _km_steps(times: np.ndarray, d: np.ndarray, c: np.ndarray) -> pd.DataFrame:
     d = np.asarray(d, dtype=float)
     c = np.asarray(c, dtype=float)
     at_risk = d.sum() + c.sum() - np.concatenate([[0], np.cumsum(d + c)[:-1]])
-    surv, var = _km_grouped(np.zeros(len(d), dtype=np.int64), d, c, nan_when_exhausted=True)
+    surv, var = km_grouped(np.zeros(len(d), dtype=np.int64), d, c, nan_when_exhausted=True)
     se = np.sqrt(var)
     return pd.DataFrame(
         {"time": times, "at_risk": at_risk, "events": d, "censored": c, "surv": surv, "se": se}
@@ -288,9 +275,9 @@ def _km_at(steps: pd.DataFrame, when: float) -> tuple[float, float]:
 def _durations(
     ds: Dataset, market: str | None, period: Period, cols: list[str]
 ) -> tuple[pd.DataFrame, list[str]]:
-    tzs = _timezones(ds, market)
-    esc = _escalations_in_period(ds, market, period, tzs)
-    as_of = ibis.literal(_as_of(period, tzs, market))
+    tzs = timezones(ds, market)
+    esc = escalations_in_period(ds, market, period, tzs)
+    as_of = ibis.literal(scope.as_of(period, tzs, market))
     done = esc.resolved_at.notnull() & (esc.resolved_at < as_of)
     stop = ibis.ifelse(done, esc.resolved_at, as_of)
     secs = (epoch_seconds(stop) - epoch_seconds(esc.raised_at)).cast("float64")
@@ -334,7 +321,7 @@ def resolution_curve(
         censored there.
     """
     _require(ds)
-    cols = _check_by(by, tuple(g for g in ESCALATION_GRAINS if g != "severity"))
+    cols = check_by(by, tuple(g for g in ESCALATION_GRAINS if g != "severity"))
     period = resolve_period(ds, market=market, start=start, end=end)
     hist, keys = _durations(ds, market, period, cols)
     parts = []
@@ -402,9 +389,9 @@ def escalation_resolution(
     for as long as the SLA. Tested against statsmodels ``SurvfuncRight``.
     """
     _require(ds)
-    cols = _check_by(by, tuple(g for g in ESCALATION_GRAINS if g != "severity"))
+    cols = check_by(by, tuple(g for g in ESCALATION_GRAINS if g != "severity"))
     period = resolve_period(ds, market=market, start=start, end=end)
-    cl = confidence_level or _confidence(ds, market)
+    cl = confidence_level or confidence(ds, market)
     slas = _sla_by_severity(ds, market)
     hist, keys = _durations(ds, market, period, cols)
     rows: list[dict] = []
@@ -424,7 +411,7 @@ def escalation_resolution(
             rows.append({**head, "metric": name, "value": value, "ci_low": low, "ci_high": high})
         s, var = _km_at(steps, sla) if np.isfinite(sla) else (float("nan"), float("nan"))
         if np.isfinite(s):
-            lo, hi = _wilson_eff(np.array([1 - s]), np.array([var]), np.array([n]), cl)
+            lo, hi = wilson_eff(np.array([1 - s]), np.array([var]), np.array([n]), cl)
             comp = {"value": 1 - s, "ci_low": float(lo[0]), "ci_high": float(hi[0])}
         else:
             comp = {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan}
@@ -440,7 +427,7 @@ def escalation_resolution(
     if not rows:
         return pd.DataFrame(columns=out_cols)
     out = pd.DataFrame(rows)
-    finished = _finish(out, keys, _min_n(ds, market))
+    finished = finish(out, keys, min_n(ds, market))
     extra = out[[*keys, "metric", "sla_seconds", "n_open"]]
     res = finished.merge(extra, on=[*keys, "metric"], how="left")
     return res[out_cols]
@@ -477,11 +464,11 @@ def open_escalations(
         many of them are older than their severity's resolution SLA.
     """
     _require(ds)
-    cols = _check_by(by, ("market", "vendor", "queue", "severity", "tier"))
-    day = _as_date(as_of)
+    cols = check_by(by, ("market", "vendor", "queue", "severity", "tier"))
+    day = as_date(as_of)
     period = resolve_period(ds, market=market, start=day, end=day)
-    tzs = _timezones(ds, market)
-    instant = _as_of(Period(period.end, period.end), tzs, market)
+    tzs = timezones(ds, market)
+    instant = scope.as_of(Period(period.end, period.end), tzs, market)
     at = ibis.literal(instant)
     esc = ds.table("escalations")
     esc = esc.filter(esc.market == market) if market else esc.filter(esc.market.isin(list(tzs)))

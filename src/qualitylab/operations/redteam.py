@@ -25,15 +25,15 @@ import pandas as pd
 
 from qualitylab.data.sources import Dataset
 from qualitylab.errors import QualityLabError
-from qualitylab.measure.metrics import (
+from qualitylab.measure.scope import (
     METRIC_COLUMNS,
     Period,
-    _as_date,
-    _check_by,
-    _confidence,
-    _local_date,
-    _min_n,
-    _timezones,
+    as_date,
+    check_by,
+    confidence,
+    local_date,
+    min_n,
+    timezones,
 )
 from qualitylab.measure.stats import (
     adjust_pvalues,
@@ -211,23 +211,23 @@ def red_team_evaluation(
     """
     if not ds.has("red_team"):
         raise QualityLabError("red_team is not in the dataset; red-team evaluation needs it")
-    cols = _check_by(by, RED_TEAM_GRAINS)
-    cl = confidence_level or _confidence(ds, market)
+    cols = check_by(by, RED_TEAM_GRAINS)
+    cl = confidence_level or confidence(ds, market)
     if threshold is None:
         threshold = (
             ds.params.market(market).ai_threshold if market else ds.params.defaults.ai_threshold
         )
     if not 0.0 <= threshold <= 1.0:
         raise QualityLabError(f"threshold must be in [0, 1]; got {threshold!r}")
-    tzs = _timezones(ds, market)
+    tzs = timezones(ds, market)
     rt = ds.table("red_team")
     rt = rt.filter(rt.market == market) if market else rt.filter(rt.market.isin(list(tzs)))
     if ai_model is not None:
         rt = rt.filter(rt.ai_model == ai_model)
-    s, e = _as_date(start), _as_date(end)
+    s, e = as_date(start), as_date(end)
     if s is not None or e is not None:
         period = Period(s or date(1970, 1, 1), e or date(2100, 1, 1))
-        rt = rt.mutate(__d=_local_date(rt, "created_at", tzs, period))
+        rt = rt.mutate(__d=local_date(rt, "created_at", tzs, period))
         rt = rt.filter(rt.__d.between(period.start, period.end))
     rt = rt.mutate(__viol=rt.policy != "none", __hit=(rt.ai_score >= threshold).cast("int64"))
     agg = (
@@ -309,7 +309,7 @@ def red_team_evaluation(
         by=tuple(cols),
         threshold=float(threshold),
         confidence_level=cl,
-        min_n=_min_n(ds, market),
+        min_n=min_n(ds, market),
         recall=rec[[*cols, *RECALL_COLUMNS]],
         fpr=fpr[[*cols, *FPR_COLUMNS]].reset_index(drop=True),
     )

@@ -28,13 +28,11 @@ from qualitylab.data.sources import Dataset
 from qualitylab.errors import QualityLabError
 from qualitylab.measure.metrics import (
     STRATUM_SUMS,
-    Period,
-    _as_date,
     audited_decisions,
     design_rates,
-    resolve_period,
     stratum_key,
 )
+from qualitylab.measure.scope import Period, as_date, resolve_period
 from qualitylab.measure.stats import (
     compare_proportions,
     proportion_ci,
@@ -439,7 +437,7 @@ def rollout(
     mp = ds.params.market(market)
     cl = confidence_level or mp.confidence_level
     bar = calibration_bar or mp.targets.get("calibration_score", 0.85)
-    event = _pick_event(ds, market, policy, _as_date(effective))
+    event = _pick_event(ds, market, policy, as_date(effective))
     policy, day0 = str(event["policy"]), event["date"]
     end = resolve_period(ds, market=market, start=None, end=None).end
     if day0 > end:
