@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_ids_are_never_reused(monkeypatch):
 
     real = hashlib.sha256
     same = iter([b"same", b"same", b"other"])  # the 2nd alert's first try collides
-    monkeypatch.setattr(st.hashlib, "sha256", lambda b: real(next(same)))
+    monkeypatch.setattr(hashlib, "sha256", lambda b: real(next(same)))
     rows, _ = run(EMPTY, frame(alert(), alert(segment="VendorA")), "2026-11-08")
     assert rows["alert_id"].nunique() == 2
 
@@ -424,7 +425,7 @@ def test_a_failed_write_leaves_the_old_store(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(st.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         st.update_store(
             tmp_path,
@@ -534,7 +535,7 @@ def test_a_failed_label_write_leaves_the_old_file(tmp_path, monkeypatch):
     aid = rows["alert_id"].iat[0]
     st.label_alert(tmp_path, aid, "confirmed")
     before = (tmp_path / st.LABELS_FILE).read_bytes()
-    monkeypatch.setattr(st.os, "replace", lambda s, d: (_ for _ in ()).throw(OSError("boom")))
+    monkeypatch.setattr(os, "replace", lambda s, d: (_ for _ in ()).throw(OSError("boom")))
     with pytest.raises(OSError):
         st.label_alert(tmp_path, aid, "false_alarm")
     assert (tmp_path / st.LABELS_FILE).read_bytes() == before
