@@ -504,7 +504,11 @@ class _Explainer:
             where = None if a.dimension == "market" else {a.dimension: [a.segment]}
             try:
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
+                    # queues without an SLA: the market's own sla_compliance (metrics)
+                    # reports them; the same note per explained alert would be noise
+                    warnings.filterwarnings(
+                        "ignore", message="no SLA configured", category=UserWarning
+                    )
                     self.cache[key] = rca.decompose(
                         self.ds,
                         metric,
