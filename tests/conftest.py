@@ -11,6 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PARAMS = REPO / "parameters"
 
+#: Fixture modules that break the layer rules on purpose (tests/test_layers.py).
+collect_ignore = ["layer_fixtures"]
+
 
 def tiny_tables() -> dict[str, pd.DataFrame]:
     """A minimal dataset that satisfies the contract (8 decisions, 5 audits)."""
