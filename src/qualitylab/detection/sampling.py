@@ -468,8 +468,14 @@ def _rates(
     kw = {"market": market, "by": cols, "start": st.period.start, "end": st.period.end}
     parts = []
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*undefined.*", category=RuntimeWarning)
-        warnings.filterwarnings("ignore", message=r"no audited decisions.*")
+        # a segment without predicted or actual positives has no AI rate (NaN, n = 0):
+        # detectability plans it on the metric's rate pooled over the segments
+        warnings.filterwarnings("ignore", message=r"ai_\w+ is undefined", category=RuntimeWarning)
+        # no audits in the period: every segment has n = 0, which detectability
+        # (an error) and sampling_plan (segments with no audits) show themselves
+        warnings.filterwarnings(
+            "ignore", message="no audited decisions in the period", category=UserWarning
+        )
         qa = m.qa_metrics(ds, **kw)
         parts.append(qa[qa["metric"].isin(wanted)])
         audits = qa[qa["metric"] == "accuracy"][[*cols, "n"]].rename(columns={"n": "audits"})

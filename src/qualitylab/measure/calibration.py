@@ -118,7 +118,13 @@ def calibration_summary(
     for sid, g in cal.groupby("session_id", sort=True):
         rd = agreement_from_long(g, item="case_id", rater="rater_id", label="label")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            # a session where every rater gave the same label (or no case was rated
+            # twice) has no alpha or kappa: its row shows NaN, which says so
+            warnings.filterwarnings(
+                "ignore",
+                message="(Krippendorff's alpha|Fleiss' kappa) is undefined",
+                category=RuntimeWarning,
+            )
             alpha = krippendorff_alpha(
                 rd.data, level="nominal", n_boot=n_boot, seed=seed, confidence_level=cl
             )

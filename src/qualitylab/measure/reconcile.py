@@ -99,7 +99,14 @@ def reporting_gap(
     period = m.Period(min(rep["week"]), max(rep["week"]) + timedelta(days=6))
     kw = {"market": market, "by": ["vendor", "week"], "start": period.start, "end": period.end}
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # reported weeks without decisions (or audits) are measured as nothing: their
+        # rows have no measured value, so the metrics' "empty" warnings are left out
+        warnings.filterwarnings(
+            "ignore", message="no decisions.*; operational metrics are empty", category=UserWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message="no audited decisions in the period", category=UserWarning
+        )
         measured = [m.operational_metrics(ds, **kw)]
         if ds.has("qa_audits"):
             measured.append(m.qa_metrics(ds, qa_source=qa_source, **kw))

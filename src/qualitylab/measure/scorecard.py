@@ -220,8 +220,13 @@ def _scorecard_kpis(
             align = m.alignment_from_audits(audits, pcols, confidence_level=cl)
             parts.append(align[align["metric"] == "qa_alignment"].drop(columns=["p_value"]))
             scored = scored_rows(internal)
-            with warnings.catch_warnings():  # undefined rates are NaN rows, as ai_metrics
-                warnings.simplefilter("ignore", RuntimeWarning)
+            with warnings.catch_warnings():
+                # undefined rates (no predicted or actual positives in a segment) are
+                # NaN rows with status "na", as ai_metrics gives them; the scorecard
+                # shows them as such instead of warning once per rate
+                warnings.filterwarnings(
+                    "ignore", message=r"ai_\w+ is undefined", category=RuntimeWarning
+                )
                 parts.append(ai_metrics_from_audits(scored, thr, pcols, confidence_level=cl))
     parts = [p for p in parts if len(p)]
     columns = [*cols, *m.METRIC_COLUMNS]

@@ -652,7 +652,9 @@ def triage(
     lo, hi = period_bounds_utc(full.start, full.end, tz)
     days = [full.start + timedelta(days=i) for i in range(full.days)]
 
-    with warnings.catch_warnings():  # an empty result is reported below, in one error
+    with warnings.catch_warnings():
+        # no decisions at all is the QualityLabError below (naming the baseline too);
+        # operational_metrics' own "no decisions" warning would come before it
         warnings.filterwarnings("ignore", message="no decisions", category=UserWarning)
         om = operational_metrics(ds, market=market, by=["date"], start=full.start, end=full.end)
     if om.empty:
