@@ -30,20 +30,6 @@ BIN_RATIO = 1.05
 LOG_BIN_RATIO = math.log(BIN_RATIO)
 
 
-def _km(group: pd.DataFrame) -> pd.DataFrame:
-    """Kaplan–Meier over ordered bins: columns d (events), c (censored)."""
-    n_at_risk = group["d"].sum() + group["c"].sum()
-    before = n_at_risk - (group["d"] + group["c"]).cumsum().shift(fill_value=0)
-    hazard = np.where(before > 0, group["d"] / before.where(before > 0, 1), 0.0)
-    surv = np.cumprod(1 - hazard)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.where(
-            (before - group["d"]) > 0, group["d"] / (before * (before - group["d"])), 0.0
-        )
-    var = surv**2 * np.cumsum(term)
-    return pd.DataFrame({"surv": surv, "var": var})
-
-
 def wilson_eff(p: np.ndarray, var: np.ndarray, n: np.ndarray, cl: float):
     """Wilson interval at the effective sample size p(1-p)/var."""
     p = np.asarray(p, dtype=float)
@@ -230,34 +216,3 @@ def _quantiles_grouped(
         lo, hi = lower[i], upper[i]
         value = np.where(lo <= 0, hi * frac, lo * (hi / np.where(lo > 0, lo, 1.0)) ** frac)
     return np.where(ok, value, np.nan), np.where(ok, first, -1)
-
-
-def _ordered(g: pd.DataFrame, *, with_sla: bool) -> pd.DataFrame:
-    """Collapse to ordered steps: one row per (bin[, le_sla]) with d and c."""
-    keys = ["bin", "le_sla"] if with_sla else ["bin"]
-    g = g.assign(
-        d=np.where(g["event"], g["k"], 0),
-        c=np.where(g["event"], 0, g["k"]),
-    )
-    if with_sla:
-        g = g.assign(le_sla=g["le_sla"].fillna(False).astype(bool))
-    steps = g.groupby(keys, sort=False)[["d", "c"]].sum().reset_index()
-    if with_sla:
-        steps = steps.sort_values(["bin", "le_sla"], ascending=[True, False])
-    else:
-        steps = steps.sort_values("bin")
-    return steps.reset_index(drop=True)
-
-
-def _quantile_from_cdf(f: np.ndarray, lower: np.ndarray, upper: np.ndarray, q: float) -> float:
-    """First time the step CDF reaches q, interpolated geometrically in the bin."""
-    reached = np.flatnonzero(f >= q - 1e-12)
-    if len(reached) == 0:
-        return float("nan")
-    i = reached[0]
-    f_prev = f[i - 1] if i > 0 else 0.0
-    frac = 0.0 if f[i] <= f_prev else (q - f_prev) / (f[i] - f_prev)
-    lo, hi = lower[i], upper[i]
-    if lo <= 0:
-        return float(hi * frac)
-    return float(lo * (hi / lo) ** frac)
