@@ -40,7 +40,13 @@ ENV_VAR = "QUALITYLAB_PARAMETERS"
 Sensitivity = Literal["low", "medium", "high"]
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """Base of the parameter models: unknown keys refused, instances immutable.
+
+    Internal plumbing shared with the launch plan (``readiness``), not part of
+    the user-facing API.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
@@ -64,7 +70,7 @@ def _check_unit_interval(name: str, value: float) -> float:
     return value
 
 
-class Defaults(_Frozen):
+class Defaults(Frozen):
     """Targets and thresholds shared by every market (``defaults.yaml``)."""
 
     confidence_level: float = 0.95
@@ -105,7 +111,7 @@ class Defaults(_Frozen):
         return _check_drops(v)
 
 
-class _MarketFile(_Frozen):
+class _MarketFile(Frozen):
     """Keys allowed in ``markets/<CODE>.yaml``."""
 
     name: str
@@ -155,7 +161,7 @@ class _MarketFile(_Frozen):
         return v
 
 
-class MarketParams(_Frozen):
+class MarketParams(Frozen):
     """Resolved parameters of one market: defaults with the market's overrides."""
 
     code: str
@@ -184,7 +190,7 @@ class MarketParams(_Frozen):
         return ZoneInfo(self.timezone)
 
 
-class Parameters(_Frozen):
+class Parameters(Frozen):
     """All parameters: shared defaults and every market's resolved parameters."""
 
     root: str
@@ -257,7 +263,13 @@ def find_parameters_dir(root: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML file whose top level is a mapping (an empty file is ``{}``).
+
+    Raises :class:`ParameterError` naming the file for text that is not UTF-8,
+    not valid YAML, or not a mapping at the top level. Shared with the launch
+    plan and the schedule readers; not part of the user-facing API.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -276,7 +288,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return dict(data)
 
 
-def _format_validation(path: Path, exc: ValidationError) -> ParameterError:
+def format_validation(path: Path, exc: ValidationError) -> ParameterError:
+    """One :class:`ParameterError` naming the file and each bad key of ``exc``.
+
+    Shared with the launch plan and the schedule readers; not part of the
+    user-facing API.
+    """
     lines = []
     first_key = None
     for err in exc.errors():
@@ -331,9 +348,9 @@ def load_parameters(root: str | os.PathLike[str] | None = None) -> Parameters:
     folder = find_parameters_dir(root)
     defaults_path = folder / "defaults.yaml"
     try:
-        defaults = Defaults(**_read_yaml(defaults_path))
+        defaults = Defaults(**read_yaml(defaults_path))
     except ValidationError as exc:
-        raise _format_validation(defaults_path, exc) from None
+        raise format_validation(defaults_path, exc) from None
 
     markets: dict[str, MarketParams] = {}
     market_dir = folder / "markets"
@@ -346,11 +363,11 @@ def load_parameters(root: str | os.PathLike[str] | None = None) -> Parameters:
                 file=str(path),
                 key="market",
             )
-        raw = _read_yaml(path)
+        raw = read_yaml(path)
         try:
             mf = _MarketFile(**raw)
         except ValidationError as exc:
-            raise _format_validation(path, exc) from None
+            raise format_validation(path, exc) from None
         targets = _merge(defaults.targets, mf.targets)
         if mf.accuracy_target is not None:
             targets["accuracy"] = mf.accuracy_target
@@ -374,7 +391,7 @@ def load_parameters(root: str | os.PathLike[str] | None = None) -> Parameters:
                 detectable_drop=_merge(defaults.detectable_drop, mf.detectable_drop),
             )
         except ValidationError as exc:
-            raise _format_validation(path, exc) from None
+            raise format_validation(path, exc) from None
         for metric, value in targets.items():
             if not 0.0 <= value <= 1.0 and metric.endswith(("rate", "accuracy", "compliance")):
                 raise ParameterError(

@@ -44,15 +44,16 @@ from qualitylab.data.localtime import epoch_seconds, local_hour, period_bounds_u
 from qualitylab.data.sources import Dataset
 from qualitylab.errors import DataContractError, ParameterError
 from qualitylab.measure.metrics import Period, decisions_in_period
-from qualitylab.operations.forecast import (
-    HUMAN_ROUTINGS,
+from qualitylab.operations.forecast import HUMAN_ROUTINGS, forecast_arrivals
+from qualitylab.operations.hourly import (
     MIN_HISTORY_DAYS,
-    _check_int,
-    _data_period,
-    _fit_series,
-    _hourly,
-    _series_arrays,
-    forecast_arrivals,
+    check_int,
+    data_period,
+    fit_series,
+    hourly_counts,
+    intraday_profile,
+    series_arrays,
+    shares,
 )
 
 __all__ = [
@@ -102,6 +103,10 @@ MSG_AHT_ESTIMATED = (
     "using productive hours x 3600 / human decisions from the data, which counts idle "
     "time as handling and so overstates handle time and required_agents wherever "
     "moderators are not fully occupied (set aht_seconds in parameters)"
+)
+MSG_NO_SLA = (
+    "no SLA configured for queue(s) {queues} in market {market}; they are left "
+    "out of the capacity table (set sla_seconds in parameters)"
 )
 MSG_NO_STAFFING = (
     "capacity_table needs the staffing table (scheduled and productive hours) for "
@@ -476,7 +481,7 @@ def simulate_mgc(
     lam = float(_array(arrival_rate, "arrival_rate", positive=True))
     target = float(_array(target_seconds, "target_seconds"))
     span = float(_array(hours, "hours", positive=True))
-    c = _check_int(agents, "agents", 1)
+    c = check_int(agents, "agents", 1)
     warm = 0.05 * span if warmup_hours is None else float(_array(warmup_hours, "warmup_hours"))
     rng = np.random.default_rng(seed)
     n = int(rng.poisson(lam * span))
@@ -499,11 +504,7 @@ def _queue_slas(
     slas.update(override or {})
     missing = [q for q in queues if q not in slas]
     if missing:
-        warnings.warn(
-            f"no SLA configured for queue(s) {missing} in market {market}; they are left "
-            "out of the capacity table (set sla_seconds in parameters)",
-            stacklevel=3,
-        )
+        warnings.warn(MSG_NO_SLA.format(queues=missing, market=market), stacklevel=3)
     return {q: float(slas[q]) for q in queues if q in slas}
 
 
@@ -602,39 +603,6 @@ def _handle_times(
             stacklevel=3,
         )
     return {q: float(planned[q]) if q in planned else est.get(q, float("nan")) for q in queues}
-
-
-def _intraday(hist: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Intraday profile (24 shares) and typical daily arrivals per weekday (7, Monday first).
-
-    From the history rows of :func:`~qualitylab.forecast.forecast_arrivals`:
-    the profile from the mean arrivals per hour of day over the unmasked
-    hours, the weekday levels as the median daily total over the days without
-    a masked hour (robust to a surge day; the overall median for a weekday
-    without such days).
-    """
-    masked = hist["masked"].astype(bool)
-    use = hist[~masked] if (~masked).any() else hist
-    mean = use.groupby("hour")["arrivals"].mean().reindex(range(24), fill_value=0.0)
-    profile = _share(mean.fillna(0.0).to_numpy(dtype=float))
-    days = (
-        hist.assign(masked=masked)
-        .groupby("date")
-        .agg(total=("arrivals", "sum"), masked=("masked", "any"))
-    )
-    if (~days["masked"]).any():
-        days = days[~days["masked"]]
-    weekday = pd.DatetimeIndex(days.index).day_of_week
-    level = days["total"].groupby(weekday).median().reindex(range(7))
-    level = level.fillna(float(days["total"].median()) if len(days) else 0.0)
-    return profile, level.to_numpy(dtype=float)
-
-
-def _share(weights: np.ndarray) -> np.ndarray:
-    """``weights`` normalised to sum to 1 (uniform when they sum to 0)."""
-    w = np.asarray(weights, dtype=float)
-    total = float(w.sum())
-    return w / total if total > 0 else np.full(w.shape, 1.0 / w.size)
 
 
 def _plan(
@@ -798,8 +766,8 @@ def capacity_table(
     >>> bool(cap["predicted_sla"].between(0, 1).all())
     True
     """
-    horizon_days = _check_int(horizon_days, "horizon_days", 1)
-    history_days = _check_int(history_days, "history_days", MIN_HISTORY_DAYS)
+    horizon_days = check_int(horizon_days, "horizon_days", 1)
+    history_days = check_int(history_days, "history_days", MIN_HISTORY_DAYS)
     mp = ds.params.market(market)
     target = service_level_target
     if target is None:
@@ -843,7 +811,7 @@ def capacity_table(
         aht = ahts.get(queue, float("nan"))
         sla = slas[queue]
         known = bool(np.isfinite(aht) and aht > 0)
-        profile, level = _intraday(g[past])
+        profile, level = intraday_profile(g[past])
         # the rota of a weekday follows its requirement curve: Erlang C moderators for
         # the weekday's typical arrivals x the intraday profile, hour by hour
         expected = level[:, None] * profile[None, :]  # (weekday, hour)
@@ -857,7 +825,7 @@ def capacity_table(
             if known
             else expected
         )
-        rota = np.stack([_share(row) for row in need])
+        rota = np.stack([shares(row) for row in need])
         # history: the day's arrivals x the window's intraday profile; forecast: the mean
         day_total = g["arrivals"].where(past, 0.0).groupby(g["date"]).transform("sum")
         arrivals = g["arrivals"].to_numpy(dtype=float)
@@ -1036,10 +1004,10 @@ def assumption_checks(
     >>> chk["check"].tolist()
     ['arrival_dispersion', 'handle_time_cv', 'abandonment', 'offered_load']
     """
-    history_days = _check_int(history_days, "history_days", MIN_HISTORY_DAYS)
+    history_days = check_int(history_days, "history_days", MIN_HISTORY_DAYS)
     cap = float(_array(gap_cap_seconds, "gap_cap_seconds", positive=True))
-    period = _data_period(ds, market, end, history_days, MIN_HISTORY_DAYS)
-    hist = _hourly(ds, market, period, queues, HUMAN_ROUTINGS, mask_kinds, None)
+    period = data_period(ds, market, end, history_days, MIN_HISTORY_DAYS)
+    hist = hourly_counts(ds, market, period, queues, HUMAN_ROUTINGS, mask_kinds, None)
     slas = _queue_slas(ds, market, sorted(hist["queue"].unique()), sla_seconds)
     hist = hist[hist["queue"].isin(list(slas))]
     if hist.empty:
@@ -1070,8 +1038,8 @@ def assumption_checks(
         )
 
     for queue, g in hist.groupby("queue", sort=True):
-        y, hour, dow, masked = _series_arrays(g)
-        fit = _fit_series(y, hour, dow, ~masked)
+        y, hour, dow, masked = series_arrays(g)
+        fit = fit_series(y, hour, dow, ~masked)
         disp = float("nan") if fit.empty else fit.dispersion
         add(
             queue,

@@ -2,7 +2,9 @@
 
 The engine counts arrivals per queue x market-local date x hour in one
 ``group_by``; each queue's hourly series is then modelled in statsmodels on
-that small aggregate (a few thousand numbers per queue):
+that small aggregate (a few thousand numbers per queue; the series and the
+model fit are :mod:`qualitylab.operations.hourly`, shared with capacity
+planning):
 
 * **Model** — a Poisson log-linear model (GLM) with a level, a trend,
   hour-of-day effects (daily season) and day-of-week effects (weekly season),
@@ -26,26 +28,26 @@ that small aggregate (a few thousand numbers per queue):
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import stats as sps
 
-from qualitylab.data.localtime import local_hour, period_bounds_utc
 from qualitylab.data.sources import Dataset
-from qualitylab.errors import ParameterError, QualityLabError
-from qualitylab.measure.metrics import Period, decisions_in_period, resolve_period
-
-try:  # optional (installed with scikit-learn): small fits run fastest on one BLAS thread
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover - depends on the environment
-    threadpool_limits = None
+from qualitylab.errors import ParameterError
+from qualitylab.measure.metrics import resolve_period
+from qualitylab.operations.hourly import (
+    ARRIVALS_COLUMNS,
+    MIN_HISTORY_DAYS,
+    SeriesFit,
+    check_int,
+    data_period,
+    fit_series,
+    hourly_counts,
+    series_arrays,
+)
 
 __all__ = [
     "ARRIVALS_COLUMNS",
@@ -64,8 +66,6 @@ __all__ = [
 SEASON_HOURS = 168
 #: Routings whose items a moderator handles (``ai_auto`` items never reach one).
 HUMAN_ROUTINGS = ("human", "ai_assisted")
-#: Columns of :func:`hourly_arrivals`.
-ARRIVALS_COLUMNS = ["market", "queue", "date", "hour", "arrivals", "masked"]
 #: Columns of :func:`forecast_arrivals`.
 FORECAST_COLUMNS = [
     "market",
@@ -84,27 +84,14 @@ BACKTEST_COLUMNS = ["market", "queue", "method", "mase", "mae", "coverage", "n"]
 MODEL_METHOD = "seasonal_glm"
 NAIVE_METHOD = "seasonal_naive"
 
-MIN_HISTORY_DAYS = 14
-MSG_INTEGER = "{name} must be an integer >= {low}; got {value!r}"
 MSG_INTERVAL = "interval must be strictly between 0 and 1; got {value!r}"
-MSG_HISTORY = (
-    "the forecast needs at least {need} days of history for market {market!r}; "
-    "the data has {have} days from {start} to {end}"
-)
 
-_TREND_UNIT_HOURS = 28 * 24  # the trend coefficient is per four weeks
 _MAX_SE2 = 5.0  # caps the parameter-uncertainty term of a near-empty level
 
 
 # --------------------------------------------------------------------------- #
 # validation
 # --------------------------------------------------------------------------- #
-def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ParameterError(MSG_INTEGER.format(name=name, low=low, value=value), key=name)
-    return int(value)
-
-
 def _check_interval(value: object) -> float:
     try:
         ok = 0.0 < float(value) < 1.0  # type: ignore[arg-type]
@@ -113,17 +100,6 @@ def _check_interval(value: object) -> float:
     if not ok:
         raise ParameterError(MSG_INTERVAL.format(value=value), key="interval")
     return float(value)  # type: ignore[arg-type]
-
-
-def _as_date(value: date | str | None, name: str) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise ParameterError(
-            f"{name} is not an ISO date (YYYY-MM-DD): {value!r}", key=name
-        ) from None
 
 
 # --------------------------------------------------------------------------- #
@@ -174,159 +150,14 @@ def hourly_arrivals(
     skipped local hour reads 0 and the repeated one holds two hours' items.
     """
     period = resolve_period(ds, market=market, start=start, end=end)
-    return _hourly(ds, market, period, queues, routing, mask_kinds, mask_hours)
-
-
-def _hourly(
-    ds: Dataset,
-    market: str,
-    period: Period,
-    queues: Sequence[str] | None,
-    routing: Sequence[str] | None,
-    mask_kinds: Sequence[str],
-    mask_hours: int | None,
-) -> pd.DataFrame:
-    tz = ds.params.market(market).timezone
-    dec = decisions_in_period(ds, market=market, period=period)
-    if routing is not None:
-        dec = dec.filter(dec.routing.isin(list(routing)))
-    if queues is not None:
-        dec = dec.filter(dec.queue.isin(list(queues)))
-    lo, hi = period_bounds_utc(period.start, period.end, tz)
-    dec = dec.mutate(
-        hour=local_hour(
-            dec.created_at, tz, start=lo - timedelta(days=2), end=hi + timedelta(days=2)
-        )
-    )
-    agg = dec.group_by(["queue", "date", "hour"]).aggregate(arrivals=dec.count()).to_pandas()
-    names = sorted(set(agg["queue"])) if queues is None else list(dict.fromkeys(queues))
-    dates = pd.date_range(period.start, period.end, freq="D").astype("datetime64[s]")
-    grid = pd.MultiIndex.from_product([names, dates, range(24)], names=["queue", "date", "hour"])
-    agg["date"] = pd.to_datetime(agg["date"]).astype("datetime64[s]")
-    agg["hour"] = agg["hour"].astype("int64")
-    counts = agg.set_index(["queue", "date", "hour"])["arrivals"]
-    out = counts.reindex(grid, fill_value=0).astype("float64").reset_index()
-    out.insert(0, "market", market)
-    masked = _event_mask(ds, market, tz, period, mask_kinds, mask_hours)
-    key = out["date"] + pd.to_timedelta(out["hour"], unit="h")
-    out["masked"] = key.isin(masked) if len(masked) else False
-    out["hour"] = out["hour"].astype("int64")
-    return out[ARRIVALS_COLUMNS]
-
-
-def _event_mask(
-    ds: Dataset,
-    market: str,
-    tz: str,
-    period: Period,
-    kinds: Sequence[str],
-    mask_hours: int | None,
-) -> pd.DatetimeIndex:
-    """Market-local hour starts (naive) covered by events of ``kinds``."""
-    if not kinds or not ds.has("events"):
-        return pd.DatetimeIndex([])
-    if mask_hours is not None:
-        _check_int(mask_hours, "mask_hours", 1)
-    ev = ds.table("events")
-    lo, hi = period_bounds_utc(period.start, period.end, tz)
-    ev = ev.filter(
-        ev.kind.isin(list(kinds))
-        & ev.market.isin([market, "*"])
-        & (ev.effective_at >= lo - timedelta(days=1))
-        & (ev.effective_at < hi)
-    )
-    rows = ev.select("effective_at").to_pandas()
-    hours: list[pd.DatetimeIndex] = []
-    for ts in pd.to_datetime(rows["effective_at"], utc=True):
-        local = ts.tz_convert(tz).tz_localize(None)
-        first = local.floor("h")
-        stop = (
-            first + pd.Timedelta(hours=mask_hours)
-            if mask_hours is not None
-            else local.normalize() + pd.Timedelta(days=1)
-        )
-        hours.append(pd.date_range(first, stop, freq="h", inclusive="left"))
-    if not hours:
-        return pd.DatetimeIndex([])
-    return pd.DatetimeIndex(np.unique(np.concatenate([h.to_numpy() for h in hours])))
+    return hourly_counts(ds, market, period, queues, routing, mask_kinds, mask_hours)
 
 
 # --------------------------------------------------------------------------- #
 # statistics on one series
 # --------------------------------------------------------------------------- #
-@dataclass(frozen=True)
-class _Fit:
-    """A fitted seasonal Poisson model of one hourly series."""
-
-    params: np.ndarray
-    cov: np.ndarray
-    hours: np.ndarray  # hour-of-day levels kept (others are structural zeros)
-    dows: np.ndarray  # day-of-week levels kept
-    alpha: float  # negative-binomial over-dispersion (moment estimate)
-    dispersion: float  # Pearson chi2 / residual df
-    n: int  # hours used in the fit
-    empty: bool  # no arrivals at all: the forecast is zero
-
-    def design(self, hour: np.ndarray, dow: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Design matrix: intercept, trend, hour dummies, day-of-week dummies."""
-        hp = {h: i for i, h in enumerate(self.hours[1:])}
-        dp = {d: i for i, d in enumerate(self.dows[1:])}
-        nh, nd = len(hp), len(dp)
-        x = np.zeros((len(hour), 2 + nh + nd))
-        x[:, 0] = 1.0
-        x[:, 1] = t / _TREND_UNIT_HOURS
-        rows = np.arange(len(hour))
-        hi = np.array([hp.get(int(h), -1) for h in hour], dtype=np.int64)
-        di = np.array([dp.get(int(d), -1) for d in dow], dtype=np.int64)
-        x[rows[hi >= 0], 2 + hi[hi >= 0]] = 1.0
-        x[rows[di >= 0], 2 + nh + di[di >= 0]] = 1.0
-        return x
-
-    def supported(self, hour: np.ndarray, dow: np.ndarray) -> np.ndarray:
-        """Rows whose hour and weekday had arrivals in the history."""
-        return np.isin(hour, self.hours) & np.isin(dow, self.dows)
-
-
-def _one_blas_thread() -> AbstractContextManager[object]:
-    """Limit BLAS to one thread: a 1,344 x 31 least-squares step gains nothing from
-    threads, and on a busy machine OpenBLAS threads spin (100x slower)."""
-    if threadpool_limits is None:  # pragma: no cover - depends on the environment
-        return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
-def _fit_series(y: np.ndarray, hour: np.ndarray, dow: np.ndarray, use: np.ndarray) -> _Fit:
-    """Fit the seasonal Poisson GLM to the unmasked hours ``use`` of ``y``.
-
-    ``t`` is measured in hours before the last hour of the history, so the
-    intercept is the level at the end of the history.
-    """
-    n_all = len(y)
-    t = np.arange(n_all, dtype=float) - (n_all - 1)
-    y_u, h_u, d_u, t_u = y[use], hour[use], dow[use], t[use]
-    hours = np.array([h for h in range(24) if y_u[h_u == h].sum() > 0], dtype=np.int64)
-    dows = np.array([d for d in range(7) if y_u[d_u == d].sum() > 0], dtype=np.int64)
-    if len(hours) == 0 or len(dows) == 0:
-        return _Fit(np.zeros(0), np.zeros((0, 0)), hours, dows, 0.0, 1.0, int(use.sum()), True)
-    shell = _Fit(np.zeros(0), np.zeros((0, 0)), hours, dows, 0.0, 1.0, 0, False)
-    keep = shell.supported(h_u, d_u)
-    x = shell.design(h_u[keep], d_u[keep], t_u[keep])
-    yk = y_u[keep]
-    with warnings.catch_warnings(), _one_blas_thread():
-        warnings.simplefilter("ignore")  # near-separation of a rare level is expected
-        res = sm.GLM(yk, x, family=sm.families.Poisson()).fit()
-    mu = np.asarray(res.fittedvalues, dtype=float)
-    df = max(len(yk) - x.shape[1], 1)
-    dispersion = float(np.sum((yk - mu) ** 2 / np.maximum(mu, 1e-12)) / df)
-    alpha = max(0.0, float(np.sum((yk - mu) ** 2 - yk) / np.sum(mu**2)))
-    cov = np.asarray(res.cov_params(), dtype=float)
-    return _Fit(
-        np.asarray(res.params, dtype=float), cov, hours, dows, alpha, dispersion, len(yk), False
-    )
-
-
 def _predict(
-    fit: _Fit, hour: np.ndarray, dow: np.ndarray, interval: float
+    fit: SeriesFit, hour: np.ndarray, dow: np.ndarray, interval: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Forecast mean and prediction interval at the end-of-history level."""
     n = len(hour)
@@ -402,29 +233,6 @@ def _seasonal_naive(
 # --------------------------------------------------------------------------- #
 # public API
 # --------------------------------------------------------------------------- #
-def _data_period(
-    ds: Dataset, market: str, end: date | str | None, days_back: int, need: int
-) -> Period:
-    """The market-local period ending at ``end`` (default: last day with data)."""
-    full = resolve_period(ds, market=market, start=None, end=None)
-    last = _as_date(end, "end") or full.end
-    first = max(full.start, last - timedelta(days=days_back - 1))
-    have = (last - first).days + 1
-    if have < need:
-        raise QualityLabError(
-            MSG_HISTORY.format(need=need, market=market, have=max(have, 0), start=first, end=last)
-        )
-    return Period(first, last)
-
-
-def _series_arrays(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    y = frame["arrivals"].to_numpy(dtype=float)
-    hour = frame["hour"].to_numpy(dtype=np.int64)
-    dow = frame["date"].dt.day_of_week.to_numpy(dtype=np.int64)
-    masked = frame["masked"].to_numpy(dtype=bool)
-    return y, hour, dow, masked
-
-
 def _future_grid(last: date, horizon_days: int) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     dates = pd.date_range(last + timedelta(days=1), periods=horizon_days, freq="D")
     d = pd.Series(np.repeat(dates.to_numpy(), 24)).astype("datetime64[s]")
@@ -515,16 +323,16 @@ def forecast_arrivals(
     >>> bool((future["lower"] <= future["upper"]).all())
     True
     """
-    horizon_days = _check_int(horizon_days, "horizon_days", 1)
-    history_days = _check_int(history_days, "history_days", MIN_HISTORY_DAYS)
+    horizon_days = check_int(horizon_days, "horizon_days", 1)
+    history_days = check_int(history_days, "history_days", MIN_HISTORY_DAYS)
     interval = _check_interval(interval)
-    period = _data_period(ds, market, end, history_days, MIN_HISTORY_DAYS)
-    hist = _hourly(ds, market, period, queues, routing, mask_kinds, mask_hours)
+    period = data_period(ds, market, end, history_days, MIN_HISTORY_DAYS)
+    hist = hourly_counts(ds, market, period, queues, routing, mask_kinds, mask_hours)
     f_date, f_hour, f_dow = _future_grid(period.end, horizon_days)
     parts = []
     for queue, g in hist.groupby("queue", sort=True):
-        y, hour, dow, masked = _series_arrays(g)
-        fit = _fit_series(y, hour, dow, ~masked)
+        y, hour, dow, masked = series_arrays(g)
+        fit = fit_series(y, hour, dow, ~masked)
         mean, lower, upper = _predict(fit, f_hour, f_dow, interval)
         past = g.assign(lower=np.nan, upper=np.nan, is_forecast=False)
         future = pd.DataFrame(
@@ -619,18 +427,18 @@ def backtest(
     [{'queue': 'live_stream', 'method': 'seasonal_glm', 'n': 168},
      {'queue': 'live_stream', 'method': 'seasonal_naive', 'n': 168}]
     """
-    test_days = _check_int(test_days, "test_days", 1)
-    history_days = _check_int(history_days, "history_days", MIN_HISTORY_DAYS)
+    test_days = check_int(test_days, "test_days", 1)
+    history_days = check_int(history_days, "history_days", MIN_HISTORY_DAYS)
     interval = _check_interval(interval)
-    period = _data_period(ds, market, end, history_days + test_days, MIN_HISTORY_DAYS + test_days)
-    data = _hourly(ds, market, period, queues, routing, mask_kinds, mask_hours)
+    period = data_period(ds, market, end, history_days + test_days, MIN_HISTORY_DAYS + test_days)
+    data = hourly_counts(ds, market, period, queues, routing, mask_kinds, mask_hours)
     cut = pd.Timestamp(period.end - timedelta(days=test_days - 1))
     rows = []
     for queue, g in data.groupby("queue", sort=True):
         train, test = g[g["date"] < cut], g[g["date"] >= cut]
-        y, hour, dow, masked = _series_arrays(train)
-        y_te, h_te, d_te, m_te = _series_arrays(test)
-        fit = _fit_series(y, hour, dow, ~masked)
+        y, hour, dow, masked = series_arrays(train)
+        y_te, h_te, d_te, m_te = series_arrays(test)
+        fit = fit_series(y, hour, dow, ~masked)
         mean, lower, upper = _predict(fit, h_te, d_te, interval)
         n_mean, n_lower, n_upper, scale = _seasonal_naive(y, masked, len(y_te), interval)
         score = ~m_te

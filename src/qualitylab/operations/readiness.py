@@ -58,7 +58,7 @@ import pandas as pd
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from qualitylab.data.localtime import local_hour, period_bounds_utc
-from qualitylab.data.params import Parameters, _format_validation, _Frozen, _read_yaml
+from qualitylab.data.params import Frozen, Parameters, format_validation, read_yaml
 from qualitylab.data.sources import Dataset
 from qualitylab.errors import ParameterError, QualityLabError
 from qualitylab.measure.metrics import (
@@ -122,7 +122,7 @@ AUDIT_LAG_DAYS = 7  # audits land days after decisions: skip the last week
 REPORTING_DAYS = 35  # a KPI counts as reported when reported within five weeks
 
 
-class LaunchPlan(_Frozen):
+class LaunchPlan(Frozen):
     """A planned queue go-live (``parameters/launches/<name>.yaml``).
 
     Attributes
@@ -274,11 +274,11 @@ def load_launch_plan(
     p = Path(path)
     if not p.is_file():
         raise ParameterError(f"{p}: launch plan file not found", file=str(p))
-    raw = _read_yaml(p)
+    raw = read_yaml(p)
     try:
         plan = LaunchPlan(**raw)
     except ValidationError as exc:
-        raise _format_validation(p, exc) from None
+        raise format_validation(p, exc) from None
     if parameters is not None and plan.market not in parameters.markets:
         known = ", ".join(parameters.codes) or "none"
         raise ParameterError(

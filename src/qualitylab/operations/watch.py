@@ -30,14 +30,16 @@ Cost: a tick reads only recent data
     (:func:`watch_plan`) read more history, once per market-local day.
 
 Queue alerts (:func:`queue_alerts`) are a pure function of the ticks so far;
-:func:`record_alerts` stores them (``kind="queue"``) and :func:`alert_digest`
-turns them into a payload for :func:`qualitylab.digest.notify`.
+:func:`record_alerts` stores them (``kind="queue"``) and
+:func:`qualitylab.watchcli.alert_digest` turns them into a payload for
+:func:`qualitylab.digest.notify`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +59,6 @@ __all__ = [
     "ALERT_COLUMNS",
     "TICK_COLUMNS",
     "WatchPlan",
-    "alert_digest",
     "check_queues",
     "default_now",
     "queue_alerts",
@@ -315,7 +316,11 @@ def watch_plan(
     >>> sorted(plan.forecast["queue"].unique())
     ['appeal', 'live_comment', 'live_report', 'live_stream']
     """
-    from qualitylab.operations.capacity import capacity_table
+    from qualitylab.operations.capacity import (
+        MSG_AHT_ESTIMATED,
+        MSG_NO_SLA,
+        capacity_table,
+    )
     from qualitylab.operations.forecast import forecast_arrivals
 
     now = _utc(now)
@@ -337,7 +342,13 @@ def watch_plan(
         notes.append(f"no forecast or staffing plan: {have} day(s) of history before {day}")
         return WatchPlan(market, day, forecast, staffed, shrinkage, tuple(notes))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # capacity_table's notes to a planner (handle times estimated from the data,
+        # queues without an SLA) would repeat every day of a watch; the plan is shown
+        # as it is. Each filter matches one message, up to its first field.
+        for msg in (MSG_AHT_ESTIMATED, MSG_NO_SLA):
+            warnings.filterwarnings(
+                "ignore", message=re.escape(msg.split("{")[0]), category=UserWarning
+            )
         try:
             fc = forecast_arrivals(
                 ds, market, horizon_days=2, history_days=hist, interval=interval, end=end
@@ -1176,49 +1187,3 @@ def record_alerts(
     if not len(events):
         return st.read_store(Path(reports_dir) / ".none")
     return st.append(reports_dir, build)
-
-
-def alert_digest(events: pd.DataFrame, *, market: str, now: pd.Timestamp) -> Any:
-    """A :class:`qualitylab.digest.Digest` of a tick's raised queue alerts, for ``notify``.
-
-    Examples
-    --------
-    >>> d = alert_digest(pd.DataFrame(columns=ALERT_COLUMNS), market="SG",
-    ...                  now=pd.Timestamp("2026-12-06 10:00Z"))
-    >>> d.empty, d.payload["kind"]
-    (True, 'queue')
-    """
-    from qualitylab.reporting.digest import Digest
-
-    raised = events[events["event"] == "raised"] if len(events) else events
-    lines = [f"Queue watch {market} at {pd.Timestamp(now):%Y-%m-%d %H:%M} UTC"]
-    alerts = []
-    for e in raised.itertuples(index=False):
-        lines.append(f"- [{e.severity}] {e.cause}: {e.message}")
-        alerts.append(
-            {
-                "market": e.market,
-                "queue": e.queue,
-                "cause": e.cause,
-                "metric": e.metric,
-                "now": pd.Timestamp(e.now).isoformat(),
-                "direction": e.direction,
-                "severity": e.severity,
-                "observed": None if pd.isna(e.observed) else float(e.observed),
-                "expected": None if pd.isna(e.expected) else float(e.expected),
-                "message": e.message,
-            }
-        )
-    md = "\n".join(lines) + "\n"
-    import html as _html
-
-    page = "<pre>" + _html.escape(md) + "</pre>"
-    payload = {
-        "kind": "queue",
-        "as_of": pd.Timestamp(now).isoformat(),
-        "market": market,
-        "new_alerts": alerts,
-        "turned_red": [],
-        "text": md,
-    }
-    return Digest(md, page, payload)

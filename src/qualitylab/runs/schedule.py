@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from qualitylab.data.params import Parameters, _format_validation, _read_yaml, load_parameters
+from qualitylab.data.params import Parameters, format_validation, load_parameters, read_yaml
 from qualitylab.errors import ParameterError, QualityLabError
 
 __all__ = ["Schedule", "ScheduledRun", "airflow_dag", "crontab_lines", "load_schedule"]
@@ -98,11 +98,11 @@ def load_schedule(parameters: str | os.PathLike[str] | None = None) -> Schedule:
     path = Path(params.root) / "schedule.yaml"
     if not path.is_file():
         raise ParameterError(f"{path}: no schedule file", file=str(path))
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     try:
         sched = Schedule(runs=raw.get("runs", ()), **{k: v for k, v in raw.items() if k != "runs"})
     except ValidationError as exc:
-        raise _format_validation(path, exc) from None
+        raise format_validation(path, exc) from None
     for r in sched.runs:
         if r.markets != "all":
             for code in r.markets:

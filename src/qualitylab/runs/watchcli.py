@@ -3,7 +3,8 @@
 :func:`watch` ticks a market every ``interval`` seconds
 (:func:`qualitylab.watch.tick`), raises queue alerts over the ticks it keeps
 (:func:`qualitylab.watch.queue_alerts`), stores them in the alert store
-(``kind="queue"``) and posts the new ones to a webhook. In a terminal it
+(``kind="queue"``) and posts the new ones to a webhook
+(:func:`alert_digest`). In a terminal it
 refreshes a ``rich`` table in place; otherwise it prints one line per tick.
 
 The argparse wiring lives here (:func:`add_watch_parsers`,
@@ -13,20 +14,25 @@ The argparse wiring lives here (:func:`add_watch_parsers`,
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import pandas as pd
 
 from qualitylab.errors import ParameterError, QualityLabError
 
+if TYPE_CHECKING:
+    from qualitylab.reporting.digest import Digest
+
 __all__ = [
     "WATCH_COMMANDS",
     "add_watch_parsers",
+    "alert_digest",
     "live_view",
     "render_line",
     "render_table",
@@ -156,6 +162,51 @@ def _resolve_now(mode: str | None) -> Callable[[], pd.Timestamp | None]:
     return lambda: fixed
 
 
+def alert_digest(events: pd.DataFrame, *, market: str, now: pd.Timestamp) -> Digest:
+    """A :class:`qualitylab.digest.Digest` of a tick's raised queue alerts, for ``notify``.
+
+    Examples
+    --------
+    >>> from qualitylab.operations.watch import ALERT_COLUMNS
+    >>> d = alert_digest(pd.DataFrame(columns=ALERT_COLUMNS), market="SG",
+    ...                  now=pd.Timestamp("2026-12-06 10:00Z"))
+    >>> d.empty, d.payload["kind"]
+    (True, 'queue')
+    """
+    from qualitylab.reporting.digest import Digest
+
+    raised = events[events["event"] == "raised"] if len(events) else events
+    lines = [f"Queue watch {market} at {pd.Timestamp(now):%Y-%m-%d %H:%M} UTC"]
+    alerts = []
+    for e in raised.itertuples(index=False):
+        lines.append(f"- [{e.severity}] {e.cause}: {e.message}")
+        alerts.append(
+            {
+                "market": e.market,
+                "queue": e.queue,
+                "cause": e.cause,
+                "metric": e.metric,
+                "now": pd.Timestamp(e.now).isoformat(),
+                "direction": e.direction,
+                "severity": e.severity,
+                "observed": None if pd.isna(e.observed) else float(e.observed),
+                "expected": None if pd.isna(e.expected) else float(e.expected),
+                "message": e.message,
+            }
+        )
+    md = "\n".join(lines) + "\n"
+    page = "<pre>" + html.escape(md) + "</pre>"
+    payload = {
+        "kind": "queue",
+        "as_of": pd.Timestamp(now).isoformat(),
+        "market": market,
+        "new_alerts": alerts,
+        "turned_red": [],
+        "text": md,
+    }
+    return Digest(md, page, payload)
+
+
 def watch(
     source: str | os.PathLike[str],
     market: str,
@@ -231,7 +282,6 @@ def watch(
     """
     from qualitylab.data.sources import open_dataset
     from qualitylab.operations.watch import (
-        alert_digest,
         default_now,
         queue_alerts,
         record_alerts,
