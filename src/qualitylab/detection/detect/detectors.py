@@ -1211,7 +1211,7 @@ def _daily_operational(
     import ibis
 
     from qualitylab.data.localtime import epoch_seconds, period_bounds_utc
-    from qualitylab.measure.metrics import Period, _override_expr, decisions_in_period
+    from qualitylab.measure.metrics import Period, decisions_in_period, override_expr
 
     mp = ds.params.market(market)
     period = Period(start, end)
@@ -1243,7 +1243,7 @@ def _daily_operational(
         "_acted": acted.cast("int64"),
         "_auto": (acted & (dec.routing == "ai_auto")).cast("int64"),
         "_assisted": assisted.cast("int64"),
-        "_over": (assisted & _override_expr(dec)).cast("int64"),
+        "_over": (assisted & override_expr(dec)).cast("int64"),
     }
     if dim is None and stack is not None:
         dims = list(stack)
