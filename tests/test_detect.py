@@ -8,8 +8,6 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
-
 from qualitylab.detect import (
     ALERT_COLUMNS,
     DETECTOR_COLUMNS,
@@ -17,7 +15,6 @@ from qualitylab.detect import (
     MSG_UNKNOWN_DIMENSION,
     MSG_UNKNOWN_METRIC,
     SKIPPED_COLUMNS,
-    _daily_operational,
     changepoints,
     cusum_chart,
     ewma_chart,
@@ -31,9 +28,12 @@ from qualitylab.detect import (
     stl_mad,
     write_alerts,
 )
-from qualitylab.errors import ParameterError
 from qualitylab.metrics import operational_metrics
 from qualitylab.sources import open_dataset
+from scipy import stats
+
+from qualitylab.detection.detect.series import _daily_operational
+from qualitylab.errors import ParameterError
 
 WEEK = np.array([0.94, 0.93, 0.94, 0.97, 1.05, 1.19, 1.16])  # Monday..Sunday volume profile
 
@@ -594,6 +594,7 @@ def test_daily_operational_stacks_after_the_row_expressions(small_data):
 def test_stacked_load_equals_one_load_per_dimension(small_data):
     """The scan's one-query-per-family load gives each dimension's series exactly."""
     from qualitylab import detect
+    from qualitylab.detection.detect import series
 
     ds = open_dataset(small_data).for_market("ID")
     dims = ["market", "vendor", "site", "queue", "language", "policy", "ai_model"]
@@ -601,9 +602,9 @@ def test_stacked_load_equals_one_load_per_dimension(small_data):
     start, end = date(2026, 9, 28), date(2026, 11, 22)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stacked = detect._load_dimensions(ds, "ID", dims, start, end, wanted)
+        stacked = series.load_dimensions(ds, "ID", dims, start, end, wanted)
         for d in dims:
-            one, notes = detect._load_dimension(ds, "ID", d, start, end, wanted)
+            one, notes = series._load_dimension(ds, "ID", d, start, end, wanted)
             got, got_notes = stacked[d]
             key = ["metric", "segment", "date"]
             assert len(one) > 0 and set(got_notes) == set(notes)
@@ -628,7 +629,7 @@ def test_stacked_dataset_has_a_row_per_decision_and_dimension(small_data):
 
 def test_fast_tails_equal_scipy_stats_bit_for_bit():
     """The scan's direct special-function tails give scipy.stats' values exactly."""
-    from qualitylab import detect
+    from qualitylab.detection.detect import pvalues
 
     rng = np.random.default_rng(7)
     x = np.r_[rng.normal(0, 3, 5000), [0.0, -0.0, np.inf, -np.inf, np.nan, 40.0, -40.0]]
@@ -640,29 +641,30 @@ def test_fast_tails_equal_scipy_stats_bit_for_bit():
         num = ~np.isnan(a)
         np.testing.assert_array_equal(np.signbit(a[num]), np.signbit(b[num]))  # -0.0 vs 0.0
 
-    same(detect._norm_sf(x), stats.norm.sf(x))
-    same(detect._norm_cdf(x), stats.norm.cdf(x))
-    same(detect._norm_pdf(x), stats.norm.pdf(x))
-    same(detect._norm_isf(q), stats.norm.isf(q))
+    same(pvalues._norm_sf(x), stats.norm.sf(x))
+    same(pvalues._norm_cdf(x), stats.norm.cdf(x))
+    same(pvalues._norm_pdf(x), stats.norm.pdf(x))
+    same(pvalues.norm_isf(q), stats.norm.isf(q))
     for df in (1, 6, 10, 27):
-        same(detect._t_sf(x, df), stats.t.sf(x, df))
-    assert detect._norm_isf(0.5) == 0.0 and not np.signbit(detect._norm_isf(0.5))
+        same(pvalues.t_sf(x, df), stats.t.sf(x, df))
+    assert pvalues.norm_isf(0.5) == 0.0 and not np.signbit(pvalues.norm_isf(0.5))
     table = (3, 40, 12, 300)
     ref = stats.fisher_exact([[3, 40], [12, 300]]).pvalue
-    assert detect._fisher_p(*table) == ref and detect._fisher_p(*table) == ref
+    assert pvalues._fisher_p(*table) == ref and pvalues._fisher_p(*table) == ref
 
 
 def test_qa_join_then_stack_equals_the_stacked_dataset(small_data):
     """_qa_stacked (audits joined once, joined rows stacked) = qa_metrics of ds.stacked."""
-    from qualitylab import detect
     from qualitylab.metrics import qa_metrics
+
+    from qualitylab.detection.detect import series
 
     ds = open_dataset(small_data).for_market("ID")
     dims = ["market", "vendor", "policy"]
     start, end = date(2026, 10, 1), date(2026, 11, 22)
     key = ["dimension", "segment", "date", "metric"]
     cols = [*key, "value", "n"]
-    ours = detect._qa_stacked(ds, "ID", dims, start, end)
+    ours = series._qa_stacked(ds, "ID", dims, start, end)
     ref = qa_metrics(ds.stacked(dims), market="ID", by=key[:3], start=start, end=end)
     assert len(ours) > 0 and set(ours["dimension"]) == set(dims)
     pd.testing.assert_frame_equal(
@@ -670,7 +672,7 @@ def test_qa_join_then_stack_equals_the_stacked_dataset(small_data):
         ref[cols].sort_values(key).reset_index(drop=True),
         check_dtype=False,
     )
-    stacked = detect._stack_rows(ds.table("decisions"), dims)
+    stacked = series._stack_rows(ds.table("decisions"), dims)
     assert (
         stacked.count().to_pyarrow().as_py()
         == 3 * ds.table("decisions").count().to_pyarrow().as_py()

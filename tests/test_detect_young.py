@@ -13,18 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import write_tables
-from scipy import stats as sps
-
 from qualitylab.detect import (
     ALERT_COLUMNS,
     EXTRA_COLUMNS,
-    _two_sided,
-    _young_level_test,
-    _young_rate_test,
     scan,
 )
-from qualitylab.errors import QualityLabError
 from qualitylab.sources import open_dataset
+from scipy import stats as sps
+
+from qualitylab.detection.detect.pvalues import two_sided
+from qualitylab.detection.detect.young import _young_level_test, _young_rate_test
+from qualitylab.errors import QualityLabError
 
 REPO = Path(__file__).resolve().parent.parent
 MARKET = "PH"  # Asia/Manila, UTC+8
@@ -160,7 +159,7 @@ def test_young_day_pvalues_are_calibrated(h):
         n = rng.integers(40, 90, h + 1).astype(float)
         k = rng.binomial(n.astype(int), 0.92).astype(float)
         z, *_ = _young_rate_test(k[:h], n[:h], k[h], n[h])
-        p["binomial"].append(float(_two_sided(z)))
+        p["binomial"].append(float(two_sided(z)))
     for kind, vals in p.items():
         vals = np.asarray(vals)
         r01, r05 = (vals < 0.01).mean(), (vals < 0.05).mean()
