@@ -160,7 +160,20 @@ def test_every_old_module_name_still_imports(short: str):
     assert short in homes
     old = importlib.import_module(f"qualitylab.{short}")
     assert old is importlib.import_module(homes[short])
-    assert getattr(importlib.import_module("qualitylab"), short) is old
+    if short != "scorecard":  # ``ql.scorecard`` is the function, as it always was
+        assert getattr(importlib.import_module("qualitylab"), short) is old
+
+
+def test_importing_the_scorecard_module_keeps_the_scorecard_function():
+    import sys
+
+    import qualitylab.scorecard
+
+    import qualitylab
+
+    module = sys.modules["qualitylab.scorecard"]
+    assert module is sys.modules["qualitylab.measure.scorecard"]
+    assert qualitylab.scorecard is module.scorecard
 
 
 def test_from_qualitylab_import_a_module():

@@ -98,6 +98,14 @@ from qualitylab.data.sources import Dataset, open_dataset  # noqa: E402
 from qualitylab.measure import metrics  # noqa: E402
 from qualitylab.measure.scorecard import scorecard  # noqa: E402
 
+# Short names of the modules imported above are registered now: a later
+# ``import qualitylab.scorecard`` then finds the module loaded and does not set
+# the package attribute ``scorecard`` (the function) to the module.
+for _short, _home in MODULES.items():
+    if _home in sys.modules:
+        sys.modules.setdefault(f"qualitylab.{_short}", sys.modules[_home])
+del _short, _home
+
 
 def __getattr__(name: str):  # lazy submodules: ``ql.detect``, ``ql.charts``, ...
     if name in MODULES:
