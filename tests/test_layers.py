@@ -200,3 +200,24 @@ def test_architecture_md_names_every_layer_and_module():
         if rel in ("__init__.py",):
             continue
         assert re.search(rf"`{re.escape(rel)}`", text), f"ARCHITECTURE.md does not name {rel}"
+
+
+def test_a_submodule_by_its_short_name_is_the_same_module():
+    import qualitylab.detect.series as short
+
+    import qualitylab.detection.detect.series as home
+
+    assert short is home
+
+
+def test_python_dash_m_with_a_short_name_runs_the_module():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "qualitylab.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip().startswith("qualitylab ")

@@ -74,20 +74,36 @@ MODULES: dict[str, str] = {
 }
 
 
-class _ShortNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Import ``qualitylab.<short>`` as the module at its home (same object, not a copy)."""
+def _home(fullname: str) -> str | None:
+    """``qualitylab.detect.series`` -> ``qualitylab.detection.detect.series``; None if not short."""
+    prefix, _, rest = fullname.partition(".")
+    short, dot, tail = rest.partition(".")
+    if prefix != "qualitylab" or short not in MODULES:
+        return None
+    return MODULES[short] + dot + tail
+
+
+class _ShortNames(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
+    """Import ``qualitylab.<short>[.<sub>]`` as the module at its home (same object, not a copy)."""
 
     def find_spec(self, fullname, path=None, target=None):
-        prefix, _, short = fullname.partition(".")
-        if prefix != "qualitylab" or short not in MODULES:
+        if _home(fullname) is None:
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
     def create_module(self, spec):
-        return importlib.import_module(MODULES[spec.name.partition(".")[2]])
+        return importlib.import_module(_home(spec.name))
 
     def exec_module(self, module):
         """Nothing to run: the module was executed at its home."""
+
+    def get_code(self, fullname):  # ``python -m qualitylab.cli`` runs the home's code
+        home = importlib.util.find_spec(_home(fullname))
+        return home.loader.get_code(home.name)
+
+    def get_source(self, fullname):
+        home = importlib.util.find_spec(_home(fullname))
+        return home.loader.get_source(home.name)
 
 
 if not any(isinstance(f, _ShortNames) for f in sys.meta_path):
@@ -101,10 +117,10 @@ from qualitylab.measure.scorecard import scorecard  # noqa: E402
 # Short names of the modules imported above are registered now: a later
 # ``import qualitylab.scorecard`` then finds the module loaded and does not set
 # the package attribute ``scorecard`` (the function) to the module.
-for _short, _home in MODULES.items():
-    if _home in sys.modules:
-        sys.modules.setdefault(f"qualitylab.{_short}", sys.modules[_home])
-del _short, _home
+for _short, _where in MODULES.items():
+    if _where in sys.modules:
+        sys.modules.setdefault(f"qualitylab.{_short}", sys.modules[_where])
+del _short, _where
 
 
 def __getattr__(name: str):  # lazy submodules: ``ql.detect``, ``ql.charts``, ...
