@@ -38,8 +38,8 @@ Every miss is listed with whether it was findable, and the design's numbers
 For each incident missed in some seed, the script prints the windows the scan
 proposed for that series (metric family x segment, and the market-wide
 series), with their raw, search-corrected and Benjamini-Hochberg-adjusted
-p-values, or the reason the series was skipped; this reads the scan's private
-``_evaluate`` hook and degrades to "not available" if the hook changes. It
+p-values, or the reason the series was skipped; this hooks the scanner's
+``evaluate`` and degrades to "not available" if the hook changes. It
 also gives each missed rate incident an *oracle*: Fisher's exact test of the
 incident's own days against the baseline (told the segment, metric and
 dates), times the number of series the scan judged in the market. When that
@@ -95,6 +95,7 @@ from scipy import stats as sps
 
 from qualitylab import detect, open_dataset, rca
 from qualitylab.demo import generate
+from qualitylab.detection.detect import pvalues, scanner
 
 DAYS_PER_MONTH = 365.25 / 12
 #: Text below this line of the report file is kept when it is regenerated.
@@ -222,7 +223,7 @@ class Oracle(NamedTuple):
 class Capture:
     """What ``scan`` saw for chosen series: the daily values and the windows proposed.
 
-    Filled through the scan's private ``_evaluate`` and ``_gap_windows`` hooks
+    Filled through the scanner's ``evaluate`` and ``gap_windows`` hooks
     (best effort: ``available`` is False when they are gone).
     """
 
@@ -246,7 +247,7 @@ class Capture:
         ki, kb = round(vi * ni), round(vb * nb)
         p = float(sps.fisher_exact([[ki, round(ni) - ki], [kb, round(nb) - kb]]).pvalue)
         days = self.ctx.monitored_days if self.ctx is not None else 1
-        told, found = p * self.tested, min(1.0, detect._search_p(p, days) * self.tested)
+        told, found = p * self.tested, min(1.0, pvalues.search_p(p, days) * self.tested)
         observed = vi - vb
         mde = float("nan")
         if 0 < vb < 1:
@@ -272,7 +273,7 @@ class Capture:
         if key[0] not in detect.SCAN_METRICS:
             return []
         if not self.available:
-            return [f"  {name}: (not available: detect._evaluate changed)"]
+            return [f"  {name}: (not available: the scanner's evaluate changed)"]
         if key not in self.found or self.ctx is None:
             own = key[1:] == (inc["dimension"], str(inc["segment"]))
             return [f"  {name}: no such series in the scan"] if own else []
@@ -294,18 +295,18 @@ class Capture:
                 sel = sel & ok
                 if not sel.any():
                     return float("nan"), 0.0
-                if key[0] in detect._RATES:
+                if key[0] in detect.RATES:
                     return float((v[sel] * n[sel]).sum() / n[sel].sum()), float(n[sel].sum())
                 return float(np.mean(v[sel])), float(np.median(n[sel]))
 
             (vi, ni), (vb, nb) = level(inside), level(ref)
-            what = "n" if key[0] in detect._RATES else "median daily n"
+            what = "n" if key[0] in detect.RATES else "median daily n"
             lines.append(
                 f"  {name}: incident days {vi:.4g} ({what} {ni:.0f}) vs baseline "
                 f"{dates[0]:%m-%d}..{dates[ctx.base_len - 1]:%m-%d} {vb:.4g} ({what} {nb:.0f}); "
                 f"min_n {ctx.min_n}"
                 + ("; SKIPPED as too small to judge" if entry["windows"] is None else "")
-                + (self.oracle(name, vi, ni, vb, nb) if key[0] in detect._RATES else "")
+                + (self.oracle(name, vi, ni, vb, nb) if key[0] in detect.RATES else "")
             )
         wins = entry["windows"] or []
         near = [w for w in wins if w.end >= i0 - 3 and w.start <= i1 + 3]
@@ -331,8 +332,8 @@ class Capture:
 def capture_windows(targets: set[tuple[str, str, str]]) -> Iterator[Capture]:
     """Record what ``scan`` sees of `targets` (metric, dimension, segment)."""
     cap = Capture(targets)
-    original = getattr(detect, "_evaluate", None)
-    original_gap = getattr(detect, "_gap_windows", None)
+    original = getattr(scanner, "evaluate", None)
+    original_gap = getattr(scanner, "gap_windows", None)
     if original is None or original_gap is None:
         cap.available = False
         yield cap
@@ -361,13 +362,13 @@ def capture_windows(targets: set[tuple[str, str, str]]) -> Iterator[Capture]:
         cap.ctx = ctx
         return out, tested
 
-    detect._evaluate = hooked
-    detect._gap_windows = hooked_gap
+    scanner.evaluate = hooked
+    scanner.gap_windows = hooked_gap
     try:
         yield cap
     finally:
-        detect._evaluate = original
-        detect._gap_windows = original_gap
+        scanner.evaluate = original
+        scanner.gap_windows = original_gap
 
 
 def diagnostic_targets(incidents: pd.DataFrame) -> set[tuple[str, str, str]]:
