@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
     from qualitylab.data.sources import open_dataset
     from qualitylab.measure.metrics import Period
     from qualitylab.measure.scorecard import scorecard
-    from qualitylab.reporting import report
+    from qualitylab.reporting.alertscan import current_alerts, period_alerts, scan_period
+    from qualitylab.reporting.context import ReportContext, baseline_of, open_context
 
     kind, data, parameters, market, a, b, out = argv or sys.argv[1:]
     with warnings.catch_warnings():
@@ -272,15 +273,13 @@ def main(argv: list[str] | None = None) -> None:
             ds = open_dataset(data, parameters=parameters or None)
             period = Period(date.fromisoformat(a), date.fromisoformat(b))
             mp = ds.params.market(market)
-            ctx = report.ReportContext(
-                ds, market, mp, period, report.baseline_of(period), period.end
-            )
-            result: Any = report.scan_period(ds, ctx)
+            ctx = ReportContext(ds, market, mp, period, baseline_of(period), period.end)
+            result: Any = scan_period(ds, ctx)
         elif kind == "market-alerts":
-            ctx = report.context(data, market, as_of=a or None, weeks=int(b), parameters=parameters)
-            result = {"alerts": report.alerts(ctx)}
+            ctx = open_context(data, market, as_of=a or None, weeks=int(b), parameters=parameters)
+            result = {"alerts": current_alerts(period_alerts(ctx), ctx)}
         else:
-            ctx = report.context(data, market, as_of=a or None, weeks=int(b), parameters=parameters)
+            ctx = open_context(data, market, as_of=a or None, weeks=int(b), parameters=parameters)
             result = {
                 "as_of": ctx.as_of,
                 "by_market": scorecard(ctx.ds, market, start=ctx.start, end=ctx.end),
