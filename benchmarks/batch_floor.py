@@ -7,7 +7,7 @@ each one costs a kernel start, its first cell's imports
 offline renderer), the papermill round trips, the executed notebook's write
 and its two HTML renderings. :func:`measure_floor` runs that many trivial
 notebooks (the real parameters cell and import cell, nothing else) through the
-runner's own worker pool (:func:`qualitylab.runner._run_jobs`, same ``jobs``,
+runner's own worker pool (:func:`qualitylab.runs.runner.execute.run_jobs`, same ``jobs``,
 same kernel start-up: forked from the warm kernel server unless
 ``QUALITYLAB_FORK_KERNELS=0``), so a benchmark can say "the run took X s, the
 floor is Y s".
@@ -96,7 +96,7 @@ def _env(name: str, value: str | None):
 
 
 def _trivial_batch(n: int, jobs: int, folder: Path) -> dict[str, Any]:
-    from qualitylab.runner import _run_jobs
+    from qualitylab.runs.runner.execute import run_jobs
 
     folder.mkdir(parents=True, exist_ok=True)
     nb = _trivial_notebook(folder / "floor.ipynb")
@@ -116,7 +116,7 @@ def _trivial_batch(n: int, jobs: int, folder: Path) -> dict[str, Any]:
         for i in range(n)
     ]
     t0 = time.perf_counter()
-    results = _run_jobs(specs, jobs, False)
+    results = run_jobs(specs, jobs, False)
     wall = time.perf_counter() - t0
     bad = [r for r in results if r.status != "ok"]
     if bad:

@@ -397,7 +397,8 @@ def test_partial_data_notes_reach_manifest_pages_and_hub(partial_run):
 
 
 def test_hub_lists_sections_short_of_data_escaped(tmp_path):
-    from qualitylab.runner import JobResult, _hub
+    from qualitylab.runner import JobResult
+    from qualitylab.runs.runner.hub import hub_page as _hub
 
     bad = "<script>alert(1)</script>"
     notes = [
@@ -426,7 +427,7 @@ def test_market_cache_keeps_a_market_whose_scorecard_has_too_little_data(small_d
     import importlib
 
     from qualitylab import QualityLabError, open_dataset
-    from qualitylab.runner import _scorecard_or_empty
+    from qualitylab.runs.runner.caches import scorecard_or_empty as _scorecard_or_empty
     from qualitylab.scorecard import SCORECARD_COLUMNS
 
     module = importlib.import_module("qualitylab.scorecard")
@@ -653,7 +654,8 @@ def test_a_second_run_of_the_same_market_waits_or_names_the_run_holding_it(
 ):
     import threading
 
-    from qualitylab.runner import ReportsBusy, _run_locks
+    from qualitylab.runner import ReportsBusy
+    from qualitylab.runs.runner.landing import run_locks as _run_locks
 
     out = tmp_path / "reports"
     common = dict(
@@ -873,7 +875,7 @@ def test_notify_posts_the_digest_and_a_dead_webhook_is_only_a_warning(
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed")
 def test_hub_new_alerts_render_offline_and_hostile_segments_stay_inert(tmp_path):
     from qualitylab import alertstore
-    from qualitylab.runner import _hub
+    from qualitylab.runs.runner.hub import hub_page as _hub
 
     out = tmp_path / "reports"
     day = out / "2026-11-22"
@@ -959,7 +961,8 @@ def test_forked_kernels_share_no_state(tmp_path):
     """
     import papermill as pm
 
-    from qualitylab.runner import _forking_kernel_manager, _KernelServer
+    from qualitylab.runs.runner.kernels import KernelServer as _KernelServer
+    from qualitylab.runs.runner.kernels import forking_kernel_manager as _forking_kernel_manager
 
     nb = tmp_path / "leaky.ipynb"
     _fake_notebook(nb, LEAKY)

@@ -1,0 +1,196 @@
+"""Executing notebooks: one job (papermill, a retry, the HTML renderings), and the worker pool."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import multiprocessing as mp
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from qualitylab.runs.runner.jobs import TITLES, TRANSIENT, JobResult, log, redact
+from qualitylab.runs.runner.kernels import KernelServer, forking_kernel_manager
+
+
+# --------------------------------------------------------------------------- #
+# one notebook execution (runs in a worker process)
+# --------------------------------------------------------------------------- #
+def execute_job(job: dict[str, Any]) -> dict[str, Any]:
+    import papermill as pm
+
+    from qualitylab.reporting.report import (
+        moderator_aliases,
+        notebook_findings,
+        notebook_notes,
+        render_html,
+    )
+
+    res = JobResult(job["market"], job["notebook"], parameters=job["parameters"])
+    out_dir = Path(job["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ipynb = out_dir / f"{job['notebook']}.ipynb"
+    started = time.perf_counter()
+    # kernels forked from the worker's warm kernel server (see kernels.serve_kernels);
+    # a kernel that did not come up that way is started the usual way on retry
+    forked = {"kernel_manager_class": forking_kernel_manager()} if KernelServer.get() else {}
+    for attempt in (1, 2):
+        res.attempts = attempt
+        try:
+            pm.execute_notebook(
+                job["source"],
+                str(ipynb),
+                parameters=job["parameters"],
+                cwd=job["cwd"],
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=job["timeout"],
+                start_timeout=120,
+                # written once at the end (also when a cell fails), not after every
+                # cell: re-serialising the chart-laden notebook each time cost ~1 s
+                request_save_on_cell_execute=False,
+                # the kernel's own log ("running over TCP without encryption" on
+                # localhost, "KeyboardInterrupt caught" at shutdown) is noise in batch
+                # output; cell errors reach the notebook and the manifest
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                **forked,
+            )
+            res.status = "ok"
+            res.error = None
+            break
+        except pm.PapermillExecutionError as exc:
+            res.status = "failed"
+            res.error = {
+                "cell_index": exc.cell_index,
+                "ename": exc.ename,
+                "evalue": redact(str(exc.evalue))[:500],
+                "source": redact(exc.source)[:500],
+            }
+            if not any(t in exc.ename for t in TRANSIENT):
+                break
+        except Exception as exc:  # kernel died, timeout, ...
+            name = type(exc).__name__
+            res.status = "timeout" if "Timeout" in name else "failed"
+            res.error = {"cell_index": None, "ename": name, "evalue": redact(str(exc))[:500]}
+            if forked:  # perhaps the forked kernel: the retry starts one the usual way
+                log.warning("forked kernel failed (%s): retrying with a fresh one", name)
+                forked = {}
+                continue
+            if not any(t in name for t in TRANSIENT):
+                break
+    res.duration = time.perf_counter() - started
+    res.paths["ipynb"] = str(ipynb)
+    if ipynb.exists():
+        with contextlib.suppress(OSError, ValueError):  # unreadable: the rendering says so
+            res.notes = [
+                {k: redact(v) if isinstance(v, str) else v for k, v in n.items()}
+                for n in notebook_notes(ipynb)
+            ]
+            res.findings = [
+                {k: redact(v) if isinstance(v, str) else v for k, v in f.items()}
+                for f in notebook_findings(ipynb)
+            ]
+        title = f"{TITLES[job['notebook']]} — {job['title']}"
+        aliases = moderator_aliases(job.get("moderators", ()))
+        try:
+            full = render_html(
+                ipynb, out_dir / f"{job['notebook']}.html", title=title, subtitle=job["subtitle"]
+            )
+            stake = render_html(
+                ipynb,
+                out_dir / f"{job['notebook']}.stakeholder.html",
+                stakeholder=True,
+                title=title,
+                subtitle=job["subtitle"],
+                aliases=aliases,
+            )
+            res.paths["html"] = str(full)
+            res.paths["stakeholder_html"] = str(stake)
+        except Exception as exc:
+            res.status = "failed"
+            res.error = res.error or {
+                "cell_index": None,
+                "ename": type(exc).__name__,
+                "evalue": redact(str(exc))[:500],
+            }
+    return asdict(res)
+
+
+#: Relative run time of each notebook (CPU seconds on ``demo``, kernel included),
+#: to start the longest first.
+_COST = {
+    "portfolio": 15.0,
+    "scorecard": 11.0,
+    "trends": 9.5,
+    "rca": 6.5,
+    "ai": 5.5,
+    "watch": 5.0,
+    "capacity": 5.0,
+    "rollout": 4.5,
+    "triage": 4.0,
+}
+
+
+def run_jobs(specs: list[dict[str, Any]], jobs: int, show: bool) -> list[JobResult]:
+    results: list[JobResult] = []
+    runnable = []
+    for s in specs:
+        if s.get("cache_error"):
+            results.append(
+                JobResult(
+                    s["market"],
+                    s["notebook"],
+                    status="failed",
+                    parameters=s["parameters"],
+                    error={"cell_index": None, "ename": "DataError", "evalue": s["cache_error"]},
+                )
+            )
+        else:
+            runnable.append(s)
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(runnable), desc="notebooks", unit="nb", file=sys.stderr)
+    if jobs <= 1:
+        try:
+            for s in runnable:
+                results.append(JobResult(**execute_job(s)))
+                if bar:
+                    bar.update(1)
+        finally:
+            KernelServer.close()
+    else:
+        # longest first, so the last notebooks to finish are short ones and the
+        # workers end together (each worker forks its kernels from its own server)
+        runnable.sort(key=lambda s: -_COST.get(s["notebook"], 1.0))
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {pool.submit(execute_job, s): s for s in runnable}
+            for fut in cf.as_completed(futures):
+                s = futures[fut]
+                try:
+                    results.append(JobResult(**fut.result()))
+                except Exception as exc:  # the worker process itself died
+                    results.append(
+                        JobResult(
+                            s["market"],
+                            s["notebook"],
+                            status="failed",
+                            parameters=s["parameters"],
+                            error={
+                                "cell_index": None,
+                                "ename": type(exc).__name__,
+                                "evalue": redact(str(exc)),
+                            },
+                        )
+                    )
+                if bar:
+                    bar.update(1)
+    if bar:
+        bar.close()
+    order = {(s["market"], s["notebook"]): i for i, s in enumerate(specs)}
+    return sorted(results, key=lambda r: order.get((r.market, r.notebook), 0))
