@@ -97,8 +97,13 @@ def period_alerts(ctx: ReportContext) -> pd.DataFrame:
     if frame is None:
         import warnings
 
-        with warnings.catch_warnings():  # undefined daily rates and skipped series are
-            warnings.simplefilter("ignore")  # reported in the alerts' attrs, not as noise
+        # The scan warns about what it could not judge: the series too small to judge
+        # (listed in attrs["skipped"]), a period it could not scan (attrs["note"], which
+        # require() turns into a section note), and tables or dimensions it left out
+        # (no audits, one segment, no vendor reports). A notebook shows the alerts and
+        # those attrs, so the warnings are recorded here, not printed under the cell.
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
             frame = scan_period(ctx.ds, ctx)
     return frame
 

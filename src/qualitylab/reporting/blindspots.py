@@ -136,8 +136,10 @@ def scan_blind_spots(
     series = None
     weeks = weeks_with_data(ctx)
     for dim in dimensions:
-        with warnings.catch_warnings():  # the notes are kept in attrs
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():
+            # detectability repeats each note of attrs["notes"] as a warning; kept in
+            # attrs (the first dimension's), not repeated once per dimension on stderr
+            warnings.filterwarnings("ignore", message="detectability ", category=UserWarning)
             d = detectability(ctx.ds, ctx.market, by=[dim], weeks=weeks, end=ctx.end, series=series)
         series = d.attrs["series"]
         d = d[d[dim].notna()]  # decisions without a policy: no series of the scan

@@ -144,8 +144,6 @@ def portfolio(
     history : pandas.DataFrame, optional
         Headline KPIs from earlier runs.
     """
-    import warnings
-
     from qualitylab.measure.scorecard import scorecard
 
     ds = data if isinstance(data, Dataset) else open_dataset(data, parameters=parameters or None)
@@ -195,28 +193,26 @@ def portfolio(
                 & (stored["period_start"] == str(ctx.start))
                 & (stored["period_end"] == str(ctx.end))
             ]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if mine is not None and (mine["grain"] == "market").any():
-                # computed for this period by the scheduled run's market cache
-                by_market.append(_restore(mine[mine["grain"] == "market"], []))
-                by_vendor.append(_restore(mine[mine["grain"] == "vendor"], ["vendor"]))
-            else:
-                try:
-                    sc_m = scorecard(ds, code, start=ctx.start, end=ctx.end)
-                    sc_v = scorecard(ds, code, by=["vendor"], start=ctx.start, end=ctx.end)
-                except ParameterError:
-                    raise
-                except QualityLabError as exc:  # too little data for this market's scorecard
-                    notes.append(SectionNote(f"Market {code}", note_reason(exc)))
-                    continue
-                by_market.append(sc_m)
-                by_vendor.append(sc_v)
-            al = (
-                alerts_by_market[code]
-                if alerts_by_market is not None and code in alerts_by_market
-                else alerts(ctx)
-            )
+        if mine is not None and (mine["grain"] == "market").any():
+            # computed for this period by the scheduled run's market cache
+            by_market.append(_restore(mine[mine["grain"] == "market"], []))
+            by_vendor.append(_restore(mine[mine["grain"] == "vendor"], ["vendor"]))
+        else:
+            try:
+                sc_m = scorecard(ds, code, start=ctx.start, end=ctx.end)
+                sc_v = scorecard(ds, code, by=["vendor"], start=ctx.start, end=ctx.end)
+            except ParameterError:
+                raise
+            except QualityLabError as exc:  # too little data for this market's scorecard
+                notes.append(SectionNote(f"Market {code}", note_reason(exc)))
+                continue
+            by_market.append(sc_m)
+            by_vendor.append(sc_v)
+        al = (
+            alerts_by_market[code]
+            if alerts_by_market is not None and code in alerts_by_market
+            else alerts(ctx)
+        )
         counts.append(_alert_counts(code, al))
     if not by_market:
         raise QualityLabError(
@@ -298,12 +294,8 @@ def red_scorecard(ctx: ReportContext) -> pd.DataFrame:
         market = _restore(mine[mine["grain"] == "market"], [])
         vendor = _restore(mine[mine["grain"] == "vendor"], ["vendor"])
     else:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            market = scorecard(ctx.ds, ctx.market, start=ctx.start, end=ctx.end)
-            vendor = scorecard(ctx.ds, ctx.market, by=["vendor"], start=ctx.start, end=ctx.end)
+        market = scorecard(ctx.ds, ctx.market, start=ctx.start, end=ctx.end)
+        vendor = scorecard(ctx.ds, ctx.market, by=["vendor"], start=ctx.start, end=ctx.end)
     both = pd.concat([market.assign(vendor="all vendors"), vendor], ignore_index=True)
     red = both[both["status"] == "red"]
     cols = ["vendor", *[c for c in both.columns if c not in ("vendor", "market")]]

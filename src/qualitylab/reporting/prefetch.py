@@ -50,8 +50,15 @@ class _Helper:
         if _fork_context() is not None:
             import qualitylab.measure.scorecard  # noqa: F401 - imported before the fork, not in it
 
-            with warnings.catch_warnings():  # 3.12+: fork of a multi-threaded kernel
-                warnings.simplefilter("ignore", DeprecationWarning)
+            with warnings.catch_warnings():
+                # Python 3.12+ warns on any fork of a multi-threaded process, and a kernel
+                # is one: forking is on purpose (see above), and a helper that fails only
+                # means the notebook scans in-process
+                warnings.filterwarnings(
+                    "ignore",
+                    message=r"This process \(pid=\d+\) is multi-threaded, use of fork\(\)",
+                    category=DeprecationWarning,
+                )
                 self._fork = _fork_context().Process(target=_child, args=(args,), daemon=True)
                 self._fork.start()
         else:
@@ -267,8 +274,11 @@ def main(argv: list[str] | None = None) -> None:
     from qualitylab.reporting.context import ReportContext, baseline_of, open_context
 
     kind, data, parameters, market, a, b, out = argv or sys.argv[1:]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    # The helper's stderr is /dev/null: its warnings (the same the notebook's own scan
+    # records) are recorded and dropped, and "always" keeps a parent's "error" filter,
+    # inherited by the fork, from failing the helper over one.
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
         if kind == "alerts":
             ds = open_dataset(data, parameters=parameters or None)
             period = Period(date.fromisoformat(a), date.fromisoformat(b))
