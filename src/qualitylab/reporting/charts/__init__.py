@@ -49,7 +49,7 @@ from qualitylab.reporting.quietimport import import_jsonschema_quietly
 
 import_jsonschema_quietly()  # before altair (every chart module imports it): saves ~2.5 s
 
-# public before the split, not in __all__
+# every public name of the old module; those not in __all__ are re-exported "as" themselves
 from qualitylab.reporting.charts.base import MSG_BAD_ROWS as MSG_BAD_ROWS  # noqa: E402
 from qualitylab.reporting.charts.base import MSG_CHOICE as MSG_CHOICE  # noqa: E402
 from qualitylab.reporting.charts.base import MSG_DIV_ID as MSG_DIV_ID  # noqa: E402
