@@ -226,7 +226,7 @@ def parse(expr: str) -> CronExpr:
     >>> parse("61 6 * * *")
     Traceback (most recent call last):
     ...
-    qualitylab.cron.CronError: minute field '61': value 61 out of range 0-59
+    qualitylab.runs.cron.CronError: minute field '61': value 61 out of range 0-59
     """
     fields = expr.split()
     if len(fields) != 5:

@@ -17,6 +17,7 @@ the days that share a period (the report period only moves on Sundays).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -52,6 +53,8 @@ REPLAY_COLUMNS = [
 #: ``qualitylab run --as-of DAY`` (the last four full Monday-Sunday weeks on or
 #: before the day); ``trailing``, the 28 days ending on the day itself.
 PERIODS = ("report", "trailing")
+
+log = logging.getLogger("qualitylab.replay")
 
 
 def _date(value: date | str, what: str) -> date:
@@ -174,13 +177,14 @@ def replay(
             rb = rebaselines(store, labels, market=code)
             key = (code, ctx.start, ctx.end, tuple(sorted(rb.items())))
             if key not in memo:
-                with warnings.catch_warnings(record=True):
+                with warnings.catch_warnings(record=True) as caught:  # undefined rates etc.
                     warnings.simplefilter("always")
                     alerts = scan_period(ds, ctx, rebaseline=rb or None)
                     if incidents and len(alerts):
                         from qualitylab.detection.incidents import group_incidents
 
                         alerts = group_incidents(alerts, ds, code, start=ctx.start, end=ctx.end)
+                log.info("%s %s: %d warnings while scanning", day, code, len(caught))
                 memo[key] = alerts
             alerts = memo[key]
             note = str(alerts.attrs.get("note") or "")
