@@ -8,6 +8,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
+
 from qualitylab.detect import (
     ALERT_COLUMNS,
     DETECTOR_COLUMNS,
@@ -28,12 +30,10 @@ from qualitylab.detect import (
     stl_mad,
     write_alerts,
 )
-from qualitylab.metrics import operational_metrics
-from qualitylab.sources import open_dataset
-from scipy import stats
-
 from qualitylab.detection.detect.series import _daily_operational
 from qualitylab.errors import ParameterError
+from qualitylab.metrics import operational_metrics
+from qualitylab.sources import open_dataset
 
 WEEK = np.array([0.94, 0.93, 0.94, 0.97, 1.05, 1.19, 1.16])  # Monday..Sunday volume profile
 
@@ -655,9 +655,8 @@ def test_fast_tails_equal_scipy_stats_bit_for_bit():
 
 def test_qa_join_then_stack_equals_the_stacked_dataset(small_data):
     """_qa_stacked (audits joined once, joined rows stacked) = qa_metrics of ds.stacked."""
-    from qualitylab.metrics import qa_metrics
-
     from qualitylab.detection.detect import series
+    from qualitylab.metrics import qa_metrics
 
     ds = open_dataset(small_data).for_market("ID")
     dims = ["market", "vendor", "policy"]

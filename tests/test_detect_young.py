@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import write_tables
+from scipy import stats as sps
+
 from qualitylab.detect import (
     ALERT_COLUMNS,
     EXTRA_COLUMNS,
     scan,
 )
-from qualitylab.sources import open_dataset
-from scipy import stats as sps
-
 from qualitylab.detection.detect.pvalues import two_sided
 from qualitylab.detection.detect.young import _young_level_test, _young_rate_test
 from qualitylab.errors import QualityLabError
+from qualitylab.sources import open_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 MARKET = "PH"  # Asia/Manila, UTC+8

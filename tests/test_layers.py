@@ -167,9 +167,8 @@ def test_every_old_module_name_still_imports(short: str):
 def test_importing_the_scorecard_module_keeps_the_scorecard_function():
     import sys
 
-    import qualitylab.scorecard
-
     import qualitylab
+    import qualitylab.scorecard
 
     module = sys.modules["qualitylab.scorecard"]
     assert module is sys.modules["qualitylab.measure.scorecard"]
@@ -177,10 +176,9 @@ def test_importing_the_scorecard_module_keeps_the_scorecard_function():
 
 
 def test_from_qualitylab_import_a_module():
+    from qualitylab import charts, detect, metrics, report
     from qualitylab.detect import scan
     from qualitylab.metrics import Period
-
-    from qualitylab import charts, detect, metrics, report
 
     assert detect.scan is scan and metrics.Period is Period
     assert charts.__name__ == "qualitylab.reporting.charts"
@@ -207,7 +205,6 @@ def test_architecture_md_names_every_layer_and_module():
 
 def test_a_submodule_by_its_short_name_is_the_same_module():
     import qualitylab.detect.series as short
-
     import qualitylab.detection.detect.series as home
 
     assert short is home

@@ -28,8 +28,8 @@ import pandas as pd
 from ibis.backends import BaseBackend
 
 from qualitylab.data.contract import TABLES, Check, Conformed, Problem, conform
-from qualitylab.errors import DataContractError, ParameterError
 from qualitylab.data.params import Parameters, load_parameters
+from qualitylab.errors import DataContractError, ParameterError
 
 __all__ = ["Dataset", "ValidationReport", "open_dataset", "REPORT_COLUMNS"]
 
