@@ -590,8 +590,10 @@ def test_bad_input_is_one_line_and_exit_2(hand, capsys, extra, message):
 
 def test_demo_stream_command_writes_history_and_parts_then_refuses_a_used_folder(tmp_path, capsys):
     out = tmp_path / "live"
+    # six simulated hours from the wall clock: at night (SG 23:00) ten minutes of the small
+    # scale can hold no decision at all, and then the stream writes no part
     args = ["demo-stream", "--out", str(out), "--market", "SG", "--scale", "small",
-            "--speed", "6000", "--every", "0.01", "--duration", "600"]  # fmt: skip
+            "--speed", "60000", "--every", "0.01", "--duration", "21600"]  # fmt: skip
     rc, cap = _cli(args, capsys)
     assert rc == 0, cap.err
     parts = sorted((out / "decisions").glob("*.parquet"))
