@@ -23,6 +23,44 @@ from qualitylab.errors import ParameterError, QualityLabError
 from qualitylab.runs.runner.jobs import log, redact
 
 
+def warning_summary(caught: Sequence[Any]) -> list[str]:
+    """One line per distinct warning of ours, then one for the libraries' deprecations.
+
+    The run records the warnings of a market's scorecard and scan (a notebook shows
+    them where they matter). In the run's log, each distinct message of ours is one
+    line with its count; the deprecation warnings third-party libraries raise on every
+    query (pandas' ``future.infer_string`` from inside ibis, DuckDB's
+    ``fetch_arrow_table``) are counted in one line, not listed.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     for _ in range(3):
+    ...         warnings.warn("scan SG: 2 series too small to judge were skipped")
+    ...     warnings.warn("old API", DeprecationWarning)
+    >>> warning_summary(caught)
+    ['scan SG: 2 series too small to judge were skipped (x3)', '1 deprecation warning from libraries']
+    """
+    counts: dict[str, int] = {}
+    deprecations = 0
+    for w in caught:
+        if issubclass(w.category, DeprecationWarning | PendingDeprecationWarning):
+            deprecations += 1
+            continue
+        text = (
+            f"{w.category.__name__}: {w.message}"
+            if w.category is not UserWarning
+            else str(w.message)
+        )
+        counts[text] = counts.get(text, 0) + 1
+    out = [f"{text} (x{n})" if n > 1 else text for text, n in counts.items()]
+    if deprecations:
+        out.append(f"{deprecations} deprecation warning{'s' * (deprecations > 1)} from libraries")
+    return out
+
+
 # --------------------------------------------------------------------------- #
 # per-market cache: the market's slice, its scorecard and its alerts
 # --------------------------------------------------------------------------- #
@@ -81,7 +119,8 @@ def build_market_cache(
         scan_ctx = _daily_scan_context(cached, ctx)
         alerts = scan_period(cached, scan_ctx, rebaseline=dict(rebaseline) if rebaseline else None)
         alerts = _incidents(alerts, cached, market, scan_ctx)
-    log.info("%s: %d warnings while computing scorecard and alerts", market, len(caught))
+    for line in warning_summary(caught):
+        log.info("%s: %s", market, line)
     con.create_table("ql_alerts", ibis.memtable(_as_text(alerts)))
     note = alerts.attrs.get("note")  # why the scan found nothing (e.g. too short a history)
     con.create_table(
