@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -51,6 +50,7 @@ from qualitylab.detection import rca
 from qualitylab.detection.detect import SCAN_DIMENSIONS, SCAN_METRICS
 from qualitylab.errors import ParameterError, QualityLabError
 from qualitylab.measure.metrics import Period, decisions_in_period
+from qualitylab.measure.notices import NO_SLA, ignoring
 
 __all__ = [
     "ALPHA",
@@ -503,12 +503,9 @@ class _Explainer:
             self.calls += 1
             where = None if a.dimension == "market" else {a.dimension: [a.segment]}
             try:
-                with warnings.catch_warnings():
-                    # queues without an SLA: the market's own sla_compliance (metrics)
-                    # reports them; the same note per explained alert would be noise
-                    warnings.filterwarnings(
-                        "ignore", message="no SLA configured", category=UserWarning
-                    )
+                # queues without an SLA: the market's own sla_compliance (metrics)
+                # reports them; the same note per explained alert would be noise
+                with ignoring(NO_SLA):
                     self.cache[key] = rca.decompose(
                         self.ds,
                         metric,

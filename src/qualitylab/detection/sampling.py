@@ -38,6 +38,7 @@ from qualitylab.detection.detect import SENSITIVITY_FDR, minimum_detectable_chan
 from qualitylab.errors import ParameterError, QualityLabError
 from qualitylab.measure import metrics as m
 from qualitylab.measure import scope
+from qualitylab.measure.notices import NO_AUDITS
 
 __all__ = [
     "DETECTABILITY_COLUMNS",
@@ -473,9 +474,7 @@ def _rates(
         warnings.filterwarnings("ignore", message=r"ai_\w+ is undefined", category=RuntimeWarning)
         # no audits in the period: every segment has n = 0, which detectability
         # (an error) and sampling_plan (segments with no audits) show themselves
-        warnings.filterwarnings(
-            "ignore", message="no audited decisions in the period", category=UserWarning
-        )
+        warnings.filterwarnings("ignore", message=NO_AUDITS, category=UserWarning)
         qa = m.qa_metrics(ds, **kw)
         parts.append(qa[qa["metric"].isin(wanted)])
         audits = qa[qa["metric"] == "accuracy"][[*cols, "n"]].rename(columns={"n": "audits"})

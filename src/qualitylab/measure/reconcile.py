@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from datetime import date, timedelta
 
 import numpy as np
@@ -13,6 +12,7 @@ from qualitylab.data.sources import Dataset
 from qualitylab.errors import QualityLabError
 from qualitylab.measure import metrics as m
 from qualitylab.measure import scope
+from qualitylab.measure.notices import NO_AUDITS, NO_DECISIONS, ignoring
 from qualitylab.measure.stats import adjust_pvalues
 
 __all__ = ["RECONCILE_COLUMNS", "reporting_gap", "reporting_gap_summary"]
@@ -98,15 +98,9 @@ def reporting_gap(
         raise QualityLabError(f"no vendor_reported rows for market {market} in weeks {s}..{e}")
     period = m.Period(min(rep["week"]), max(rep["week"]) + timedelta(days=6))
     kw = {"market": market, "by": ["vendor", "week"], "start": period.start, "end": period.end}
-    with warnings.catch_warnings():
-        # reported weeks without decisions (or audits) are measured as nothing: their
-        # rows have no measured value, so the metrics' "empty" warnings are left out
-        warnings.filterwarnings(
-            "ignore", message="no decisions.*; operational metrics are empty", category=UserWarning
-        )
-        warnings.filterwarnings(
-            "ignore", message="no audited decisions in the period", category=UserWarning
-        )
+    # reported weeks without decisions (or audits) are measured as nothing: their
+    # rows have no measured value, so the metrics' "empty" warnings are left out
+    with ignoring(NO_DECISIONS, NO_AUDITS):
         measured = [m.operational_metrics(ds, **kw)]
         if ds.has("qa_audits"):
             measured.append(m.qa_metrics(ds, qa_source=qa_source, **kw))

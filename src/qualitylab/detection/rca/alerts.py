@@ -8,7 +8,6 @@ percentiles by segment, or the vendor's reported KPIs against the measured ones.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -59,6 +58,7 @@ from qualitylab.detection.rca.vocabulary import (
 from qualitylab.errors import ParameterError, QualityLabError
 from qualitylab.measure import metrics as m
 from qualitylab.measure import scope
+from qualitylab.measure.notices import NO_AUDITS, NO_DECISIONS, NO_SLA, ignoring
 from qualitylab.measure.scope import Period
 
 __all__ = [
@@ -704,16 +704,10 @@ def _percentiles(ds: Dataset, a: Mapping[str, Any], by: list[str], period: Perio
     """The alert's percentile per segment of `by` (restricted to the alert's segment)."""
     if a["where"] is not None:
         by = [a["dimension"], *by]
-    with warnings.catch_warnings():
-        # A period without decisions gives no percentile, which the explanation
-        # reports (an error for the baseline, "not reached" for the window).
-        warnings.filterwarnings(
-            "ignore", message="no decisions .*operational metrics are empty", category=UserWarning
-        )
-        # A percentile needs no SLA: a queue without one concerns sla_compliance only.
-        warnings.filterwarnings(
-            "ignore", message="no SLA configured for queue", category=UserWarning
-        )
+    # A period without decisions gives no percentile, which the explanation reports
+    # (an error for the baseline, "not reached" for the window). A percentile needs
+    # no SLA: a queue without one concerns sla_compliance only.
+    with ignoring(NO_DECISIONS, NO_SLA):
         om = m.operational_metrics(
             ds, market=a["market"], by=by, start=period.start, end=period.end
         )
@@ -842,19 +836,10 @@ def _explain_gap(
             f"reporting_gap is measured per vendor; the alert is on {a['dimension']}"
         )
     cur = a["current"]
-    with warnings.catch_warnings():
-        # Weeks without decisions or audits have no measured KPI, and a queue without
-        # an SLA no sla_compliance: the gap table leaves them out (or says there is
-        # nothing to compare), so the measuring functions' warnings add nothing here.
-        warnings.filterwarnings(
-            "ignore", message="no decisions .*operational metrics are empty", category=UserWarning
-        )
-        warnings.filterwarnings(
-            "ignore", message="no audited decisions in the period", category=UserWarning
-        )
-        warnings.filterwarnings(
-            "ignore", message="no SLA configured for queue", category=UserWarning
-        )
+    # Weeks without decisions or audits have no measured KPI, and a queue without an
+    # SLA no sla_compliance: the gap table leaves them out (or says there is nothing
+    # to compare), so the measuring functions' warnings add nothing here.
+    with ignoring(NO_DECISIONS, NO_AUDITS, NO_SLA):
         gaps = reporting_gap(ds, a["market"], start=cur.start - timedelta(days=6), end=cur.end)
     gaps = gaps[gaps["vendor"].astype(str) == a["segment"]]
     if gaps.empty:
