@@ -812,3 +812,69 @@ def test_sampling_plan_chart_shows_both_allocations_and_the_blind_strata():
     assert qc.sampling_plan_chart(Plan()).to_dict()["layer"][0]["mark"]["type"] == "bar"
     with pytest.raises(DataContractError, match="recommended_audits"):
         qc.sampling_plan_chart(plan_frame().drop(columns=["recommended_audits"]))
+
+
+_GRADIENT_CHARTS = """
+import json, sys
+import pandas as pd
+import altair as alt
+from qualitylab.reporting.charts import offline
+
+def heat(k):
+    df = pd.DataFrame({"x": list("abc") * 3, "y": list("aaabbbccc"), "v": [k + i for i in range(9)]})
+    return alt.Chart(df).mark_rect().encode(x="x:N", y="y:N", color="v:Q").to_dict()
+
+def line():
+    df = pd.DataFrame({"x": [1, 2, 3], "y": [0.5, 0.25, 0.75]})
+    return alt.Chart(df).mark_line().encode(x="x:Q", y="y:Q").to_dict()
+
+specs = [heat(0), line(), heat(5)]
+bundles = [offline._renderer(s) for s in specs]
+print(json.dumps(bundles))
+"""
+
+
+def _without_div_ids(text: str) -> str:
+    return re.sub(r"ql-chart-[0-9a-f]{12}", "ql-chart-ID", text)
+
+
+def test_deferred_chart_images_are_what_the_notebooks_kernel_renders(monkeypatch):
+    """A batch worker fills a notebook's deferred SVGs exactly as its own kernel would.
+
+    The kernel is a fresh process (vega numbers gradient ids from 0 in it); the
+    worker has already rendered other notebooks' charts, so its own counter is
+    further on: the filled images must still carry the kernel's ids.
+    """
+    import sys
+
+    import nbformat
+
+    from qualitylab.reporting.charts import offline
+
+    kernel = subprocess.run(
+        [sys.executable, "-c", _GRADIENT_CHARTS], capture_output=True, text=True, check=True
+    )
+    expected = json.loads(kernel.stdout)
+    namespace: dict[str, Any] = {}
+    exec(_GRADIENT_CHARTS.replace("print(json.dumps(bundles))", ""), namespace)
+    specs = [b for b in namespace["specs"]]
+    offline.to_svg(specs[0])  # the worker rendered an earlier notebook's heatmap
+    monkeypatch.setenv(offline.DEFER_ENV, "1")
+    deferred = [offline._renderer(s) for s in specs]
+    monkeypatch.delenv(offline.DEFER_ENV)
+    assert all(offline.PENDING_MIME in b for b in deferred)
+    assert all(b["image/svg+xml"].startswith("ql-pending-svg-") for b in deferred)
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output("display_data", data=b)])
+            for b in deferred
+        ]
+    )
+    nb = nbformat.reads(nbformat.writes(nb), as_version=4)  # as the worker reads it from disk
+    assert offline.fill_deferred_images(nb) == 3
+    for cell, want in zip(nb.cells, expected, strict=True):
+        got = cell.outputs[0].data
+        assert set(got) == {"text/html", "image/svg+xml"}
+        assert got["image/svg+xml"] == want["image/svg+xml"]
+        assert _without_div_ids(got["text/html"]) == _without_div_ids(want["text/html"])
+    assert 'id="gradient_1"' in nb.cells[2].outputs[0].data["image/svg+xml"]

@@ -1005,3 +1005,43 @@ def test_forked_kernel_off_switch(monkeypatch):
 
     monkeypatch.setenv("QUALITYLAB_FORK_KERNELS", "0")
     assert not fork_kernels_enabled()
+
+
+def test_run_fills_the_chart_images_its_kernels_deferred(small_data, fake_notebooks, tmp_path):
+    """Kernels of a run leave their charts' SVG to the worker; the landed files have them."""
+    import os
+
+    from qualitylab.reporting.charts.offline import DEFER_ENV, PENDING_MIME
+
+    _fake_notebook(
+        fake_notebooks / NOTEBOOKS["trends"],
+        "import os\n"
+        "import altair as alt, pandas as pd\n"
+        "from qualitylab import charts\n"
+        "charts.enable_offline_renderer()\n"
+        f"print('deferred:', os.environ.get({DEFER_ENV!r}))\n"
+        "df = pd.DataFrame({'x': list('abc'), 'y': list('aab'), 'v': [1.0, 2.0, 3.0]})\n"
+        "display(alt.Chart(df).mark_rect().encode(x='x:N', y='y:N', color='v:Q'))",
+    )
+    res = run(
+        str(small_data),
+        markets="SG",
+        notebooks="trends",
+        out=tmp_path / "reports",
+        notebooks_dir=fake_notebooks,
+        progress=False,
+        portfolio=False,
+    )
+    assert res.ok
+    assert DEFER_ENV not in os.environ  # the kernel's variable only
+    nb = nbformat.read(str(res.out / "SG" / "trends.ipynb"), as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert any("deferred: 1" in o.get("text", "") for o in outputs)
+    charts = [o.data for o in outputs if "text/html" in o.get("data", {})]
+    assert len(charts) == 1 and PENDING_MIME not in charts[0]
+    assert charts[0]["image/svg+xml"].startswith("<svg")
+    assert 'id="gradient_0"' in charts[0]["image/svg+xml"]
+    assert "data:image/svg+xml;base64,PHN2Zy" in charts[0]["text/html"]  # base64 of "<svg"
+    for page in ("trends.html", "trends.stakeholder.html"):
+        text = (res.out / "SG" / page).read_text()
+        assert "ql-pending-svg" not in text and "data:image/svg+xml;base64,PHN2Zy" in text

@@ -4,6 +4,11 @@
 is vega, vega-lite and vega-embed as one inline script, :func:`chart_html` a
 ``<div>`` + ``<script>`` fragment, and the ``qualitylab`` altair renderer
 (:func:`enable_offline_renderer`) is registered on import.
+
+A batch run renders the static images in its worker instead of in each notebook
+kernel (:data:`DEFER_ENV`, :func:`fill_deferred_images`): vl-convert starts its
+JavaScript engine once per process (~0.4 s), which a worker pays once and a
+kernel per notebook.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import base64
 import functools
 import html
 import json
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -139,9 +145,30 @@ def _alt_text(spec: Mapping[str, Any]) -> str:
 
 _FALLBACKS = (None, "svg", "png")
 
+#: Environment variable: when ``"1"``, the ``qualitylab`` renderer leaves each
+#: chart's SVG to :func:`fill_deferred_images` (a placeholder and the spec in the
+#: output) instead of starting vl-convert in the kernel. The batch runner sets it
+#: for the kernels it starts and fills the images in its worker.
+DEFER_ENV = "QUALITYLAB_DEFER_CHART_IMAGES"
+#: Output mimetype holding a deferred chart's placeholder and vega-lite spec.
+PENDING_MIME = "application/vnd.qualitylab.pending-svg+json"
+_PENDING = "ql-pending-svg-"
+_SVG_URI = "data:image/svg+xml;base64,"
 
-def _fragment(spec: dict[str, Any], div_id: str | None, fallback: str | None) -> tuple[str, Any]:
-    """The HTML fragment and the fallback image (svg str / png bytes / None)."""
+
+def _deferred() -> bool:
+    return os.environ.get(DEFER_ENV, "") == "1"
+
+
+def _svg(spec: dict[str, Any], key: str) -> str:
+    """The chart's SVG, or its placeholder when images are deferred."""
+    return _PENDING + key if _deferred() else to_svg(spec)
+
+
+def _fragment(
+    spec: dict[str, Any], div_id: str | None, fallback: str | None
+) -> tuple[str, Any, dict[str, Any]]:
+    """The HTML fragment, the fallback image (svg str / png bytes / None) and its spec."""
     if div_id is None:
         div_id = "ql-chart-" + uuid.uuid4().hex[:12]
     elif not isinstance(div_id, str) or not _DIV_ID.match(div_id):
@@ -154,8 +181,10 @@ def _fragment(spec: dict[str, Any], div_id: str | None, fallback: str | None) ->
     parts = [f'<div id="{div_id}" class="qualitylab-chart"></div>']
     if fallback is not None:
         if fallback == "svg":
-            image = to_svg(spec)
-            uri = "data:image/svg+xml;base64," + base64.b64encode(image.encode()).decode("ascii")
+            image = _svg(spec, div_id)
+            uri = _SVG_URI + (
+                image if _deferred() else base64.b64encode(image.encode()).decode("ascii")
+            )
         else:
             image = to_png(spec)
             uri = "data:image/png;base64," + base64.b64encode(image).decode("ascii")
@@ -182,7 +211,7 @@ def _fragment(spec: dict[str, Any], div_id: str | None, fallback: str | None) ->
         "    .catch(function (err) { console.error(err); });\n"
         "})();</script>"
     )
-    return "\n".join(parts), image
+    return "\n".join(parts), image, spec
 
 
 def chart_html(chart: Any, *, div_id: str | None = None, fallback: str | None = None) -> str:
@@ -233,22 +262,117 @@ def _renderer(
     if fallback not in _FALLBACKS:
         raise ParameterError(MSG_CHOICE.format(name="fallback", allowed=_FALLBACKS, value=fallback))
     if inline_fallback and fallback is not None:
-        fragment, image = _fragment(spec, None, fallback)
+        fragment, image, image_spec = _fragment(spec, None, fallback)
     else:
-        fragment, image = _fragment(spec, None, None)
+        fragment, image, image_spec = _fragment(spec, None, None)
+        image_spec = spec
         if fallback == "svg":
-            image = to_svg(spec)
+            image = _svg(spec, uuid.uuid4().hex[:12])
         elif fallback == "png":
             image = to_png(spec)
     bundle: dict[str, Any] = {"text/html": fragment}
     if fallback == "svg":
         bundle["image/svg+xml"] = image
+        if _deferred():
+            bundle[PENDING_MIME] = {"key": image, "spec": image_spec}
     elif fallback == "png":
         bundle["image/png"] = base64.b64encode(image).decode("ascii")
     return bundle
 
 
 alt.renderers.register(RENDERER_NAME, _renderer)
+
+
+#: Ids vega's SVG renderer numbers with a counter per JavaScript engine, and the
+#: first number of each: a kernel's charts count from these, a worker's go on.
+_COUNTED_IDS = {"gradient_": 0, "clip": 1}
+_COUNTED_ID = re.compile(r'(id="|url\(#)(gradient_|clip)(\d+)(?=[")])')
+
+
+def _renumber(svg: str, seen: dict[str, int]) -> str:
+    """Number the SVG's gradient and clip ids as the notebook's own kernel would.
+
+    vega numbers them per process: the charts a kernel renders get
+    ``gradient_0``, ``gradient_1``, … in order, while a worker rendering many
+    notebooks goes on counting. ``seen`` holds, per prefix, how many ids the
+    notebook's earlier charts used (updated here).
+    """
+    mapping: dict[tuple[str, str], str] = {}
+
+    def new_id(m: re.Match[str]) -> str:
+        prefix, number = m.group(2), m.group(3)
+        if (prefix, number) not in mapping:
+            used = seen.get(prefix, 0)
+            mapping[(prefix, number)] = str(_COUNTED_IDS[prefix] + used)
+            seen[prefix] = used + 1
+        return m.group(1) + prefix + mapping[(prefix, number)]
+
+    return _COUNTED_ID.sub(new_id, svg)
+
+
+def fill_deferred_images(nb: Any) -> int:
+    """Render the charts whose SVG a kernel deferred (:data:`DEFER_ENV`), in place.
+
+    Each output carrying :data:`PENDING_MIME` gets its ``image/svg+xml`` and the
+    ``<img>`` of its HTML fragment from :func:`to_svg` of the spec it carries,
+    exactly what the kernel would have rendered (vega's gradient and clip ids
+    numbered from the notebook's first chart, as in its own kernel), and loses
+    the pending entry. A chart vl-convert cannot render keeps its interactive
+    HTML and loses the image.
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode
+        An executed notebook (as read by ``nbformat.read``).
+
+    Returns
+    -------
+    int
+        How many charts were rendered.
+
+    Examples
+    --------
+    >>> import nbformat, os
+    >>> os.environ[DEFER_ENV] = "1"
+    >>> bundle = _renderer({"mark": "point", "data": {"values": [{"a": 1}]}})
+    >>> del os.environ[DEFER_ENV]
+    >>> bundle["image/svg+xml"].startswith(_PENDING)
+    True
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+    ...     outputs=[nbformat.v4.new_output("display_data", data=bundle)])])
+    >>> fill_deferred_images(nb)
+    1
+    >>> data = nb.cells[0].outputs[0].data
+    >>> data["image/svg+xml"].startswith("<svg"), PENDING_MIME in data, _PENDING in data["text/html"]
+    (True, False, False)
+    """
+    done = 0
+    seen: dict[str, int] = {}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            data = out.get("data")
+            if not data or PENDING_MIME not in data:
+                continue
+            pending = data.pop(PENDING_MIME)
+            key = str(pending.get("key", ""))
+            try:
+                svg: str | None = _renumber(to_svg(pending["spec"]), seen)
+            except Exception:  # vl-convert refused it: keep the interactive chart only
+                svg = None
+            html_text = data.get("text/html")
+            if isinstance(html_text, list):
+                html_text = "".join(html_text)
+            if svg is None:
+                data.pop("image/svg+xml", None)
+                if isinstance(html_text, str):
+                    data["text/html"] = html_text.replace(_SVG_URI + key, "")
+                continue
+            data["image/svg+xml"] = svg
+            if isinstance(html_text, str):
+                uri = _SVG_URI + base64.b64encode(svg.encode()).decode("ascii")
+                data["text/html"] = html_text.replace(_SVG_URI + key, uri)
+            done += 1
+    return done
 
 
 def enable_offline_renderer(

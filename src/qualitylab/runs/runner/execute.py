@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import multiprocessing as mp
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -18,6 +19,43 @@ from qualitylab.runs.runner.kernels import KernelServer, forking_kernel_manager
 # --------------------------------------------------------------------------- #
 # one notebook execution (runs in a worker process)
 # --------------------------------------------------------------------------- #
+@contextlib.contextmanager
+def _deferred_chart_images() -> Any:
+    """Kernels started inside leave their charts' SVG to the worker (see below).
+
+    vl-convert starts a JavaScript engine once per process (~0.4 s); a kernel per
+    notebook would pay it 81 times in a run of all notebooks, the worker pays it
+    once (it already has for the HTML's vega bundle). The variable is the
+    kernel's only: it is restored here once the notebook has run.
+    """
+    from qualitylab.reporting.charts.offline import DEFER_ENV
+
+    before = os.environ.get(DEFER_ENV)
+    os.environ[DEFER_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DEFER_ENV, None)
+        else:
+            os.environ[DEFER_ENV] = before
+
+
+def fill_chart_images(ipynb: Path) -> int:
+    """Render the executed notebook's deferred chart images in place; how many."""
+    import nbformat
+
+    from qualitylab.reporting.charts.offline import PENDING_MIME, fill_deferred_images
+
+    text = ipynb.read_text(encoding="utf-8")
+    if PENDING_MIME not in text:
+        return 0
+    nb = nbformat.reads(text, as_version=4)
+    done = fill_deferred_images(nb)
+    nbformat.write(nb, str(ipynb))
+    return done
+
+
 def execute_job(job: dict[str, Any]) -> dict[str, Any]:
     import papermill as pm
 
@@ -39,25 +77,26 @@ def execute_job(job: dict[str, Any]) -> dict[str, Any]:
     for attempt in (1, 2):
         res.attempts = attempt
         try:
-            pm.execute_notebook(
-                job["source"],
-                str(ipynb),
-                parameters=job["parameters"],
-                cwd=job["cwd"],
-                kernel_name="python3",
-                progress_bar=False,
-                log_output=False,
-                execution_timeout=job["timeout"],
-                start_timeout=120,
-                # written once at the end (also when a cell fails), not after every
-                # cell: re-serialising the chart-laden notebook each time cost ~1 s
-                request_save_on_cell_execute=False,
-                # the kernel's own log ("running over TCP without encryption" on
-                # localhost, "KeyboardInterrupt caught" at shutdown) is noise in batch
-                # output; cell errors reach the notebook and the manifest
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-                **forked,
-            )
+            with _deferred_chart_images():
+                pm.execute_notebook(
+                    job["source"],
+                    str(ipynb),
+                    parameters=job["parameters"],
+                    cwd=job["cwd"],
+                    kernel_name="python3",
+                    progress_bar=False,
+                    log_output=False,
+                    execution_timeout=job["timeout"],
+                    start_timeout=120,
+                    # written once at the end (also when a cell fails), not after every
+                    # cell: re-serialising the chart-laden notebook each time cost ~1 s
+                    request_save_on_cell_execute=False,
+                    # the kernel's own log ("running over TCP without encryption" on
+                    # localhost, "KeyboardInterrupt caught" at shutdown) is noise in batch
+                    # output; cell errors reach the notebook and the manifest
+                    extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                    **forked,
+                )
             res.status = "ok"
             res.error = None
             break
@@ -81,6 +120,11 @@ def execute_job(job: dict[str, Any]) -> dict[str, Any]:
                 continue
             if not any(t in name for t in TRANSIENT):
                 break
+    if ipynb.exists():
+        try:
+            fill_chart_images(ipynb)
+        except (OSError, ValueError) as exc:  # the HTML then shows interactive charts only
+            log.warning("%s %s: chart images not rendered: %s", job["market"], job["notebook"], exc)
     res.duration = time.perf_counter() - started
     res.paths["ipynb"] = str(ipynb)
     if ipynb.exists():
