@@ -31,6 +31,17 @@ _WARM_IMPORTS = (
     "qualitylab.report",
     "qualitylab.watch",
     "qualitylab.watchcli",
+    # loaded on a notebook's first query and first chart otherwise (~0.4 s a
+    # kernel): the DuckDB backend with sqlglot's dialects, and what altair and
+    # pandas reach for when a frame becomes chart data or text
+    "duckdb",
+    "ibis.backends.duckdb",
+    "ibis.backends.sql.compilers",
+    "narwhals._pandas_like.dataframe",
+    "narwhals._interchange.dataframe",
+    "pyarrow.pandas_compat",
+    "pandas.core.methods.to_dict",
+    "pandas.io.formats.string",
 )
 #: The analysis modules a notebook reaches through ``ql.<module>``, also warmed.
 _LAYER_MODULES = tuple(
