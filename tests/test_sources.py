@@ -496,3 +496,83 @@ def test_market_slices_are_dropped_when_no_longer_used(small_data, monkeypatch):
     # the held slice still works, and asking again for ID makes a fresh one
     assert held.table("decisions").count().to_pyarrow().as_py() == n_sg
     assert ds.for_market("ID").table("decisions").market.nunique().to_pyarrow().as_py() == 1
+
+
+# --------------------------------------------------------------------------- #
+# contract checks stored with the data (the runner's market caches)
+# --------------------------------------------------------------------------- #
+def _duckdb_of(path, tables):
+    con = duckdb.connect(str(path))
+    for name, df in tables.items():
+        con.register("df", df)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM df")
+        con.unregister("df")
+    con.close()
+
+
+def _store_checks(path):
+    from qualitylab.data.sources import CHECKS_TABLE
+
+    opened = open_dataset(path)
+    results = opened.check_results()
+    opened.backend.disconnect()
+    con = duckdb.connect(str(path))
+    con.register("df", results)
+    con.execute(f"CREATE TABLE {CHECKS_TABLE} AS SELECT * FROM df")
+    con.unregister("df")
+    con.close()
+    return results
+
+
+def test_checks_stored_with_the_data_spare_the_checking_pass(tmp_path, monkeypatch):
+    from qualitylab.data import sources
+
+    path = tmp_path / "cache.duckdb"
+    tables = tiny_tables()
+    tables["decisions"].loc[2, "ai_score"] = 1.7  # a row the quarantine drops
+    _duckdb_of(path, tables)
+    fresh = open_dataset(path)
+    expected = {t: fresh.table(t).count().to_pyarrow().as_py() for t in fresh.tables}
+    fresh.backend.disconnect()
+    results = _store_checks(path)
+    assert set(results["table"]) == set(fresh.tables)
+    assert (
+        results[(results["table"] == "decisions") & results["failing"]]["check"]
+        .str.contains("ai_score")
+        .any()
+    )
+
+    passes = []
+    real = sources._count_failing
+    monkeypatch.setattr(
+        sources, "_count_failing", lambda *a, **k: passes.append(1) or real(*a, **k)
+    )
+    ds = open_dataset(path)
+    got = {t: ds.table(t).count().to_pyarrow().as_py() for t in ds.tables}
+    assert passes == []  # no checking pass: the stored record answered
+    assert got == expected  # the bad row is still quarantined, from the stored record
+
+
+def test_stored_checks_are_ignored_once_a_table_changed(tmp_path, monkeypatch):
+    from qualitylab.data import sources
+
+    path = tmp_path / "cache.duckdb"
+    _duckdb_of(path, tiny_tables())
+    fresh = open_dataset(path)
+    clean = fresh.table("decisions").count().to_pyarrow().as_py()
+    fresh.backend.disconnect()
+    results = _store_checks(path)
+    assert not results["failing"].any()
+    con = duckdb.connect(str(path))  # a row breaking a check, added after the record
+    con.execute(
+        "INSERT INTO decisions SELECT * REPLACE (decision_id || 'x' AS decision_id, 1.7 AS ai_score) FROM decisions LIMIT 1"
+    )
+    con.close()
+    passes = []
+    real = sources._count_failing
+    monkeypatch.setattr(
+        sources, "_count_failing", lambda *a, **k: passes.append(1) or real(*a, **k)
+    )
+    ds = open_dataset(path)
+    assert ds.table("decisions").count().to_pyarrow().as_py() == clean  # quarantined
+    assert passes  # the decisions were checked again

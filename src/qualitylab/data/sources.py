@@ -45,6 +45,10 @@ REPORT_COLUMNS = [
 _SEVERITY_ORDER = {"fatal": 0, "error": 1, "warning": 2, "info": 3}
 _DB_SUFFIXES = (".duckdb", ".ddb", ".db")
 _CHECK_MEMO_VERSION = 1  # bump when the meaning of a check changes
+#: Table of a DuckDB database recording which contract checks its tables fail,
+#: written with the data (see :meth:`Dataset.check_results`); the runner's
+#: market caches carry it, so each notebook opening one skips the checking pass.
+CHECKS_TABLE = "ql_contract_checks"
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,9 @@ class Dataset:
         # error checks fail at all (see _failing)
         self._check_counts: dict[str, dict[tuple[str, str, str], int]] = {}
         self._failing_checks: dict[str, dict[tuple[str, str, str], bool]] = {}
+        # per table: its row count and failing checks as stored with the data
+        # (``CHECKS_TABLE``), used while the table still has that many rows
+        self._stored_checks: dict[str, tuple[int, dict[str, bool]]] = {}
         #: Columns added to ``decisions`` by :meth:`stacked`, usable in ``by=``.
         self.extra_grains: tuple[str, ...] = ()
 
@@ -508,6 +515,8 @@ class Dataset:
             keys = [_check_key(c) for c in checks]
             memo = _check_memo_path(self, name, keys)
             stored = _read_check_memo(memo)
+            if stored is None:
+                stored = self._checks_stored_with_data(name, staged, keys)
             try:
                 if not checks:
                     counts = []
@@ -526,6 +535,66 @@ class Dataset:
                 _write_check_memo(memo, {repr(k): n > 0 for k, n in zip(keys, counts, strict=True)})
         failing = self._failing_checks[name]
         return {_check_key(c): failing.get(_check_key(c), True) for c in checks}
+
+    def _checks_stored_with_data(
+        self, name: str, staged: ir.Table, keys: list[tuple[str, str, str]]
+    ) -> dict[str, bool] | None:
+        """The table's failing checks as stored in the database, if they still apply.
+
+        They apply when the stored record names every check the contract now
+        runs on the table and the table still has the rows it had then.
+        """
+        if name not in self._stored_checks:
+            return None
+        rows, failing = self._stored_checks[name]
+        if any(repr(k) not in failing for k in keys):
+            return None
+        try:
+            if int(staged.count().to_pyarrow().as_py()) != rows:
+                return None
+        except Exception:  # cannot count: run the checking pass
+            return None
+        return failing
+
+    def check_results(self) -> pd.DataFrame:
+        """Which contract checks each present table fails, to store with the data.
+
+        Runs the checking pass of every table not checked yet. Written as
+        ``CHECKS_TABLE`` into a DuckDB database that also holds the tables
+        (the runner's market caches do), it spares every later
+        :func:`open_dataset` of that database the pass, for as long as each
+        table keeps its row count and the contract its checks.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per table and error check: ``table``, ``check`` (its key),
+            ``failing`` (some row fails it) and the table's ``rows``.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from qualitylab.demodata.generate import generate
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = generate(folder, scale="small", seed=1, days=14, markets=["SG"])
+        >>> res = open_dataset(folder).check_results()
+        >>> res.columns.tolist(), "decisions" in set(res["table"]), bool(res["failing"].any())
+        (['table', 'check', 'failing', 'rows'], True, False)
+        """
+        rows = []
+        for name in self.tables:
+            if self._conform(name).schema_fatal:
+                continue
+            self.table(name)  # runs (or recalls) the table's checking pass
+            staged = self._conform(name).staged
+            assert staged is not None
+            n = int(staged.count().to_pyarrow().as_py())
+            for key, failing in self._failing_checks.get(name, {}).items():
+                rows.append({"table": name, "check": repr(key), "failing": failing, "rows": n})
+        frame = pd.DataFrame(rows, columns=["table", "check", "failing", "rows"])
+        return frame.astype(
+            {"table": "string", "check": "string", "failing": bool, "rows": "int64"}
+        )
 
     def _as_view(self, name: str, expr: ir.Table) -> ir.Table:
         """Register the typed, quarantined table as a temporary view.
@@ -1100,9 +1169,29 @@ def _from_backend(
         ) from None
     tables = {n: _instants_as_utc(con, con.table(n), n) for n in names if n in present}
     locations = {n: f"{label}:{n}" for n in tables}
-    return Dataset(
+    ds = Dataset(
         con, tables, source=label, params=params, assume_utc=assume_utc, locations=locations
     )
+    if CHECKS_TABLE in present:
+        ds._stored_checks = _stored_checks(con)
+    return ds
+
+
+def _stored_checks(con: BaseBackend) -> dict[str, tuple[int, dict[str, bool]]]:
+    """The ``CHECKS_TABLE`` of a database, per table (empty when unreadable)."""
+    try:
+        frame = con.table(CHECKS_TABLE).to_pandas()
+        out: dict[str, tuple[int, dict[str, bool]]] = {}
+        for name, part in frame.groupby("table", sort=False):
+            counts = set(part["rows"].astype("int64"))
+            if len(counts) == 1:
+                failing = dict(
+                    zip(part["check"].astype(str), part["failing"].astype(bool), strict=True)
+                )
+                out[str(name)] = (int(counts.pop()), failing)
+        return out
+    except Exception:  # not ours, or another layout: the checks run as usual
+        return {}
 
 
 def _instants_as_utc(con: BaseBackend, table: ir.Table, name: str) -> ir.Table:
