@@ -1045,3 +1045,34 @@ def test_run_fills_the_chart_images_its_kernels_deferred(small_data, fake_notebo
     for page in ("trends.html", "trends.stakeholder.html"):
         text = (res.out / "SG" / page).read_text()
         assert "ql-pending-svg" not in text and "data:image/svg+xml;base64,PHN2Zy" in text
+
+
+def test_notebook_scorecards_come_from_the_market_cache(small_data, tmp_path, monkeypatch):
+    """Notebook 01 shows the scorecards the run stored, equal to computing them again."""
+    import importlib
+
+    import qualitylab as ql
+    from qualitylab import report
+    from qualitylab.data.sources import CHECKS_TABLE
+    from qualitylab.runs.runner.caches import build_market_cache
+
+    path = tmp_path / "SG.duckdb"
+    build_market_cache(str(small_data), "SG", path, parameters=None)
+    ctx = report.context(str(path), "SG")
+    assert CHECKS_TABLE in ctx.ds.backend.list_tables()
+    computed = {
+        by: ql.scorecard(ctx.ds, "SG", by=list(by), start=ctx.start, end=ctx.end)
+        for by in ((), ("vendor",))
+    }
+    module = importlib.import_module("qualitylab.scorecard")
+
+    def not_again(*_args, **_kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(module, "scorecard", not_again)
+    for by, want in computed.items():
+        got = report.period_scorecard(ctx, by=by)
+        pd.testing.assert_frame_equal(got, want, rtol=1e-12)
+        assert got.attrs == want.attrs and got.attrs["period"] == (str(ctx.start), str(ctx.end))
+    with pytest.raises(AssertionError, match="computed again"):  # not stored: computed
+        report.period_scorecard(ctx, by=["queue"])

@@ -9,6 +9,7 @@ metric and segment without editing code.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -265,7 +266,64 @@ def _restore(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
     out = rows[["market", *by, *SCORECARD_COLUMNS]].reset_index(drop=True)
     out["small_n"] = out["small_n"].astype(bool)
+    if len(rows):  # the scorecard's attrs, as it returned them
+        first = rows.iloc[0]
+        out.attrs["period"] = (str(first["period_start"]), str(first["period_end"]))
+        notes = first.get("notes") if "notes" in rows.columns else None
+        out.attrs["notes"] = json.loads(notes) if isinstance(notes, str) and notes else []
     return out
+
+
+#: The grains a scheduled run stores in ``ql_scorecard``, by their ``by``.
+_STORED_GRAINS = {(): "market", ("vendor",): "vendor"}
+
+
+def period_scorecard(ctx: ReportContext, by: Sequence[str] = ()) -> pd.DataFrame:
+    """The market's scorecard for the report period, by nothing or by vendor.
+
+    A scheduled run computes both while it extracts the market
+    (``ql_scorecard`` in the market's cache); the notebook then shows those,
+    instead of computing them a second time. Otherwise, and for other groupings,
+    this is :func:`qualitylab.scorecard.scorecard` for ``ctx``'s market and
+    period.
+
+    Parameters
+    ----------
+    ctx : ReportContext
+    by : sequence of str, default ()
+        Grouping columns (``()`` or ``("vendor",)`` can come from the run).
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`qualitylab.scorecard.scorecard`, with its ``attrs``
+        (``period``, ``notes``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from qualitylab.demodata.generate import generate
+    >>> from qualitylab.reporting.session import context
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = generate(folder, scale="small", seed=1, days=28, markets=["SG"])
+    >>> sc = period_scorecard(context(folder, "SG", weeks=2), by=["vendor"])
+    >>> sc.attrs["period"], sorted(sc["vendor"].unique())[:1]
+    (('2026-11-09', '2026-11-22'), ['VendorA'])
+    """
+    from qualitylab.measure.scorecard import scorecard
+
+    grain = _STORED_GRAINS.get(tuple(by))
+    stored = _stored_scorecards(ctx.ds) if grain else None
+    if stored is not None:
+        mine = stored[
+            (stored["market"] == ctx.market)
+            & (stored["period_start"] == str(ctx.start))
+            & (stored["period_end"] == str(ctx.end))
+            & (stored["grain"] == grain)
+        ]
+        if len(mine):
+            return _restore(mine, list(by))
+    return scorecard(ctx.ds, ctx.market, by=list(by), start=ctx.start, end=ctx.end)
 
 
 def red_scorecard(ctx: ReportContext) -> pd.DataFrame:
@@ -280,22 +338,8 @@ def red_scorecard(ctx: ReportContext) -> pd.DataFrame:
         ``vendor`` (``all vendors`` for the market) then the scorecard's
         columns, red rows only, the market first.
     """
-    from qualitylab.measure.scorecard import scorecard
-
-    stored = _stored_scorecards(ctx.ds)
-    mine = None
-    if stored is not None:
-        mine = stored[
-            (stored["market"] == ctx.market)
-            & (stored["period_start"] == str(ctx.start))
-            & (stored["period_end"] == str(ctx.end))
-        ]
-    if mine is not None and (mine["grain"] == "market").any():
-        market = _restore(mine[mine["grain"] == "market"], [])
-        vendor = _restore(mine[mine["grain"] == "vendor"], ["vendor"])
-    else:
-        market = scorecard(ctx.ds, ctx.market, start=ctx.start, end=ctx.end)
-        vendor = scorecard(ctx.ds, ctx.market, by=["vendor"], start=ctx.start, end=ctx.end)
+    market = period_scorecard(ctx)
+    vendor = period_scorecard(ctx, by=["vendor"])
     both = pd.concat([market.assign(vendor="all vendors"), vendor], ignore_index=True)
     red = both[both["status"] == "red"]
     cols = ["vendor", *[c for c in both.columns if c not in ("vendor", "market")]]

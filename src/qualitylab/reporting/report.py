@@ -80,8 +80,8 @@ from qualitylab.reporting.portfolio import EXPLORER_METRICS as EXPLORER_METRICS
 from qualitylab.reporting.portfolio import PORTFOLIO_METRICS as PORTFOLIO_METRICS
 from qualitylab.reporting.portfolio import Portfolio as Portfolio
 from qualitylab.reporting.portfolio import explorer as explorer
+from qualitylab.reporting.portfolio import period_scorecard, red_scorecard
 from qualitylab.reporting.portfolio import portfolio as portfolio
-from qualitylab.reporting.portfolio import red_scorecard
 from qualitylab.reporting.render import TEMPLATE_DIR as TEMPLATE_DIR
 from qualitylab.reporting.render import external_references as external_references
 from qualitylab.reporting.render import notebook_json_safe as notebook_json_safe
@@ -126,6 +126,7 @@ __all__ = [
     "moderator_aliases",
     "notebook_findings",
     "notebook_notes",
+    "period_scorecard",
     "red_scorecard",
     "render_html",
     "require",

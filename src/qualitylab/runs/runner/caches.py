@@ -10,6 +10,7 @@ gives the cached alerts their ids and statuses from the alert store.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import multiprocessing as mp
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -133,7 +134,10 @@ def build_market_cache(
         ),
     )
     stored = pd.concat(
-        [sc.assign(vendor=None, grain="market"), sc_vendor.assign(grain="vendor")],
+        [
+            sc.assign(vendor=None, grain="market", notes=json.dumps(sc.attrs.get("notes", []))),
+            sc_vendor.assign(grain="vendor", notes=json.dumps(sc_vendor.attrs.get("notes", []))),
+        ],
         ignore_index=True,
     ).assign(period_start=str(ctx.start), period_end=str(ctx.end))
     stored["vendor"] = stored["vendor"].astype("string")
