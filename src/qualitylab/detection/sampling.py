@@ -29,27 +29,32 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.optimize import brentq
+from scipy.special import ndtr
 
 from qualitylab.data.sources import Dataset
-from qualitylab.detection.detect import SENSITIVITY_FDR, minimum_detectable_change
+from qualitylab.detection.detect import SENSITIVITY_FDR, minimum_detectable_change, scan_p_value
 from qualitylab.errors import ParameterError, QualityLabError
 from qualitylab.measure import metrics as m
 from qualitylab.measure import scope
-from qualitylab.measure.notices import NO_AUDITS
 
 __all__ = [
     "DETECTABILITY_COLUMNS",
     "DETECTABILITY_METRICS",
     "PLAN_COLUMNS",
     "SamplingPlan",
+    "SegmentAggregate",
     "audits_needed",
     "detectability",
     "neyman_allocation",
     "sampling_plan",
     "scan_series",
+    "segment_aggregate",
 ]
 
 #: Metrics :func:`detectability` judges, with the direction of the change that matters.
@@ -187,42 +192,90 @@ def audits_needed(
     room = rate if direction == "down" else 1 - rate
     if drop >= room:
         return math.inf
-    ref = reference_weeks
+    ref, kw = reference_weeks, {"period_days": period_days, "series": series, "fdr": fdr}
+    # the checks of minimum_detectable_change, raised where its first call raised them
+    n_ref = None if ref is None else ref * 100.0
+    minimum_detectable_change(
+        rate, 100.0, n_reference=n_ref, **kw, power=power, direction=direction
+    )
+    return _Power(**kw, power=power).audits_needed(rate, drop, direction, ref)
 
-    def mdc(n: float) -> float:
-        d = minimum_detectable_change(
-            rate,
-            n,
-            n_reference=None if ref is None else ref * n,
-            period_days=period_days,
-            series=series,
-            fdr=fdr,
-            power=power,
-            direction=direction,
-        )
-        return room if math.isnan(d) else d
 
-    # log mdc is close to linear in log n (slope -1/2): secant steps on the log scale
-    target = math.log(drop)
-    x, prev = math.log(100.0), None
-    for _ in range(200):
-        d = mdc(math.exp(x))
-        if d >= room:  # no change within [0, 1] reaches the power yet: more audits
-            x, prev = x + math.log(4), None
-            if x > math.log(1e12):
-                return math.inf
-            continue
-        fx = math.log(d) - target
-        if abs(fx) < 1e-9:
-            return math.exp(x)
-        slope = -0.5
-        if prev is not None and x != prev[0]:
-            slope = (fx - prev[1]) / (x - prev[0])
-        if not slope < 0:
+class _Power:
+    """:func:`qualitylab.detect.minimum_detectable_change` at one setting, for many rates.
+
+    The same arithmetic, step for step (``tests/test_sampling.py`` checks the
+    two agree to the last bit), with the critical z searched once per setting
+    rather than once per call and the normal cdf of a scalar taken by
+    :func:`scipy.special.ndtr` (what ``scipy.stats.norm.cdf`` computes, without
+    its ~50 µs of argument handling): together nine tenths of the time of
+    :func:`detectability`. Arguments are not checked (the callers have).
+    """
+
+    def __init__(self, period_days: int, series: int, fdr: float, power: float) -> None:
+        target, self.power, self.zc = fdr / max(int(series), 1), power, 0.0
+        if not float(scan_p_value(0.0, period_days)) <= target:
+            f = lambda z: float(scan_p_value(z, period_days)) - target  # noqa: E731
+            self.zc = float(brentq(f, 0.0, 40.0))
+
+    def _power(self, delta: float, rate: float, n: float, n_ref: float | None) -> float:
+        zc = self.zc
+        p1 = rate + delta
+        if n_ref is None:
+            se0 = math.sqrt(rate * (1 - rate) / n)
+            se1 = math.sqrt(p1 * (1 - p1) / n)
+        else:
+            pbar = (n * p1 + n_ref * rate) / (n + n_ref)
+            se0 = math.sqrt(pbar * (1 - pbar) * (1 / n + 1 / n_ref))
+            se1 = math.sqrt(p1 * (1 - p1) / n + rate * (1 - rate) / n_ref)
+        if se1 == 0:
+            return 1.0 if abs(delta) > zc * se0 else 0.0
+        return float(ndtr((abs(delta) - zc * se0) / se1))
+
+    def mdc(self, rate: float, n: float, n_ref: float | None, direction: str) -> float:
+        """``minimum_detectable_change(rate, n, n_reference=n_ref, direction=...)``."""
+        rate, n = float(rate), float(n)
+        n_ref = None if n_ref is None else float(n_ref)
+        sign = -1.0 if direction == "down" else 1.0
+        room = rate if direction == "down" else 1 - rate
+        power = self.power
+        f = lambda d: self._power(sign * d, rate, n, n_ref) - power  # noqa: E731
+        hi = room - 1e-12
+        if f(hi) < 0:
+            return float("nan")
+        return float(brentq(f, 0.0, hi, xtol=1e-10))
+
+    def audits_needed(self, rate: float, drop: float, direction: str, ref: float | None) -> float:
+        """:func:`audits_needed` at this setting (``ref``: its ``reference_weeks``)."""
+        room = rate if direction == "down" else 1 - rate
+        if drop >= room:
+            return math.inf
+
+        def mdc(n: float) -> float:
+            d = self.mdc(rate, n, None if ref is None else ref * n, direction)
+            return room if math.isnan(d) else d
+
+        # log mdc is close to linear in log n (slope -1/2): secant steps on the log scale
+        target = math.log(drop)
+        x, prev = math.log(100.0), None
+        for _ in range(200):
+            d = mdc(math.exp(x))
+            if d >= room:  # no change within [0, 1] reaches the power yet: more audits
+                x, prev = x + math.log(4), None
+                if x > math.log(1e12):
+                    return math.inf
+                continue
+            fx = math.log(d) - target
+            if abs(fx) < 1e-9:
+                return math.exp(x)
             slope = -0.5
-        prev = (x, fx)
-        x = x - fx / slope
-    raise QualityLabError(f"audits_needed did not converge for rate={rate!r}, drop={drop!r}")
+            if prev is not None and x != prev[0]:
+                slope = (fx - prev[1]) / (x - prev[0])
+            if not slope < 0:
+                slope = -0.5
+            prev = (x, fx)
+            x = x - fx / slope
+        raise QualityLabError(f"audits_needed did not converge for rate={rate!r}, drop={drop!r}")
 
 
 def neyman_allocation(
@@ -393,20 +446,10 @@ class _Setting:
     note: str = ""
 
 
-def _setting(
-    ds: Dataset,
-    market: str,
-    weeks: int,
-    end: date | str | None,
-    period_days: int | None,
-    series: int | None,
-    baseline_days: int,
-) -> _Setting:
-    mp = ds.params.market(market)  # unknown market: ParameterError naming the file
-    if isinstance(weeks, bool) or not isinstance(weeks, int) or weeks < 1:
-        raise QualityLabError(f"weeks must be a whole number >= 1; got {weeks!r}")
-    if not isinstance(baseline_days, int) or baseline_days < 7:
-        raise QualityLabError(f"baseline_days must be a whole number >= 7; got {baseline_days!r}")
+def _period(
+    ds: Dataset, market: str, weeks: int, end: date | str | None
+) -> tuple[m.Period, int, str]:
+    """The last ``weeks`` full weeks to ``end``, fewer for a young market, with a note."""
     data = m.resolve_period(ds, market=market, start=None, end=None)
     last = scope.as_date(end) if end is not None else data.end
     period = m.last_full_weeks(last, weeks)
@@ -421,10 +464,40 @@ def _setting(
             )
             weeks = have
             period = m.last_full_weeks(last, weeks)
+    return period, weeks, note
+
+
+def _setting(
+    ds: Dataset,
+    market: str,
+    weeks: int,
+    end: date | str | None,
+    period_days: int | None,
+    series: int | None,
+    baseline_days: int,
+    aggregate: SegmentAggregate | None = None,
+) -> _Setting:
+    mp = ds.params.market(market)  # unknown market: ParameterError naming the file
+    if isinstance(weeks, bool) or not isinstance(weeks, int) or weeks < 1:
+        raise QualityLabError(f"weeks must be a whole number >= 1; got {weeks!r}")
+    if not isinstance(baseline_days, int) or baseline_days < 7:
+        raise QualityLabError(f"baseline_days must be a whole number >= 7; got {baseline_days!r}")
+    period, weeks, note = _period(ds, market, weeks, end)
+    if aggregate is not None and (aggregate.market, aggregate.period) != (market, period):
+        raise QualityLabError(
+            f"the aggregate is of {aggregate.market} over {aggregate.period.start}.."
+            f"{aggregate.period.end}, not of {market} over {period.start}..{period.end}: "
+            "pass the weeks= and end= it was made with"
+        )
     days = 7 * weeks if period_days is None else int(period_days)
     if days < 1:
         raise QualityLabError(f"period_days must be >= 1; got {period_days!r}")
-    n_series = scan_series(ds, market, period) if series is None else int(series)
+    if series is not None:
+        n_series = int(series)
+    elif aggregate is not None:
+        n_series = aggregate.series
+    else:
+        n_series = scan_series(ds, market, period)
     if n_series < 1:
         raise QualityLabError(f"series must be >= 1; got {series!r}")
     return _Setting(
@@ -436,17 +509,6 @@ def _setting(
         baseline_days / 7,
         note,
     )
-
-
-def _volume(ds: Dataset, market: str, period: m.Period, by: list[str]) -> pd.DataFrame:
-    dec = m.decisions_in_period(ds, market=market, period=period)
-    vol = dec.group_by(by).aggregate(decisions=dec.count()).to_pandas()
-    if vol.empty:
-        raise QualityLabError(
-            f"market {market} has no decisions in {period.start}..{period.end}; "
-            "nothing to plan audits for"
-        )
-    return vol
 
 
 def _check_inputs(ds: Dataset, by: Sequence[str] | str) -> list[str]:
@@ -461,39 +523,239 @@ def _check_inputs(ds: Dataset, by: Sequence[str] | str) -> list[str]:
     return cols
 
 
-def _rates(
-    ds: Dataset, market: str, st: _Setting, cols: list[str], wanted: Sequence[str]
-) -> tuple[pd.DataFrame, list[str]]:
-    """Per segment and metric: value and n over the period (QA and AI metrics), long."""
-    notes: list[str] = [st.note] if st.note else []
-    kw = {"market": market, "by": cols, "start": st.period.start, "end": st.period.end}
-    parts = []
-    with warnings.catch_warnings():
-        # a segment without predicted or actual positives has no AI rate (NaN, n = 0):
-        # detectability plans it on the metric's rate pooled over the segments
-        warnings.filterwarnings("ignore", message=r"ai_\w+ is undefined", category=RuntimeWarning)
-        # no audits in the period: every segment has n = 0, which detectability
-        # (an error) and sampling_plan (segments with no audits) show themselves
-        warnings.filterwarnings("ignore", message=NO_AUDITS, category=UserWarning)
-        qa = m.qa_metrics(ds, **kw)
-        parts.append(qa[qa["metric"].isin(wanted)])
+@dataclass(frozen=True)
+class SegmentAggregate:
+    """The engine's part of :func:`detectability` and :func:`sampling_plan`, made once.
+
+    Built by :func:`segment_aggregate`; pass it as ``aggregate=`` to both (with
+    the same market, ``weeks`` and ``end``) so they share its queries.
+
+    Attributes
+    ----------
+    market, period, weeks, note, series
+        The market; the weeks measured, their number and why they are fewer
+        than asked (a young market; empty otherwise); :func:`scan_series`.
+    groupings, metrics : tuple
+        The ``by=`` columns of each grouping; the metrics aggregated.
+    volume, rates, ai_notes : dict
+        Per grouping: ``[*by, decisions]`` sorted by ``by``; the QA metrics
+        (as :func:`qualitylab.metrics.qa_metrics`) and the AI metrics (as
+        :func:`qualitylab.aieval.ai_metrics`, ``None`` when not asked for or
+        failing); why they failed.
+    """
+
+    market: str
+    period: m.Period
+    weeks: int
+    note: str
+    series: int
+    groupings: tuple[tuple[str, ...], ...]
+    metrics: tuple[str, ...]
+    volume: dict[tuple[str, ...], pd.DataFrame]
+    rates: dict[tuple[str, ...], tuple[pd.DataFrame, pd.DataFrame | None]]
+    ai_notes: dict[tuple[str, ...], tuple[str, ...]]
+
+    def parts(
+        self, cols: Sequence[str], wanted: Sequence[str]
+    ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+        """Volume, rates (of `wanted`) and notes of one grouping, as :func:`detectability` uses."""
+        key = tuple(cols)
+        if key not in self.volume:
+            raise QualityLabError(
+                f"the aggregate has no grouping by {list(cols)}; it has "
+                + ", ".join(str(list(g)) for g in self.groupings)
+            )
+        missing = [w for w in wanted if w not in self.metrics]
+        if missing:
+            raise QualityLabError(f"the aggregate has no {', '.join(missing)}")
+        notes = [self.note] if self.note else []
+        qa, ai = self.rates[key]
+        parts = [qa[qa["metric"].isin(wanted)]]
         audits = qa[qa["metric"] == "accuracy"][[*cols, "n"]].rename(columns={"n": "audits"})
         if any(w in _AI for w in wanted):
-            from qualitylab.measure.aieval import ai_metrics
-
-            try:
-                ai = ai_metrics(ds, **kw, f1_interval=False)
-            except QualityLabError as exc:
-                notes.append(f"AI metrics left out: {exc}")
-            else:
+            notes.extend(self.ai_notes[key])
+            if ai is not None:
                 ai = ai[ai["metric"].isin(wanted)]
                 if ai.empty:
                     notes.append(
                         "AI metrics left out: no audited item in the period has an ai_score"
                     )
                 parts.append(ai)
-    long = pd.concat([p[[*cols, "metric", "value", "n"]] for p in parts], ignore_index=True)
-    return long.merge(audits, on=cols, how="left"), notes
+        long = pd.concat([p[[*cols, "metric", "value", "n"]] for p in parts], ignore_index=True)
+        long = long.merge(audits, on=list(cols), how="left")
+        if self.volume[key].empty:
+            raise QualityLabError(
+                f"market {self.market} has no decisions in {self.period.start}.."
+                f"{self.period.end}; nothing to plan audits for"
+            )
+        return self.volume[key].copy(), long, notes
+
+
+_GROUPING = "grouping_"
+
+
+def _stack(t: ir.Table, groupings: Sequence[Sequence[str]]) -> tuple[ir.Table, list[str]]:
+    """`t` once per grouping under a ``grouping_`` number (``UNION ALL``), other columns constant.
+
+    A grouping's segments are then the groups of ``[grouping_, *columns]``:
+    grouping sets, written portably.
+    """
+    cols = list(dict.fromkeys(c for g in groupings for c in g))
+    parts = []
+    for i, g in enumerate(groupings):
+        fill = {c: ibis.literal("").cast(t[c].type()) for c in cols if c not in g}
+        parts.append(t.mutate(**{_GROUPING: ibis.literal(i, type="int64")}, **fill))
+    return (parts[0] if len(parts) == 1 else ibis.union(*parts)), cols
+
+
+def _split(frame: pd.DataFrame, i: int, cols: Sequence[str], drop: Sequence[str]) -> pd.DataFrame:
+    """Grouping `i`'s rows of a stacked aggregate, without the other groupings' columns."""
+    part = frame[frame[_GROUPING] == i]
+    rest = [c for c in frame.columns if c != _GROUPING and c not in drop]
+    return part[[*cols, *rest]].reset_index(drop=True)
+
+
+def segment_aggregate(
+    ds: Dataset,
+    market: str,
+    *,
+    groupings: Sequence[Sequence[str]] = (("vendor", "queue"),),
+    weeks: int = 4,
+    end: date | str | None = None,
+    metrics: Sequence[str] | None = None,
+) -> SegmentAggregate:
+    """Decisions, audits and metric rates per segment of several groupings, in four queries.
+
+    The engine's part of :func:`detectability` and :func:`sampling_plan`
+    (their ``aggregate=``): the decisions per segment, the QA rates and the
+    AI rates, each one query over all the groupings (a grouping-sets
+    aggregate), and :func:`scan_series`.
+
+    Parameters
+    ----------
+    ds : Dataset
+    market : str
+    groupings : sequence of sequence of str, default (("vendor", "queue"),)
+        The ``by=`` of each later call.
+    weeks, end
+        As in :func:`detectability` (the calls given this aggregate must pass the same).
+    metrics : sequence of str, optional
+        From :data:`DETECTABILITY_METRICS` (default: all of them).
+
+    Returns
+    -------
+    SegmentAggregate
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from qualitylab import open_dataset
+    >>> from qualitylab.demodata.generate import generate
+    >>> with tempfile.TemporaryDirectory() as tmp:  # doctest: +SKIP
+    ...     _ = generate(tmp, markets=["SG"], days=42, scale="small", seed=1)
+    ...     ds = open_dataset(tmp)
+    ...     agg = segment_aggregate(ds, "SG")
+    ...     d = detectability(ds, "SG", aggregate=agg)
+    ...     plan = sampling_plan(ds, "SG", aggregate=agg)
+    """
+    keys = list(dict.fromkeys(tuple(_check_inputs(ds, g)) for g in groupings))
+    if not keys:
+        raise QualityLabError("groupings= needs at least one grouping, e.g. [('vendor', 'queue')]")
+    wanted = _check_metrics(metrics)
+    return _aggregate(ds, market, _setting(ds, market, weeks, end, None, None, 28), keys, wanted)
+
+
+def _aggregate(
+    ds: Dataset, market: str, st: _Setting, keys: list[tuple[str, ...]], wanted: Sequence[str]
+) -> SegmentAggregate:
+    period = st.period
+    dec = m.decisions_in_period(ds, market=market, period=period)
+    stacked, cols = _stack(dec, keys)
+    vol_all = stacked.group_by([_GROUPING, *cols]).aggregate(decisions=stacked.count())
+    vol_all = vol_all.to_pandas()
+    volume = {
+        g: _split(vol_all, i, g, cols).sort_values(list(g), kind="stable").reset_index(drop=True)
+        for i, g in enumerate(keys)
+    }
+    rates, ai_notes = _rates(ds, market, period, keys, wanted)
+    return SegmentAggregate(
+        market=market,
+        period=period,
+        weeks=st.weeks,
+        note=st.note,
+        series=st.series,
+        groupings=tuple(keys),
+        metrics=tuple(wanted),
+        volume=volume,
+        rates=rates,
+        ai_notes=ai_notes,
+    )
+
+
+def _check_metrics(metrics: Sequence[str] | None) -> list[str]:
+    wanted = list(DETECTABILITY_METRICS) if metrics is None else list(metrics)
+    for w in wanted:
+        if w not in DETECTABILITY_METRICS:
+            raise QualityLabError(
+                f"detectability cannot judge metric {w!r}; choose from "
+                + ", ".join(DETECTABILITY_METRICS)
+            )
+    return wanted
+
+
+def _rates(
+    ds: Dataset,
+    market: str,
+    period: m.Period,
+    keys: list[tuple[str, ...]],
+    wanted: Sequence[str],
+) -> tuple[
+    dict[tuple[str, ...], tuple[pd.DataFrame, pd.DataFrame | None]],
+    dict[tuple[str, ...], tuple[str, ...]],
+]:
+    """Per grouping: segment x metric value and n over the period (QA and AI metrics), long.
+
+    What :func:`qualitylab.metrics.qa_metrics` and
+    :func:`qualitylab.aieval.ai_metrics` give per grouping (their values and
+    ``n``; not the intervals), from one QA and one AI query over all groupings.
+    """
+    from qualitylab.measure import aieval
+
+    j = m.audited_decisions(ds, market=market, period=period, qa_source="internal")
+    stacked, cols = _stack(j, keys)
+    by = [_GROUPING, *cols]
+    mp = ds.params.market(market)
+    with warnings.catch_warnings():
+        # a segment without predicted or actual positives has no AI rate (NaN, n = 0):
+        # detectability plans it on the metric's rate pooled over the segments
+        warnings.filterwarnings("ignore", message=r"ai_\w+ is undefined", category=RuntimeWarning)
+        qa_all = m.qa_from_audits(stacked, by, confidence_level=scope.confidence(ds, market))
+        ai_all, ai_error = None, None
+        if any(w in _AI for w in wanted):
+            try:
+                ai_all = aieval.confusion_at(
+                    aieval.scored_rows(stacked),
+                    mp.ai_threshold,
+                    by=by,
+                    weight="w",
+                    confidence_level=mp.confidence_level,
+                    f1_interval=False,
+                )
+            except QualityLabError as exc:
+                ai_error = exc
+        rates, notes = {}, {}
+        for i, g in enumerate(keys):
+            gc = list(g)
+            qa = scope.finish(_split(qa_all, i, gc, cols), gc, scope.min_n(ds, market))
+            rates[g] = (qa, None if ai_all is None else _split(ai_all, i, gc, cols))
+            notes[g] = ()
+            if ai_error is not None:  # this grouping's own query: its rates, or its error
+                try:
+                    kw = {"start": period.start, "end": period.end, "f1_interval": False}
+                    rates[g] = (qa, aieval.ai_metrics(ds, market=market, by=gc, **kw))
+                except QualityLabError as exc:
+                    notes[g] = (f"AI metrics left out: {exc}",)
+    return rates, notes
 
 
 # --------------------------------------------------------------------------- #
@@ -512,6 +774,7 @@ def detectability(
     series: int | None = None,
     baseline_days: int = 28,
     power: float = 0.8,
+    aggregate: SegmentAggregate | None = None,
 ) -> pd.DataFrame:
     """What a week of each segment's audits can show: minimum detectable change and blind spots.
 
@@ -544,6 +807,10 @@ def detectability(
         The scan's baseline; the window is compared with
         ``baseline_days / 7`` weeks of the same weekly audits.
     power : float, default 0.8
+    aggregate : SegmentAggregate, optional
+        The engine's part, made by :func:`segment_aggregate` for this market,
+        ``weeks`` and ``end`` with ``by`` among its groupings (shared with
+        other calls); default: queried here.
 
     Returns
     -------
@@ -591,16 +858,10 @@ def detectability(
     ...     d[d.blind_spot][["vendor", "queue", "metric", "weekly_audits", "mdc"]]
     """
     cols = _check_inputs(ds, by)
-    wanted = list(DETECTABILITY_METRICS) if metrics is None else list(metrics)
-    for w in wanted:
-        if w not in DETECTABILITY_METRICS:
-            raise QualityLabError(
-                f"detectability cannot judge metric {w!r}; choose from "
-                + ", ".join(DETECTABILITY_METRICS)
-            )
+    wanted = _check_metrics(metrics)
     if not 0 < power < 1:
         raise QualityLabError(f"power must be in (0, 1); got {power!r}")
-    st = _setting(ds, market, weeks, end, period_days, series, baseline_days)
+    st = _setting(ds, market, weeks, end, period_days, series, baseline_days, aggregate)
     drops = dict(ds.params.market(market).detectable_drop)
     drops.update(detectable_drop or {})
     missing = [w for w in wanted if w not in drops]
@@ -613,8 +874,8 @@ def detectability(
     for w in wanted:
         if not 0 < drops[w] < 1:
             raise ParameterError(MSG_DROP.format(value=drops[w]), key="detectable_drop")
-    vol = _volume(ds, market, st.period, cols)
-    long, notes = _rates(ds, market, st, cols, wanted)
+    agg = aggregate or _aggregate(ds, market, st, [tuple(cols)], wanted)
+    vol, long, notes = agg.parts(cols, wanted)
     if long.empty:
         raise QualityLabError(
             f"qa_audits has no audits of {market}'s decisions in "
@@ -629,6 +890,7 @@ def detectability(
     out["audits"] = out["audits"].fillna(0.0)
     k = out["value"].fillna(0.0) * out["n"]
     pooled = (k.groupby(out["metric"]).sum() / out["n"].groupby(out["metric"]).sum()).to_dict()
+    pw = _Power(st.period_days, st.series, st.fdr, power)
     rows = []
     for r, kk in zip(out.itertuples(index=False), k, strict=True):
         metric, n = r.metric, float(r.n)
@@ -638,29 +900,11 @@ def detectability(
         drop = drops[metric]
         if np.isfinite(rate) and 0 < rate < 1:
             mdc = (
-                minimum_detectable_change(
-                    rate,
-                    weekly_n,
-                    n_reference=st.reference_weeks * weekly_n,
-                    period_days=st.period_days,
-                    series=st.series,
-                    fdr=st.fdr,
-                    power=power,
-                    direction=direction,
-                )
+                pw.mdc(rate, weekly_n, st.reference_weeks * weekly_n, direction)
                 if weekly_n > 0
                 else math.nan
             )
-            need = audits_needed(
-                rate,
-                drop,
-                direction=direction,
-                reference_weeks=st.reference_weeks,
-                period_days=st.period_days,
-                series=st.series,
-                fdr=st.fdr,
-                power=power,
-            )
+            need = pw.audits_needed(rate, drop, direction, st.reference_weeks)
         else:
             mdc = need = math.nan
         share = n / float(r.audits) if r.audits > 0 else math.nan
@@ -786,6 +1030,7 @@ def sampling_plan(
     period_days: int | None = None,
     series: int | None = None,
     baseline_days: int = 28,
+    aggregate: SegmentAggregate | None = None,
 ) -> SamplingPlan:
     """Allocate a weekly QA budget across strata: lowest accuracy SE, fewest blind spots.
 
@@ -802,7 +1047,7 @@ def sampling_plan(
         market's ``detectable_drop`` for accuracy).
     by : sequence of str, default ("vendor", "queue")
         Strata (add ``"policy"`` for vendor x queue x policy).
-    end, period_days, series, baseline_days
+    end, period_days, series, baseline_days, aggregate
         As in :func:`detectability`.
 
     Returns
@@ -865,9 +1110,9 @@ def sampling_plan(
         isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 1
     ):
         raise QualityLabError(MSG_BUDGET.format(value=budget))
-    st = _setting(ds, market, weeks, end, period_days, series, baseline_days)
-    vol = _volume(ds, market, st.period, cols)
-    long, notes = _rates(ds, market, st, cols, ["accuracy"])
+    st = _setting(ds, market, weeks, end, period_days, series, baseline_days, aggregate)
+    agg = aggregate or _aggregate(ds, market, st, [tuple(cols)], ["accuracy"])
+    vol, long, notes = agg.parts(cols, ["accuracy"])
     plan = vol.merge(long[[*cols, "value", "n"]], on=cols, how="left")
     plan = plan.sort_values(cols, kind="stable").reset_index(drop=True)
     plan["n"] = plan["n"].fillna(0.0)
@@ -877,16 +1122,11 @@ def sampling_plan(
     pop = plan["decisions"].to_numpy(float) / st.weeks
     s = np.sqrt(p * (1 - p))
     current = n_total / st.weeks
-    kw = {
-        "reference_weeks": st.reference_weeks,
-        "period_days": st.period_days,
-        "series": st.series,
-        "fdr": st.fdr,
-    }
+    pw = _Power(st.period_days, st.series, st.fdr, 0.8)
     need = np.array(
         [
             math.ceil(v) if np.isfinite(v) else v
-            for v in (audits_needed(pp, drop, **kw) for pp in p)
+            for v in (pw.audits_needed(float(pp), drop, "down", st.reference_weeks) for pp in p)
         ],
         dtype=float,
     )
@@ -917,20 +1157,11 @@ def sampling_plan(
     rec = neyman_allocation(pop, s, int(budget), floor=floor, cap=cap)
 
     def mdc_at(n: np.ndarray) -> np.ndarray:
-        out = []
-        for pp, nn in zip(p, n, strict=True):
-            d = math.nan
-            if nn > 0:
-                d = minimum_detectable_change(
-                    pp,
-                    nn,
-                    n_reference=st.reference_weeks * nn,
-                    period_days=st.period_days,
-                    series=st.series,
-                    fdr=st.fdr,
-                )
-            out.append(d)
-        return np.asarray(out, dtype=float)
+        ref = st.reference_weeks
+        d = [
+            pw.mdc(a, b, ref * b, "down") if b > 0 else math.nan for a, b in zip(p, n, strict=True)
+        ]
+        return np.asarray(d, dtype=float)
 
     blind_before = ~(current >= need)
     blind_after = ~(rec >= need)

@@ -126,22 +126,31 @@ def scan_blind_spots(
     (``by=[dimension]``) over the report period (its last
     :func:`weeks_with_data` weeks for a market younger than it), concatenated with the
     columns ``market, dimension, segment`` before ``metric``. ``attrs`` are
-    those of the first dimension (period, series, notes).
+    those of the first dimension (period, series, notes). The engine is asked
+    once for all the dimensions (:func:`qualitylab.sampling.segment_aggregate`).
     """
     import warnings
 
-    from qualitylab.detection.sampling import DETECTABILITY_COLUMNS, detectability
+    from qualitylab.detection.sampling import (
+        DETECTABILITY_COLUMNS,
+        detectability,
+        segment_aggregate,
+    )
 
     frames = []
-    series = None
     weeks = weeks_with_data(ctx)
+    agg = None
     for dim in dimensions:
         with warnings.catch_warnings():
             # detectability repeats each note of attrs["notes"] as a warning; kept in
             # attrs (the first dimension's), not repeated once per dimension on stderr
             warnings.filterwarnings("ignore", message="detectability ", category=UserWarning)
-            d = detectability(ctx.ds, ctx.market, by=[dim], weeks=weeks, end=ctx.end, series=series)
-        series = d.attrs["series"]
+            if agg is None:  # one aggregate for every dimension (none: no query)
+                agg = segment_aggregate(
+                    ctx.ds, ctx.market, groupings=[[d] for d in dimensions], weeks=weeks,
+                    end=ctx.end,
+                )  # fmt: skip
+            d = detectability(ctx.ds, ctx.market, by=[dim], weeks=weeks, end=ctx.end, aggregate=agg)
         d = d[d[dim].notna()]  # decisions without a policy: no series of the scan
         frames.append(d.rename(columns={dim: "segment"}).assign(dimension=dim))
     out = pd.concat(frames, ignore_index=True)
