@@ -31,6 +31,7 @@ from qualitylab.watch import (
     TICK_COLUMNS,
     default_now,
     queue_alerts,
+    recent_ticks,
     record_alerts,
     tick,
     watch_plan,
@@ -186,6 +187,27 @@ def test_tick_equals_pandas_on_the_same_rows(hand, offset_min):
     np.testing.assert_allclose(
         got["minutes_to_clear"], np.where(got["open_items"] == 0, 0.0, clear)
     )
+
+
+@pytest.mark.parametrize(
+    "shift_hours, options",
+    [
+        (0, {}),
+        (6, {"at_risk_share": 0.7, "lookback_hours": 20}),  # across local midnight: two plans
+        (-3, {"queues": ["appeal", "live_stream"], "service_level_target": 0.8}),
+    ],
+)
+def test_recent_ticks_are_the_ticks_at_each_instant(hand, shift_hours, options):
+    # recent_ticks counts every instant in one grouped query; tick one instant at a time
+    _folder, _dec, ds, plan = hand
+    end = NOW + pd.Timedelta(hours=shift_hours)
+    got = recent_ticks(ds, MARKET, now=end, hours=8, step_minutes=35, plan=plan, **options)
+    instants = [end - pd.Timedelta(minutes=35 * k) for k in range(13, -1, -1)]
+    one = [tick(ds, MARKET, now=at, plan=plan, **options) for at in instants]
+    pd.testing.assert_frame_equal(got, pd.concat(one, ignore_index=True), check_exact=True)
+    assert got["now"].nunique() == 14 and got["arrivals_60m"].sum() > 0
+    same = all(t.attrs == one[0].attrs for t in one)
+    assert got.attrs == (one[0].attrs if same else {})
 
 
 def test_tick_columns_begin_with_the_contract(hand):

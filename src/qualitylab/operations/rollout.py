@@ -236,13 +236,15 @@ def _recovery(
     rolling accuracy was ever significantly below the baseline.
     """
     dates = [effective + timedelta(days=i) for i in range((end - effective).days + 1)]
-    windows = []
-    for i, d in enumerate(dates):
-        lo = dates[max(0, i - window + 1)]
-        part = days[(days["date"] >= lo) & (days["date"] <= d)]
-        part = part.groupby("_stratum", as_index=False)[_SUMS].sum()
-        windows.append(part.assign(date=d))
-    roll = pd.concat(windows, ignore_index=True) if windows else pd.DataFrame()
+    # each day's rows join the windows of the next `window` days; summed per window in the
+    # rows' order (as a window's own rows would be)
+    pos = np.asarray([(d - effective).days for d in days["date"]], dtype=np.int64)
+    spread = days[["_stratum", *_SUMS]].assign(_row=np.arange(len(days)))
+    spread = pd.concat([spread.assign(_day=pos + k) for k in range(window)], ignore_index=True)
+    spread = spread[spread["_day"] < len(dates)].sort_values(["_day", "_row"], kind="stable")
+    roll = spread.groupby(["_day", "_stratum"], as_index=False)[_SUMS].sum()
+    roll["date"] = np.asarray(dates, dtype=object)[roll["_day"].to_numpy()]
+    roll = roll[["_stratum", *_SUMS, "date"]]
     stats = (
         _weighted(roll, ["date"], cl).reindex(dates)
         if len(roll)
@@ -253,11 +255,19 @@ def _recovery(
     for c in ("accuracy", "ci_low", "ci_high"):
         out[c] = stats[c].to_numpy(float)
     out["baseline"] = base["accuracy"]
-    diffs = [
-        _compare(stats.iloc[i], base, cl)["diff_ci_high"] if out["n"].iloc[i] > 0 else np.nan
-        for i in range(len(out))
-    ]
-    out["diff_ci_high"] = np.asarray(diffs, float)
+    # _compare's upper limit, for the days with audits (NaN where either side has none)
+    high = np.full(len(out), np.nan)
+    if "n_eff" in stats and base["n_eff"] > 0:
+        ok = (out["n"].to_numpy() > 0) & (stats["n_eff"].to_numpy(float) > 0)
+        if ok.any():
+            high[ok] = proportion_difference_ci(
+                stats["k_eff"].to_numpy(float)[ok],
+                stats["n_eff"].to_numpy(float)[ok],
+                base["k_eff"],
+                base["n_eff"],
+                confidence_level=cl,
+            )[1]
+    out["diff_ci_high"] = high
     below = (out["diff_ci_high"] < 0).to_numpy()
     out["significantly_below"] = below
     if not len(out):

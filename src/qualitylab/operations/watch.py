@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
@@ -71,35 +72,13 @@ __all__ = [
 
 #: Columns of :func:`tick`, in order (the first nine are the issue's CSV contract).
 TICK_COLUMNS = [
-    "market",
-    "queue",
-    "now",
-    "open_items",
-    "oldest_open_seconds",
-    "at_risk",
-    "arrivals_15m",
-    "arrivals_60m",
-    "decided_15m",
-    "arrivals_60m_last_week",
-    "forecast_60m",
-    "forecast_lower",
-    "forecast_upper",
-    "decisions_per_minute",
-    "minutes_to_clear",
-    "human_arrivals_60m",
-    "staffed_agents",
-    "required_agents",
-    "capacity_gap",
-    "sla_seconds",
-    "esc_open_sev1",
-    "esc_open_sev2",
-    "esc_open_sev3",
-    "esc_open_sev4",
-    "esc_past_sla_sev1",
-    "esc_past_sla_sev2",
-    "esc_past_sla_sev3",
-    "esc_past_sla_sev4",
-]
+    "market", "queue", "now", "open_items", "oldest_open_seconds", "at_risk", "arrivals_15m",
+    "arrivals_60m", "decided_15m", "arrivals_60m_last_week", "forecast_60m", "forecast_lower",
+    "forecast_upper", "decisions_per_minute", "minutes_to_clear", "human_arrivals_60m",
+    "staffed_agents", "required_agents", "capacity_gap", "sla_seconds", "esc_open_sev1",
+    "esc_open_sev2", "esc_open_sev3", "esc_open_sev4", "esc_past_sla_sev1", "esc_past_sla_sev2",
+    "esc_past_sla_sev3", "esc_past_sla_sev4",
+]  # fmt: skip
 #: Causes of a queue alert, and the metric name each is stored under.
 ALERT_CAUSES = {
     "backlog": "backlog",
@@ -110,18 +89,9 @@ ALERT_CAUSES = {
 }
 #: Columns of :func:`queue_alerts`.
 ALERT_COLUMNS = [
-    "market",
-    "queue",
-    "cause",
-    "metric",
-    "now",
-    "event",
-    "direction",
-    "severity",
-    "observed",
-    "expected",
-    "message",
-]
+    "market", "queue", "cause", "metric", "now", "event", "direction", "severity", "observed",
+    "expected", "message",
+]  # fmt: skip
 SEVERITIES = ("sev1", "sev2", "sev3", "sev4")
 HUMAN_ROUTINGS = ("human", "ai_assisted")
 #: Hours of decisions a tick reads by default (see the module docstring).
@@ -388,95 +358,126 @@ def _shrinkage(ds: Dataset, market: str, end: date, days: int) -> dict[str, floa
 # --------------------------------------------------------------------------- #
 # the tick
 # --------------------------------------------------------------------------- #
+def _bounds(
+    now: pd.Timestamp, slas: Mapping[str, float], at_risk_share: float, lookback_hours: float
+) -> dict[str, pd.Timestamp]:
+    """The instants a tick at ``now`` compares ``created_at`` with (``cutN``: N-th SLA)."""
+    wk_hi = now - pd.Timedelta(days=7)
+    out = {"now": now, "lo": now - pd.Timedelta(hours=lookback_hours)}
+    out.update(wk_lo=wk_hi - pd.Timedelta(minutes=60), wk_hi=wk_hi)
+    out.update(m15=now - pd.Timedelta(minutes=15), m60=now - pd.Timedelta(minutes=60))
+    for i, q in enumerate(slas):
+        out[f"cut{i}"] = now - pd.Timedelta(seconds=at_risk_share * float(slas[q]))
+    return out
+
+
+def _window(created: ir.TimestampValue, b: Mapping[str, Any]) -> ir.BooleanValue:
+    """``created_at`` in the lookback window or in the hour a week earlier."""
+    recent = (created > b["lo"]) & (created <= b["now"])
+    return recent | ((created > b["wk_lo"]) & (created <= b["wk_hi"]))
+
+
+def _at_instants(
+    t: ir.Table, rows: list[dict[str, pd.Timestamp]], keep: Any
+) -> tuple[ir.Table, dict[str, Any]]:
+    """``t``'s rows paired with each instant (``_k``) they ``keep``, and its bounds."""
+    if len(rows) == 1:
+        b = {c: _lit(v) for c, v in rows[0].items()}
+        return t.filter(keep(t, b)).mutate(_k=ibis.literal(0, "int64")), b
+    frame = pd.DataFrame({"_k": np.arange(len(rows), dtype="int64")})
+    for c in rows[0]:
+        frame[f"_{c}"] = [r[c].to_pydatetime() for r in rows]
+    schema = ibis.schema({c: "int64" if c == "_k" else "timestamp('UTC')" for c in frame})
+    j = t.cross_join(ibis.memtable(frame, schema=schema))
+    j = j.filter(keep(j, {c: j[f"_{c}"] for c in rows[0]}))
+    return j, {c: j[f"_{c}"] for c in rows[0]}
+
+
 def _counts(
     ds: Dataset,
     market: str,
-    now: pd.Timestamp,
+    instants: Sequence[pd.Timestamp],
     queues: Sequence[str] | None,
     slas: Mapping[str, float],
     at_risk_share: float,
     lookback_hours: float,
 ) -> pd.DataFrame:
-    """The per-queue counts: one aggregate over the recent rows and last week's hour."""
+    """The per-queue counts at each instant (``_k``: its position): one aggregate.
+
+    The rows of all the windows are read once (range predicates on ``created_at``
+    spanning them), each paired with the instants whose window holds it.
+    """
     dec = _market_decisions(ds, market)
-    lo = now - pd.Timedelta(hours=lookback_hours)
-    wk_hi = now - pd.Timedelta(days=7)
-    wk_lo = wk_hi - pd.Timedelta(minutes=60)
-    window = ((dec.created_at > _lit(lo)) & (dec.created_at <= _lit(now))) | (
-        (dec.created_at > _lit(wk_lo)) & (dec.created_at <= _lit(wk_hi))
-    )
+    rows = [_bounds(now, slas, at_risk_share, lookback_hours) for now in instants]
+    span = {k: _lit(min(r[k] for r in rows)) for k in ("lo", "wk_lo")}
+    span.update({k: _lit(max(r[k] for r in rows)) for k in ("now", "wk_hi")})
+    window = _window(dec.created_at, span)
     t = dec.filter(window if queues is None else window & dec.queue.isin(list(queues)))
-    recent = t.created_at > _lit(lo)
-    is_open = recent & (t.decided_at.isnull() | (t.decided_at > _lit(now)))
-    cutoffs = [
-        (t.queue == q, _lit(now - pd.Timedelta(seconds=at_risk_share * float(slas[q]))))
-        for q in slas
-    ]
+    t, b = _at_instants(t, rows, lambda j, b: _window(j.created_at, b))
+    recent = t.created_at > b["lo"]
+    is_open = recent & (t.decided_at.isnull() | (t.decided_at > b["now"]))
+    cutoffs = [(t.queue == q, b[f"cut{i}"]) for i, q in enumerate(slas)]
     risky = (
         is_open & (t.created_at < ibis.cases(*cutoffs, else_=None)).fill_null(False)
         if cutoffs
         else ibis.literal(False)
     )
-    in15 = (t.created_at > _lit(now - pd.Timedelta(minutes=15))) & (t.created_at <= _lit(now))
-    in60 = (t.created_at > _lit(now - pd.Timedelta(minutes=60))) & (t.created_at <= _lit(now))
-    dec15 = (
-        t.decided_at.notnull()
-        & (t.decided_at > _lit(now - pd.Timedelta(minutes=15)))
-        & (t.decided_at <= _lit(now))
-        & recent
-    )
+    in15 = (t.created_at > b["m15"]) & (t.created_at <= b["now"])
+    in60 = (t.created_at > b["m60"]) & (t.created_at <= b["now"])
+    dec15 = t.decided_at.notnull() & (t.decided_at > b["m15"]) & (t.decided_at <= b["now"])
     human = t.routing.isin(list(HUMAN_ROUTINGS))
 
-    def n(cond: ibis.expr.types.BooleanValue) -> ibis.expr.types.IntegerScalar:
+    def n(cond: ir.BooleanValue) -> ir.IntegerScalar:
         return cond.cast("int64").sum()
 
-    agg = (
-        t.group_by("queue")
-        .aggregate(
-            open_items=n(is_open),
-            oldest_open=t.created_at.min(where=is_open),
-            at_risk=n(risky),
-            arrivals_15m=n(in15),
-            arrivals_60m=n(in60),
-            decided_15m=n(dec15),
-            arrivals_60m_last_week=n(~recent),
-            human_arrivals_60m=n(in60 & human),
-        )
-        .to_pandas()
+    agg = t.group_by(["_k", "queue"]).aggregate(
+        open_items=n(is_open),
+        oldest_open=t.created_at.min(where=is_open),
+        at_risk=n(risky),
+        arrivals_15m=n(in15),
+        arrivals_60m=n(in60),
+        decided_15m=n(dec15 & recent),
+        arrivals_60m_last_week=n(~recent),
+        human_arrivals_60m=n(in60 & human),
     )
-    return agg
+    return agg.to_pandas()
 
 
-def _escalations(
-    ds: Dataset, market: str, now: pd.Timestamp, queues: Sequence[str]
-) -> pd.DataFrame:
-    cols = [f"esc_open_{s}" for s in SEVERITIES] + [f"esc_past_sla_{s}" for s in SEVERITIES]
-    if not ds.has("escalations"):
-        return pd.DataFrame({"queue": list(queues), **{c: np.nan for c in cols}})
+def _escalations(ds: Dataset, market: str, instants: Sequence[pd.Timestamp]) -> pd.DataFrame:
+    """``_k, queue, severity, open, past``: escalations open at each instant, one aggregate."""
     slas = dict(ds.params.market(market).escalation_sla_seconds)
+    gaps = {f"late{i}": pd.Timedelta(seconds=float(slas[s])) for i, s in enumerate(slas)}
+    gaps = {"start": pd.Timedelta(days=ESCALATION_LOOKBACK_DAYS), **gaps}
+    rows = [{"now": t, **{k: t - d for k, d in gaps.items()}} for t in instants]
     esc = ds.table("escalations")
     esc = esc.filter(
         (esc.market == market)
-        & esc.queue.isin(list(queues))
-        & (esc.raised_at > _lit(now - pd.Timedelta(days=ESCALATION_LOOKBACK_DAYS)))
-        & (esc.raised_at <= _lit(now))
-        & (esc.resolved_at.isnull() | (esc.resolved_at > _lit(now)))
+        & (esc.raised_at > _lit(min(r["start"] for r in rows)))
+        & (esc.raised_at <= _lit(max(r["now"] for r in rows)))
     )
-    late = [
-        (esc.severity == s, _lit(now - pd.Timedelta(seconds=float(v)))) for s, v in slas.items()
-    ]
-    past = (esc.raised_at < ibis.cases(*late, else_=None)).fill_null(False) if late else False
-    agg = (
-        esc.group_by(["queue", "severity"])
-        .aggregate(open=esc.count(), past=ibis.ifelse(past, 1, 0).sum())
-        .to_pandas()
+
+    def is_open(e: ir.Table, b: Mapping[str, Any]) -> ir.BooleanValue:
+        unresolved = e.resolved_at.isnull() | (e.resolved_at > b["now"])
+        return (e.raised_at > b["start"]) & (e.raised_at <= b["now"]) & unresolved
+
+    j, b = _at_instants(esc, rows, is_open)
+    late = [(j.severity == s, b[f"late{i}"]) for i, s in enumerate(slas)]
+    past = (j.raised_at < ibis.cases(*late, else_=None)).fill_null(False) if late else False
+    agg = j.group_by(["_k", "queue", "severity"]).aggregate(
+        open=j.count(), past=ibis.ifelse(past, 1, 0).sum()
     )
-    out = pd.DataFrame({"queue": list(queues)})
-    for s in SEVERITIES:
-        part = agg[agg["severity"] == s].set_index("queue")
-        out[f"esc_open_{s}"] = out["queue"].map(part["open"]).fillna(0).astype("int64")
-        out[f"esc_past_sla_{s}"] = out["queue"].map(part["past"]).fillna(0).astype("int64")
-    return out
+    return agg.to_pandas()
+
+
+def _check_tick_options(at_risk_share: float, lookback_hours: float) -> None:
+    try:
+        share_ok = 0.0 < float(at_risk_share) <= 1.0
+    except (TypeError, ValueError):
+        share_ok = False
+    if not share_ok:
+        raise ParameterError(MSG_SHARE.format(value=at_risk_share), key="at_risk_share")
+    if not isinstance(lookback_hours, int | float) or not lookback_hours > 1:
+        raise ParameterError(MSG_LOOKBACK.format(value=lookback_hours), key="lookback_hours")
 
 
 def tick(
@@ -567,108 +568,127 @@ def tick(
     >>> t["queue"].tolist()
     ['appeal', 'live_comment', 'live_report', 'live_stream']
     """
+    _check_tick_options(at_risk_share, lookback_hours)
+    now = default_now(ds, market) if now is None else _utc(now)
+    options = {"queues": queues, "at_risk_share": at_risk_share, "lookback_hours": lookback_hours}
+    return _ticks(ds, market, [now], plan, service_level_target=service_level_target, **options)
+
+
+def _ticks(
+    ds: Dataset,
+    market: str,
+    instants: Sequence[pd.Timestamp],
+    plan: WatchPlan | None,
+    *,
+    queues: Sequence[str] | None = None,
+    at_risk_share: float = 0.5,
+    lookback_hours: float = DEFAULT_LOOKBACK_HOURS,
+    service_level_target: float | None = None,
+) -> pd.DataFrame:
+    """:func:`tick` at each of ``instants``, concatenated: two engine queries in all.
+
+    ``plan`` serves the instants on its day; the instants of another day share
+    that day's :func:`watch_plan`, made once.
+    """
     from qualitylab.operations.capacity import required_agents
 
-    try:
-        share_ok = 0.0 < float(at_risk_share) <= 1.0
-    except (TypeError, ValueError):
-        share_ok = False
-    if not share_ok:
-        raise ParameterError(MSG_SHARE.format(value=at_risk_share), key="at_risk_share")
-    if not isinstance(lookback_hours, int | float) or not lookback_hours > 1:
-        raise ParameterError(MSG_LOOKBACK.format(value=lookback_hours), key="lookback_hours")
-    now = default_now(ds, market) if now is None else _utc(now)
+    _check_tick_options(at_risk_share, lookback_hours)
     mp = ds.params.market(market)
     wanted = None if queues is None else [q.strip() for q in queues if q and q.strip()]
     slas = {q: float(v) for q, v in mp.sla_seconds.items()}
-    agg = _counts(ds, market, now, wanted, slas, float(at_risk_share), float(lookback_hours))
-    if wanted is None:
-        queues = sorted(agg["queue"].astype(str))
-        if not queues:
-            raise QualityLabError(
-                f"market {market!r} has no decisions in the {lookback_hours:g} hours "
-                f"before {now.isoformat()} in {ds.source}"
-            )
-    else:
-        if set(wanted) - set(agg["queue"]):
-            check_queues(ds, market, wanted)  # unknown to the market: an error
-        queues = sorted(dict.fromkeys(wanted))
-    out = pd.DataFrame({"market": market, "queue": queues})
-    out["now"] = now
-    out = out.merge(agg, on="queue", how="left")
-    ints = [
-        "open_items",
-        "at_risk",
-        "arrivals_15m",
-        "arrivals_60m",
-        "decided_15m",
-        "arrivals_60m_last_week",
-        "human_arrivals_60m",
-    ]
+    agg = _counts(ds, market, instants, wanted, slas, float(at_risk_share), float(lookback_hours))
+    have = agg.groupby("_k")["queue"].agg(list).to_dict()
+    plans = {} if plan is None else {plan.day: plan}
+    frames, used, checked = [], [], False
+    for k, now in enumerate(instants):
+        if wanted is None:
+            names = sorted(str(q) for q in have.get(k, []))
+            if not names:
+                raise QualityLabError(
+                    f"market {market!r} has no decisions in the {lookback_hours:g} hours "
+                    f"before {now.isoformat()} in {ds.source}"
+                )
+        else:
+            if not checked and set(wanted) - set(have.get(k, [])):
+                check_queues(ds, market, wanted)  # unknown to the market: an error
+                checked = True
+            names = sorted(dict.fromkeys(wanted))
+        day = _local(now, mp.timezone).date()
+        if day not in plans:
+            plans[day] = watch_plan(ds, market, now)
+        used.append(plans[day])
+        frame = pd.DataFrame({"market": market, "queue": names})
+        frame["now"] = now
+        frames.append(frame.assign(_k=k))
+    out = pd.concat(frames, ignore_index=True)
+    out = out.merge(agg, on=["_k", "queue"], how="left")
+    ints = ["open_items", "at_risk", "arrivals_15m", "arrivals_60m", "decided_15m"]
+    ints += ["arrivals_60m_last_week", "human_arrivals_60m"]
     out[ints] = out[ints].fillna(0).astype("int64")
     oldest = pd.to_datetime(out["oldest_open"], utc=True)
-    out["oldest_open_seconds"] = (now - oldest).dt.total_seconds()
+    out["oldest_open_seconds"] = (out["now"] - oldest).dt.total_seconds()
 
-    if plan is None or plan.day != _local(now, mp.timezone).date():
-        plan = watch_plan(ds, market, now)
-    local = _local(now, mp.timezone)
-    hour_key = (pd.Timestamp(local.date()), local.hour)
-    fc = plan.forecast
-    if len(fc):
-        fc = fc[(pd.to_datetime(fc["date"]) == hour_key[0]) & (fc["hour"] == hour_key[1])]
-        fc = fc.set_index("queue")
-    for col, src in (
-        ("forecast_60m", "arrivals"),
-        ("forecast_lower", "lower"),
-        ("forecast_upper", "upper"),
-    ):
-        out[col] = out["queue"].map(fc[src]).astype("float64") if len(fc) else np.nan
+    # the plan's forecast and staffing of each instant's market-local hour
+    cols = {"arrivals": "forecast", "lower": "forecast", "upper": "forecast"}
+    cols.update(staffed_agents="staffed", aht_seconds="staffed")
+    looked: dict[str, list[float]] = {c: [] for c in cols}
+    tables: dict[tuple[int, str], dict[tuple[int, int, str], float]] = {}
+    for k, q in zip(out["_k"], out["queue"], strict=True):
+        p = used[k]
+        local = _local(instants[k], mp.timezone)
+        key = (pd.Timestamp(local.date()).as_unit("ns").value, local.hour, q)
+        for col, part in cols.items():
+            if (id(p), col) not in tables:
+                f = getattr(p, part)
+                days = pd.to_datetime(f["date"]).astype("datetime64[ns]").astype("int64")
+                keys = zip(days, f["hour"], f["queue"], strict=True) if len(f) else ()
+                vals = f[col] if len(f) else ()
+                tables[id(p), col] = dict(zip(keys, vals, strict=True))
+            looked[col].append(tables[id(p), col].get(key, np.nan))
+    for col, src in zip(TICK_COLUMNS[10:13], ("arrivals", "lower", "upper"), strict=True):
+        out[col] = np.asarray(looked[src], dtype="float64")
 
     out["decisions_per_minute"] = out["decided_15m"] / 15.0
     with np.errstate(divide="ignore", invalid="ignore"):
         clear = out["open_items"] / out["decisions_per_minute"]
     out["minutes_to_clear"] = np.where(out["open_items"] == 0, 0.0, clear).astype("float64")
 
-    st = plan.staffed
-    if len(st):
-        st = st[(pd.to_datetime(st["date"]) == hour_key[0]) & (st["hour"] == hour_key[1])]
-        st = st.set_index("queue")
-        out["staffed_agents"] = out["queue"].map(st["staffed_agents"]).astype("float64")
-        aht = out["queue"].map(st["aht_seconds"]).astype("float64")
-    else:
-        out["staffed_agents"] = np.nan
-        aht = pd.Series(np.nan, index=out.index)
+    out["staffed_agents"] = np.asarray(looked["staffed_agents"], dtype="float64")
+    aht = pd.Series(np.asarray(looked["aht_seconds"], dtype="float64"), index=out.index)
     aht = aht.fillna(out["queue"].map({q: float(v) for q, v in mp.aht_seconds.items()}))
     out["sla_seconds"] = out["queue"].map(slas).astype("float64")
-    target = (
-        service_level_target
-        if service_level_target is not None
-        else mp.targets.get("sla_compliance", 0.9)
-    )
+    target = service_level_target
+    target = mp.targets.get("sla_compliance", 0.9) if target is None else target
     req = []
-    for r, a, s, q in zip(
-        out["human_arrivals_60m"], aht, out["sla_seconds"], out["queue"], strict=True
+    for r, a, s, q, k in zip(
+        out["human_arrivals_60m"], aht, out["sla_seconds"], out["queue"], out["_k"], strict=True
     ):
         if not (a > 0 and s >= 0):
             req.append(np.nan)
             continue
+        shrink = used[k].shrinkage.get(q, 0.0)
         req.append(
-            float(
-                required_agents(
-                    float(r),
-                    float(a),
-                    float(s),
-                    float(target),
-                    shrinkage=plan.shrinkage.get(q, 0.0),
-                )
-            )
+            float(required_agents(float(r), float(a), float(s), float(target), shrinkage=shrink))
         )
     out["required_agents"] = np.asarray(req, dtype="float64")
     out["capacity_gap"] = out["required_agents"] - out["staffed_agents"]
-    out = out.merge(_escalations(ds, market, now, sorted(queues)), on="queue", how="left")
+
+    if ds.has("escalations"):
+        esc = _escalations(ds, market, instants)
+        keys = list(zip(esc["_k"], esc["queue"], esc["severity"], strict=True))
+        rows = list(zip(out["_k"], out["queue"], strict=True))
+        for w, c in (("open", "open"), ("past_sla", "past")):
+            got = dict(zip(keys, esc[c], strict=True))
+            for s in SEVERITIES:
+                vals = [got.get((k, q, s), 0) for k, q in rows]
+                out[f"esc_{w}_{s}"] = np.asarray(vals, dtype="int64")
+    else:
+        out[TICK_COLUMNS[-8:]] = np.nan
     out = out[TICK_COLUMNS].reset_index(drop=True)
-    out.attrs["notes"] = list(plan.notes)
-    out.attrs["lookback_hours"] = float(lookback_hours)
+    notes = [list(p.notes) for p in used]
+    if all(n == notes[0] for n in notes):
+        out.attrs["notes"] = notes[0]
+        out.attrs["lookback_hours"] = float(lookback_hours)
     return out
 
 
@@ -726,12 +746,7 @@ def recent_ticks(
         plan = watch_plan(ds, market, end)
     steps = int(hours * 60 // step_minutes)
     instants = [end - pd.Timedelta(minutes=step_minutes * k) for k in range(steps, -1, -1)]
-    tz = ds.params.market(market).timezone
-    frames = []
-    for at in instants:
-        p = plan if _local(at, tz).date() == plan.day else None
-        frames.append(tick(ds, market, now=at, plan=p, **options))
-    return pd.concat(frames, ignore_index=True)
+    return _ticks(ds, market, instants, plan, **options)
 
 
 def tick_chart(ticks: pd.DataFrame) -> Any:
@@ -759,15 +774,8 @@ def tick_chart(ticks: pd.DataFrame) -> Any:
     """
     import altair as alt
 
-    cols = [
-        "queue",
-        "now",
-        "open_items",
-        "at_risk",
-        "arrivals_60m",
-        "forecast_lower",
-        "forecast_upper",
-    ]
+    cols = ["queue", "now", "open_items", "at_risk", "arrivals_60m", "forecast_lower"]
+    cols.append("forecast_upper")
     df = ticks[cols].copy()
     df["now"] = pd.to_datetime(df["now"], utc=True).dt.tz_convert(None)
     long = df.melt(
