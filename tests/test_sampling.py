@@ -550,3 +550,147 @@ def test_strata_with_a_missing_policy_are_labelled(jp, tmp_path):
     from qualitylab.charts import sampling_plan_chart
 
     sampling_plan_chart(plan)  # labels the null policy "(none)"
+
+
+# --------------------------------------------------------------------------- #
+# speed without new numbers (issue #20): the power arithmetic and the shared aggregate
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize(
+    "period_days, series, fdr, power", [(1, 1, 0.05, 0.8), (28, 329, 0.1, 0.9)]
+)
+def test_the_power_helper_is_minimum_detectable_change_to_the_bit(period_days, series, fdr, power):
+    from qualitylab.detection.sampling import _Power
+
+    pw = _Power(period_days, series, fdr, power)
+    seen_nan = False
+    for rate in (0.002, 0.03, 0.5, 0.94, 0.9995):
+        for n in (2.0, 37.25, 1000.0):
+            for ref in (None, 4.0):
+                for direction in ("down", "up"):
+                    n_ref = None if ref is None else ref * n
+                    want = minimum_detectable_change(
+                        rate, n, n_reference=n_ref, period_days=period_days, series=series,
+                        fdr=fdr, power=power, direction=direction,
+                    )  # fmt: skip
+                    got = pw.mdc(rate, n, n_ref, direction)
+                    seen_nan |= math.isnan(want)
+                    assert got == want or (math.isnan(got) and math.isnan(want)), (rate, n, ref)
+    assert seen_nan  # the grid reaches rates and sizes where no change has the power
+
+
+def _quiet(fn, *args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kw)
+
+
+def test_a_shared_aggregate_gives_the_frames_of_separate_queries(jp):
+    """One stacked query over several groupings: each grouping's frames as if queried alone."""
+    from qualitylab.sampling import segment_aggregate
+
+    ds, _ = jp
+    groupings = [("vendor", "queue"), ("queue",), ("policy", "vendor", "queue"), ("vendor",)]
+    agg = _quiet(segment_aggregate, ds, MARKET, groupings=groupings, weeks=WEEKS, end=END)
+    assert agg.groupings == tuple(groupings) and agg.weeks == WEEKS
+    assert agg.series == scan_series(ds, MARKET, agg.period)
+    for by in groupings:
+        alone = _quiet(detectability, ds, MARKET, by=by, weeks=WEEKS, end=END)
+        shared = _quiet(detectability, ds, MARKET, by=by, weeks=WEEKS, end=END, aggregate=agg)
+        assert list(alone.columns[1 : 1 + len(by)]) == list(by)
+        pd.testing.assert_frame_equal(shared, alone, rtol=1e-12)
+        assert shared.attrs == alone.attrs
+        # an AI-free subset from the same aggregate
+        acc = _quiet(detectability, ds, MARKET, by=by, weeks=WEEKS, end=END, metrics=["accuracy"])
+        pd.testing.assert_frame_equal(
+            _quiet(
+                detectability, ds, MARKET, by=by, weeks=WEEKS, end=END, metrics=["accuracy"],
+                aggregate=agg,
+            ),
+            acc, rtol=1e-12,
+        )  # fmt: skip
+        p_alone = _quiet(sampling_plan, ds, MARKET, by=by, weeks=WEEKS, end=END)
+        p_shared = _quiet(sampling_plan, ds, MARKET, by=by, weeks=WEEKS, end=END, aggregate=agg)
+        pd.testing.assert_frame_equal(p_shared.plan, p_alone.plan, rtol=1e-12)
+        for f in ("se_before", "se_after", "blind_before", "budget_to_close", "notes"):
+            assert getattr(p_shared, f) == pytest.approx(getattr(p_alone, f), rel=1e-12)
+    # the volumes are those of pandas, whatever the other groupings
+    dec = _period_frames(jp[1])
+    got = agg.volume[("queue",)].set_index("queue")["decisions"]
+    assert got.to_dict() == dec.groupby("queue").size().to_dict()
+
+
+def test_an_aggregate_is_used_only_for_what_it_holds(jp):
+    from qualitylab.sampling import segment_aggregate
+
+    ds, _ = jp
+    agg = _quiet(segment_aggregate, ds, MARKET, weeks=WEEKS, end=END, metrics=["accuracy"])
+    with pytest.raises(QualityLabError, match="the aggregate is of JP over 2026-03-02"):
+        detectability(ds, MARKET, weeks=2, end=END, aggregate=agg)
+    with pytest.raises(QualityLabError, match=r"no grouping by \['site'\]"):
+        detectability(ds, MARKET, by=["site"], weeks=WEEKS, end=END, aggregate=agg)
+    with pytest.raises(
+        QualityLabError,
+        match="the aggregate has no over_enforcement_rate, under_enforcement_rate, ai_pre",
+    ):
+        detectability(ds, MARKET, weeks=WEEKS, end=END, aggregate=agg)
+    with pytest.raises(QualityLabError, match="groupings= needs at least one"):
+        segment_aggregate(ds, MARKET, groupings=[])
+    # what it holds: accuracy by vendor x queue
+    d = _quiet(detectability, ds, MARKET, weeks=WEEKS, end=END, metrics=["accuracy"], aggregate=agg)
+    assert set(d["metric"]) == {"accuracy"} and len(d) == len(agg.volume[("vendor", "queue")])
+
+
+def test_an_ai_query_that_fails_over_the_groupings_is_asked_per_grouping(jp, monkeypatch):
+    """The AI rates come from each grouping's own query then, or its error becomes the note."""
+    from qualitylab.measure import aieval
+    from qualitylab.sampling import segment_aggregate
+
+    ds, _ = jp
+    groupings = [("vendor", "queue"), ("queue",)]
+    expect = {g: _quiet(detectability, ds, MARKET, by=g, weeks=WEEKS, end=END) for g in groupings}
+    real = aieval.confusion_at
+
+    def stacked_fails(data, threshold, *, by=(), **kw):
+        if "grouping_" in by:
+            raise QualityLabError("no grouping sets here")
+        return real(data, threshold, by=by, **kw)
+
+    monkeypatch.setattr(aieval, "confusion_at", stacked_fails)
+    agg = _quiet(segment_aggregate, ds, MARKET, groupings=groupings, weeks=WEEKS, end=END)
+    for g in groupings:
+        assert agg.ai_notes[g] == ()
+        got = _quiet(detectability, ds, MARKET, by=g, weeks=WEEKS, end=END, aggregate=agg)
+        pd.testing.assert_frame_equal(got, expect[g], rtol=1e-12)
+
+    def always_fails(data, threshold, *, by=(), **kw):
+        raise QualityLabError(f"no AI by {list(by)}")
+
+    monkeypatch.setattr(aieval, "confusion_at", always_fails)
+    agg = _quiet(segment_aggregate, ds, MARKET, groupings=groupings, weeks=WEEKS, end=END)
+    assert agg.ai_notes[("queue",)] == ("AI metrics left out: no AI by ['queue']",)
+    got = _quiet(detectability, ds, MARKET, by=["queue"], weeks=WEEKS, end=END, aggregate=agg)
+    assert got.attrs["notes"] == ["AI metrics left out: no AI by ['queue']"]
+    assert set(got["metric"]) == {"accuracy", "over_enforcement_rate", "under_enforcement_rate"}
+    acc = expect[("queue",)]
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True),
+        acc[acc["metric"].isin(set(got["metric"]))].reset_index(drop=True),
+        rtol=1e-12,
+    )
+
+
+def test_scan_blind_spots_is_detectability_per_dimension(jp):
+    """The report's table: each scan dimension's detectability, stacked, series of the scan."""
+    from qualitylab.reporting.blindspots import SCAN_DIMENSIONS, scan_blind_spots
+    from qualitylab.reporting.context import open_context
+
+    ds, _ = jp
+    ctx = open_context(ds, MARKET, as_of=END, weeks=WEEKS)
+    out = _quiet(scan_blind_spots, ctx)
+    assert list(out["dimension"].unique()) == list(SCAN_DIMENSIONS)
+    for dim in SCAN_DIMENSIONS:
+        d = _quiet(detectability, ds, MARKET, by=[dim], weeks=WEEKS, end=END)
+        d = d[d[dim].notna()].rename(columns={dim: "segment"}).reset_index(drop=True)
+        got = out[out["dimension"] == dim].drop(columns="dimension").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, d[got.columns], rtol=1e-12)
+    assert out.attrs["series"] == scan_series(ds, MARKET, ctx.period)
