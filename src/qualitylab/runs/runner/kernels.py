@@ -42,6 +42,16 @@ _WARM_IMPORTS = (
     "pyarrow.pandas_compat",
     "pandas.core.methods.to_dict",
     "pandas.io.formats.string",
+    # what ipykernel and IPython load as a kernel starts: the debugger (debugpy and
+    # pydevd, ~0.25 s), history's sqlite3, the inspector and completer helpers
+    "ipykernel.debugger",
+    "IPython.core.debugger",
+    "IPython.core.completerlib",
+    "IPython.core.oinspect",
+    "IPython.core.logger",
+    "IPython.extensions.storemagic",
+    "tornado.platform.asyncio",
+    "sqlite3",
 )
 #: The analysis modules a notebook reaches through ``ql.<module>``, also warmed.
 _LAYER_MODULES = tuple(
@@ -92,6 +102,10 @@ def serve_kernels() -> None:
     # No warning filter: these imports warn nothing, and the filters the libraries
     # set as they load stay in place for the kernels, as in a kernel started the
     # usual way.
+    # pydevd (the kernel debugger's engine) warns on import that frozen modules
+    # may hide breakpoints; nobody debugs the server, and each kernel gets its
+    # own environment from the request
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     for name in (*_WARM_IMPORTS, *_LAYER_MODULES):
         importlib.import_module(name)
     # the kernels are reaped as they end (so their CPU time counts as the run's)
