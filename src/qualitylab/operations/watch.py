@@ -54,6 +54,7 @@ import pandas as pd
 
 from qualitylab.data.sources import Dataset
 from qualitylab.errors import ParameterError, QualityLabError
+from qualitylab.measure.scope import resolve_period
 
 __all__ = [
     "ALERT_CAUSES",
@@ -297,9 +298,11 @@ def watch_plan(
     tz = ds.params.market(market).timezone
     day = _local(now, tz).date()
     end = day - timedelta(days=1)
-    dec = _market_decisions(ds, market)
-    first = dec.created_at.min().to_pyarrow().as_py()
-    have = (end - _utc(first).tz_convert(tz).date()).days + 1 if first is not None else 0
+    _market_decisions(ds, market)  # an unknown market is an error
+    try:  # from the first local day with data (the slice remembers its range)
+        have = (end - resolve_period(ds, market=market, start=None, end=None).start).days + 1
+    except QualityLabError:  # no decisions
+        have = 0
     hist = max(14, min(history_days, have))
     notes: list[str] = []
     fcols = ["queue", "date", "hour", "arrivals", "lower", "upper"]
