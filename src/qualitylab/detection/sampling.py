@@ -17,8 +17,8 @@ scan's pooled two-proportion z-test of a window against its baseline, paid
 for the window search over the scanned period
 (:func:`qualitylab.detect.scan_p_value`) and a Bonferroni share of the false
 discovery rate over the series the scan judges (a lone discovery). The
-engine aggregates (one query per metric family over the period, grouped by
-segment); the power and allocation arithmetic runs on those aggregates.
+engine aggregates (:func:`segment_aggregate`: one query per metric family,
+grouped by the segments of every ``by=``, shareable); the arithmetic runs on them.
 """
 
 from __future__ import annotations
