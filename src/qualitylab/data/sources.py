@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import hashlib
 import itertools
-import json
 import operator
 import os
 import weakref
@@ -27,6 +25,14 @@ import ibis.expr.types as ir
 import pandas as pd
 from ibis.backends import BaseBackend
 
+from qualitylab.data.checkmemo import (
+    CHECKS_TABLE,
+    check_memo_path,
+    read_check_memo,
+    stored_checks,
+    write_check_memo,
+)
+from qualitylab.data.checkmemo import check_memo_dir as check_memo_dir  # public, as before
 from qualitylab.data.contract import TABLES, Check, Conformed, Problem, conform
 from qualitylab.data.params import Parameters, load_parameters
 from qualitylab.errors import DataContractError, ParameterError
@@ -44,11 +50,6 @@ REPORT_COLUMNS = [
 ]
 _SEVERITY_ORDER = {"fatal": 0, "error": 1, "warning": 2, "info": 3}
 _DB_SUFFIXES = (".duckdb", ".ddb", ".db")
-_CHECK_MEMO_VERSION = 1  # bump when the meaning of a check changes
-#: Table of a DuckDB database recording which contract checks its tables fail,
-#: written with the data (see :meth:`Dataset.check_results`); the runner's
-#: market caches carry it, so each notebook opening one skips the checking pass.
-CHECKS_TABLE = "ql_contract_checks"
 
 
 @dataclass(frozen=True)
@@ -513,8 +514,10 @@ class Dataset:
         """
         if name not in self._failing_checks:
             keys = [_check_key(c) for c in checks]
-            memo = _check_memo_path(self, name, keys)
-            stored = _read_check_memo(memo)
+            memo = check_memo_path(
+                self._locations, name, keys, sorted(self.params.codes), self.assume_utc
+            )
+            stored = read_check_memo(memo)
             if stored is None:
                 stored = self._checks_stored_with_data(name, staged, keys)
             try:
@@ -532,7 +535,7 @@ class Dataset:
                 counts, memo = [1] * len(checks), None
             self._failing_checks[name] = {k: n > 0 for k, n in zip(keys, counts, strict=True)}
             if stored is None and memo is not None:
-                _write_check_memo(memo, {repr(k): n > 0 for k, n in zip(keys, counts, strict=True)})
+                write_check_memo(memo, {repr(k): n > 0 for k, n in zip(keys, counts, strict=True)})
         failing = self._failing_checks[name]
         return {_check_key(c): failing.get(_check_key(c), True) for c in checks}
 
@@ -823,104 +826,6 @@ def _check_key(check: Check) -> tuple[str, str, str]:
     return (check.check, check.column, check.describe)
 
 
-def check_memo_dir() -> Path | None:
-    """Where datasets remember which contract checks their files fail.
-
-    ``$QUALITYLAB_CACHE_DIR`` (``off`` disables the memo), else
-    ``$XDG_CACHE_HOME/qualitylab`` or ``~/.cache/qualitylab``. The memo holds
-    no data: one small JSON file of check names and true/false per table
-    and file fingerprint.
-
-    Examples
-    --------
-    >>> import os
-    >>> saved = os.environ.get("QUALITYLAB_CACHE_DIR")
-    >>> os.environ["QUALITYLAB_CACHE_DIR"] = "off"
-    >>> check_memo_dir() is None
-    True
-    >>> os.environ["QUALITYLAB_CACHE_DIR"] = "/tmp/qlcache"
-    >>> check_memo_dir().as_posix()
-    '/tmp/qlcache/checks'
-    >>> if saved is None:
-    ...     del os.environ["QUALITYLAB_CACHE_DIR"]
-    ... else:
-    ...     os.environ["QUALITYLAB_CACHE_DIR"] = saved
-    """
-    env = os.environ.get("QUALITYLAB_CACHE_DIR", "").strip()
-    if env.lower() in ("off", "0", "none", "false"):
-        return None
-    if env:
-        return Path(env).expanduser() / "checks"
-    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
-    return Path(base) / "qualitylab" / "checks"
-
-
-def _files_fingerprint(location: str | None) -> list[str] | None:
-    """Path, size and mtime of every file behind a location (None: not files)."""
-    if not location:
-        return None
-    path = Path(location)
-    try:
-        if path.is_dir():
-            files = sorted(f for f in path.rglob("*") if f.is_file())
-        elif path.is_file():
-            files = [path]
-        else:
-            return None
-        out = []
-        for f in files:
-            st = f.stat()
-            out.append(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}")
-        return out
-    except OSError:
-        return None
-
-
-def _check_memo_path(ds: Dataset, name: str, keys: list[tuple[str, str, str]]) -> Path | None:
-    folder = check_memo_dir()
-    if folder is None or not keys:
-        return None
-    tables = [name, "decisions"] if name == "qa_audits" else [name]  # audits check decisions
-    prints = []
-    for t in tables:
-        fp = _files_fingerprint(ds._locations.get(t))
-        if fp is None:
-            return None
-        prints.append(fp)
-    payload = json.dumps(
-        {
-            "version": _CHECK_MEMO_VERSION,
-            "table": name,
-            "files": prints,
-            "checks": [repr(k) for k in keys],
-            "markets": sorted(ds.params.codes),
-            "assume_utc": ds.assume_utc,
-        },
-        sort_keys=True,
-    )
-    return folder / f"{name}-{hashlib.sha256(payload.encode()).hexdigest()[:32]}.json"
-
-
-def _read_check_memo(path: Path | None) -> dict[str, bool] | None:
-    if path is None:
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_check_memo(path: Path, failing: dict[str, bool]) -> None:
-    try:  # best effort: a read-only home just means the pass runs again
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(failing, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
 def _record(
     table: str,
     column: str,
@@ -1173,25 +1078,8 @@ def _from_backend(
         con, tables, source=label, params=params, assume_utc=assume_utc, locations=locations
     )
     if CHECKS_TABLE in present:
-        ds._stored_checks = _stored_checks(con)
+        ds._stored_checks = stored_checks(con)
     return ds
-
-
-def _stored_checks(con: BaseBackend) -> dict[str, tuple[int, dict[str, bool]]]:
-    """The ``CHECKS_TABLE`` of a database, per table (empty when unreadable)."""
-    try:
-        frame = con.table(CHECKS_TABLE).to_pandas()
-        out: dict[str, tuple[int, dict[str, bool]]] = {}
-        for name, part in frame.groupby("table", sort=False):
-            counts = set(part["rows"].astype("int64"))
-            if len(counts) == 1:
-                failing = dict(
-                    zip(part["check"].astype(str), part["failing"].astype(bool), strict=True)
-                )
-                out[str(name)] = (int(counts.pop()), failing)
-        return out
-    except Exception:  # not ours, or another layout: the checks run as usual
-        return {}
 
 
 def _instants_as_utc(con: BaseBackend, table: ir.Table, name: str) -> ir.Table:
