@@ -651,6 +651,19 @@ def test_fast_tails_equal_scipy_stats_bit_for_bit():
     table = (3, 40, 12, 300)
     ref = stats.fisher_exact([[3, 40], [12, 300]]).pvalue
     assert pvalues._fisher_p(*table) == ref and pvalues._fisher_p(*table) == ref
+    # Fisher's test on the special functions directly: every small table, the scan's
+    # window-against-reference shapes, empty rows and columns, a large table
+    tables = [tuple(int(v) for v in t) for t in np.ndindex(5, 5, 5, 5)]
+    for _ in range(1500):
+        nw, nr = int(rng.integers(1, 300)), int(rng.integers(1, 4000))
+        rate = rng.uniform(0, 0.3)
+        kw = int(rng.binomial(nw, rate * rng.uniform(0.3, 3) if rate < 0.3 else rate))
+        kr = int(rng.binomial(nr, rate))
+        tables.append((kw, nw - kw, kr, nr - kr))
+    tables += [(0, 10, 0, 20), (10, 0, 20, 0), (0, 0, 3, 4), (2, 900000, 9, 1800000)]
+    got = [pvalues._fisher_p.__wrapped__(*t) for t in tables]
+    ref = [float(stats.fisher_exact([t[:2], t[2:]]).pvalue) for t in tables]
+    assert got == ref and len({round(v, 3) for v in got}) > 50
 
 
 def test_qa_join_then_stack_equals_the_stacked_dataset(small_data):
@@ -676,3 +689,85 @@ def test_qa_join_then_stack_equals_the_stacked_dataset(small_data):
         stacked.count().to_pyarrow().as_py()
         == 3 * ds.table("decisions").count().to_pyarrow().as_py()
     )
+
+
+def _partition_reference(x: np.ndarray, pen: float, min_size: int) -> list[int]:
+    """Optimal partitioning one end at a time over the finite ``f`` (the former loop)."""
+    n = len(x)
+    if n < 2 * min_size:
+        return [n]
+    s1, s2 = np.r_[0.0, np.cumsum(x)], np.r_[0.0, np.cumsum(x * x)]
+    f = np.full(n + 1, np.inf)
+    f[0] = -pen
+    last = np.zeros(n + 1, dtype=int)
+    for t in range(min_size, n + 1):
+        s = np.flatnonzero(np.isfinite(f[: t - min_size + 1]))
+        total = f[s] + (s2[t] - s2[s] - (s1[t] - s1[s]) ** 2 / (t - s)) + pen
+        j = int(np.argmin(total))
+        f[t], last[t] = total[j], s[j]
+    ends, t = [], n
+    while t > 0:
+        ends.append(t)
+        t = last[t]
+    return sorted(ends)
+
+
+def test_optimal_partition_on_slices_equals_the_reference_recursion():
+    """Change points on slices of the cost table: the same segments, ties included."""
+    from qualitylab.detection.detect.detectors import _optimal_partition
+
+    rng = np.random.default_rng(11)
+    shapes = []
+    for i in range(400):
+        n = int(rng.integers(1, 120))
+        x = [
+            rng.normal(0, 1, n),
+            np.r_[rng.normal(0, 1, n // 2), rng.normal(2.5, 1, n - n // 2)],
+            np.round(rng.normal(0, 1, n)),  # many exact ties between candidate splits
+            np.full(n, 0.3),
+        ][i % 4]
+        shapes.append((x, float(rng.choice([0.0, 1.0, 3.5 * np.log(n + 1), 40.0])), 1 + i % 5))
+    changed = 0
+    for x, pen, m in shapes:
+        got = _optimal_partition(x, pen, m)
+        assert got == _partition_reference(x, pen, m), (len(x), pen, m)
+        changed += len(got) > 1
+    assert changed > 50  # segmentations with change points, not only single segments
+    with_gap = np.r_[np.zeros(20), np.nan, np.ones(20)]  # not finite: the former loop
+    assert _optimal_partition(with_gap, 1.0, 3) == [41]
+
+
+def test_scan_ai_rates_equal_ai_metrics(small_data):
+    """The scan's AI series (confusion counts only) are ai_metrics_from_audits' values and n."""
+    from qualitylab import detect
+    from qualitylab.aieval import ai_metrics_from_audits, scored_audits
+    from qualitylab.detection.detect import series
+
+    ds = open_dataset(small_data).for_market("SG")
+    dims = ["market", "queue", "language", "policy", "ai_model"]
+    start, end = date(2026, 10, 1), date(2026, 11, 22)
+    wanted = set(detect.SCAN_METRICS) - {"reporting_gap", "red_team_recall"}
+    key = ["dimension", "segment", "date"]
+    mp = ds.params.market("SG")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = series.load_dimensions(ds, "SG", dims, start, end, wanted)
+        table = series._stack_rows(scored_audits(ds, market="SG", start=start, end=end), dims)
+        ref = ai_metrics_from_audits(
+            table, mp.ai_threshold, key, confidence_level=mp.confidence_level, f1_interval=False
+        )
+    ref = series._tidy_stacked(ref)
+    ref = ref[ref["metric"].isin(wanted)].assign(segment=ref["segment"].astype(str))
+    ours = pd.concat([frame.assign(dimension=d) for d, (frame, _) in loaded.items()])
+    ours = ours[ours["metric"].str.startswith("ai_")]
+    key.append("metric")
+    ours, ref = (
+        f[[*key, "value", "n"]].sort_values(key).reset_index(drop=True) for f in (ours, ref)
+    )
+    assert len(ours) > 100 and set(ours["dimension"]) == set(dims)
+    # n exactly; weighted rates to 1e-12: the engine sums the weights in parallel, so
+    # their last bits vary from one run of the same query to the next
+    pd.testing.assert_frame_equal(
+        ours.drop(columns="value"), ref.drop(columns="value"), check_dtype=False, check_exact=True
+    )
+    np.testing.assert_allclose(ours["value"], ref["value"], rtol=1e-12, atol=0)

@@ -708,6 +708,39 @@ def _stl_shrinkage(n: int, period: int, seasonal: int) -> float:
     return float(np.median(ratios))
 
 
+def _block_ok(x: np.ndarray, pen: float, table: np.ndarray) -> bool:
+    """Whether :func:`_partition_ends` applies: every value and segment cost is finite."""
+    if not (math.isfinite(pen) and np.isfinite(x).all()):
+        return False
+    return bool(np.isfinite(np.triu(table, 1)).all())  # segments x[s:t], s < t
+
+
+def _partition_ends(f: np.ndarray, last: np.ndarray, table: np.ndarray, pen: float, m: int) -> None:
+    """The optimal-partitioning recursion of :func:`_optimal_partition` on slices.
+
+    The best split before end ``t`` starts at 0 or at some ``s`` in
+    ``[m, t - m]`` (``f`` is infinite in between): each candidate's total is
+    the same sum as over the finite ``f`` (``f[s] + cost[s, t] + pen``) and
+    ties go to the smallest ``s`` as ``argmin`` gives them, so ``f`` and
+    ``last`` are the same, bit for bit (for finite values and costs,
+    :func:`_block_ok`), without finding the finite entries at every step.
+    """
+    n = len(f) - 1
+    cost = np.ascontiguousarray(table.T)  # cost[t, s] of the segment x[s:t]
+    first = f[0] + cost[:, 0] + pen  # the single segment x[0:t], every t
+    for t in range(m, n + 1):
+        if t < 2 * m:
+            f[t] = first[t]
+            continue
+        total = f[m : t - m + 1] + cost[t, m : t - m + 1]
+        total += pen
+        j = int(total.argmin())
+        if first[t] <= total[j]:
+            f[t] = first[t]
+        else:
+            f[t], last[t] = total[j], m + j
+
+
 def _optimal_partition(x: np.ndarray, pen: float, min_size: int) -> list[int]:
     """Exact penalised least-squares segmentation; returns segment ends (last = n)."""
     n = len(x)
@@ -729,12 +762,17 @@ def _optimal_partition(x: np.ndarray, pen: float, min_size: int) -> list[int]:
                 - s2[:, None]
                 - (s1[None, :] - s1[:, None]) ** 2 / (pos[None, :] - pos[:, None])
             )
-    for t in range(min_size, n + 1):
-        s = np.flatnonzero(np.isfinite(f[: t - min_size + 1]))
-        cost = table[s, t] if table is not None else s2[t] - s2[s] - (s1[t] - s1[s]) ** 2 / (t - s)
-        total = f[s] + cost + pen
-        j = int(np.argmin(total))
-        f[t], last[t] = total[j], s[j]
+    if table is not None and _block_ok(x, pen, table):
+        _partition_ends(f, last, table, pen, int(min_size))
+    else:
+        for t in range(min_size, n + 1):
+            s = np.flatnonzero(np.isfinite(f[: t - min_size + 1]))
+            cost = (
+                table[s, t] if table is not None else s2[t] - s2[s] - (s1[t] - s1[s]) ** 2 / (t - s)
+            )
+            total = f[s] + cost + pen
+            j = int(np.argmin(total))
+            f[t], last[t] = total[j], s[j]
     ends = []
     t = n
     while t > 0:

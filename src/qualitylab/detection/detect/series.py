@@ -260,15 +260,19 @@ def load_dimensions(
         else:
             try:
                 if join_first:
-                    from qualitylab.measure.aieval import ai_metrics_from_audits, scored_audits
+                    from qualitylab.measure.aieval import confusion_at, scored_audits
 
                     table = _stack_rows(
                         scored_audits(ds, market=market, start=start, end=end), content
                     )
-                    ai = ai_metrics_from_audits(
+                    # the rates and their n of ai_metrics_from_audits: its second
+                    # query only narrows the intervals of weighted rates, which a
+                    # scan does not read (it keeps value and n)
+                    ai = confusion_at(
                         table,
                         mp.ai_threshold,
-                        keys,
+                        by=keys,
+                        weight="w",
                         confidence_level=mp.confidence_level,
                         f1_interval=False,
                     )
