@@ -26,7 +26,8 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
+from statsmodels.genmod import families
+from statsmodels.genmod.generalized_linear_model import GLM
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
 from qualitylab.data.localtime import local_hour, period_bounds_utc
@@ -257,7 +258,7 @@ def fit_series(y: np.ndarray, hour: np.ndarray, dow: np.ndarray, use: np.ndarray
         warnings.filterwarnings("ignore", category=PerfectSeparationWarning)
         # errstate: with as many rows as columns the IRLS steps' weighted-least-squares
         # scale is x / 0 (statsmodels regression/_tools.py); a Poisson fit does not use it.
-        res = sm.GLM(yk, x, family=sm.families.Poisson()).fit()
+        res = GLM(yk, x, family=families.Poisson()).fit()
     mu = np.asarray(res.fittedvalues, dtype=float)
     df = max(len(yk) - x.shape[1], 1)
     dispersion = float(np.sum((yk - mu) ** 2 / np.maximum(mu, 1e-12)) / df)
