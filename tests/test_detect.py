@@ -771,3 +771,28 @@ def test_scan_ai_rates_equal_ai_metrics(small_data):
         ours.drop(columns="value"), ref.drop(columns="value"), check_dtype=False, check_exact=True
     )
     np.testing.assert_allclose(ours["value"], ref["value"], rtol=1e-12, atol=0)
+
+
+def test_series_grids_equal_one_pivot_per_column(small_data):
+    """The scan's day grids are the pivots they replace: same rows, same values."""
+    from qualitylab import detect
+    from qualitylab.detection.detect import series
+
+    ds = open_dataset(small_data).for_market("TH")
+    start, end = date(2026, 10, 1), date(2026, 11, 22)
+    dates = pd.date_range(start, end, freq="D")
+    wanted = set(detect.SCAN_METRICS) - {"reporting_gap", "red_team_recall"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = series.load_dimensions(ds, "TH", ["vendor", "queue"], start, end, wanted)
+    cols = ["value", "n", "volume_day", "dispersion"]
+    for long, _ in loaded.values():
+        long = long.drop_duplicates(["metric", "segment", "date"])
+        late = long.assign(date=long["date"] + pd.Timedelta(days=60))  # outside dates
+        rows, grids = series.series_grids(pd.concat([long, late.head(5)]), dates, cols)
+        assert len(rows) > 10 and np.isfinite(grids[0]).sum() > 100
+        for col, grid in zip(cols, grids, strict=True):
+            ref = long.pivot(index=["metric", "segment"], columns="date", values=col)
+            ref = ref.reindex(columns=dates).sort_index()
+            assert list(ref.index) == list(rows)
+            np.testing.assert_array_equal(grid, ref.to_numpy(float))

@@ -21,7 +21,7 @@ from qualitylab.detection.detect.grouping import (
     overlap_counts,
     severity,
 )
-from qualitylab.detection.detect.series import daily_red_team, load_dimensions
+from qualitylab.detection.detect.series import daily_red_team, load_dimensions, series_grids
 from qualitylab.detection.detect.stops import (
     cover_stops,
     find_stops,
@@ -473,23 +473,15 @@ def scan(
         notes.update(dim_notes)
         # one (metric, segment) x day grid per column, instead of a reindex per series
         long = long[long["date"].isin(dates)].drop_duplicates(["metric", "segment", "date"])
-        grids = {
-            c: long.pivot(index=["metric", "segment"], columns="date", values=c)
-            .reindex(columns=dates)
-            .sort_index()
-            for c in ("value", "n", "volume_day", "dispersion")
-        }
-        values = grids["value"].to_numpy(float)
-        ns = grids["n"].to_numpy(float)
-        vols = grids["volume_day"].to_numpy(float)
+        rows, grids = series_grids(long, dates, ("value", "n", "volume_day", "dispersion"))
+        values, ns, vols, spread = grids
         # a series' response-time spread (NaN for series without one); nanmedian only
         # where a row has a value, as it warns on an all-NaN row
-        spread = grids["dispersion"].to_numpy(float)
         some = ~np.isnan(spread).all(axis=1)
         disps = np.full(len(spread), np.nan)
         if some.any():
             disps[some] = np.nanmedian(spread[some], axis=1)
-        for i, (metric, seg) in enumerate(grids["value"].index):
+        for i, (metric, seg) in enumerate(rows):
             s = DailySeries(
                 str(metric), dim, str(seg), values[i].copy(), ns[i].copy(), vols[i].copy()
             )

@@ -167,6 +167,39 @@ def _daily_operational(
     return out[["dimension", "segment", "date", "metric", "value", "n", "volume_day", "dispersion"]]
 
 
+def series_grids(
+    long: pd.DataFrame, dates: pd.DatetimeIndex, columns: Sequence[str]
+) -> tuple[pd.MultiIndex, list[np.ndarray]]:
+    """Each column of a long table as a ``(metric, segment) x day`` grid.
+
+    `long` has one row per ``metric, segment, date`` (dates among `dates`).
+    Returns the sorted ``(metric, segment)`` pairs and, per column, a float
+    array with one row per pair and one column per date of `dates` (NaN where
+    `long` has no row): the values of ``long.pivot(...).reindex(columns=dates)
+    .sort_index()``, placed directly instead of one pivot per column.
+
+    Examples
+    --------
+    >>> days = pd.date_range("2026-01-01", periods=3)
+    >>> long = pd.DataFrame({"metric": ["volume", "accuracy", "volume"],
+    ...     "segment": ["A", "A", "B"], "date": days[[0, 1, 2]], "n": [5, 7, 9]})
+    >>> rows, (n,) = series_grids(long, days, ["n"])
+    >>> rows.tolist(), n.tolist()
+    ([('accuracy', 'A'), ('volume', 'A'), ('volume', 'B')], [[nan, 7.0, nan], [5.0, nan, nan], [nan, nan, 9.0]])
+    """
+    keys = pd.MultiIndex.from_frame(long[["metric", "segment"]])
+    rows = pd.Series(0, index=keys.unique()).sort_index().index
+    r = rows.get_indexer(keys)
+    c = dates.get_indexer(pd.DatetimeIndex(long["date"]))
+    on = c >= 0  # rows on other dates are left out, as the reindex leaves them
+    grids = []
+    for col in columns:
+        grid = np.full((len(rows), len(dates)), np.nan)
+        grid[r[on], c[on]] = long[col].to_numpy(dtype=float, na_value=np.nan)[on]
+        grids.append(grid)
+    return rows, grids
+
+
 def daily_red_team(ds: Any, market: str, start: date, end: date) -> pd.DataFrame:
     """red_team_recall per attack and market-local day, in one engine query.
 

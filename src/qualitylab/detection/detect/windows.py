@@ -10,6 +10,7 @@ the baseline with a p-value that pays for the search (:func:`search_p`).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -283,8 +284,14 @@ def noise_floor(s: DailySeries, dispersion: float) -> float:
         return 1.0 / math.sqrt(med + 1.0)
     if s.metric in TIMES and np.isfinite(dispersion) and dispersion > 0:
         q = {"response_p50": 0.5, "response_p90": 0.9, "response_p99": 0.99}[s.metric]
-        return float(dispersion * math.sqrt(q * (1 - q) / med) / sps.norm.pdf(sps.norm.ppf(q)))
+        return float(dispersion * math.sqrt(q * (1 - q) / med) / _density_at_quantile(q))
     return 0.0
+
+
+@functools.lru_cache(maxsize=8)
+def _density_at_quantile(q: float) -> float:
+    """The standard normal density at its ``q`` quantile (three values per scan: cached)."""
+    return sps.norm.pdf(sps.norm.ppf(q))
 
 
 def percentile_min_n(metric: str) -> int:
