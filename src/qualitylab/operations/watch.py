@@ -382,18 +382,19 @@ def _window(created: ir.TimestampValue, b: Mapping[str, Any]) -> ir.BooleanValue
 
 def _at_instants(
     t: ir.Table, rows: list[dict[str, pd.Timestamp]], keep: Any
-) -> tuple[ir.Table, dict[str, Any]]:
-    """``t``'s rows paired with each instant (``_k``) they ``keep``, and its bounds."""
+) -> tuple[ir.Table, dict[str, Any], list[str]]:
+    """``t``'s rows paired with each instant (``_k``) they ``keep``, its bounds, ``["_k"]``;
+    one instant: ``t`` filtered with its bounds as literals (the query a tick always ran)."""
     if len(rows) == 1:
         b = {c: _lit(v) for c, v in rows[0].items()}
-        return t.filter(keep(t, b)).mutate(_k=ibis.literal(0, "int64")), b
+        return t.filter(keep(t, b)), b, []
     frame = pd.DataFrame({"_k": np.arange(len(rows), dtype="int64")})
     for c in rows[0]:
         frame[f"_{c}"] = [r[c].to_pydatetime() for r in rows]
     schema = ibis.schema({c: "int64" if c == "_k" else "timestamp('UTC')" for c in frame})
     j = t.cross_join(ibis.memtable(frame, schema=schema))
     j = j.filter(keep(j, {c: j[f"_{c}"] for c in rows[0]}))
-    return j, {c: j[f"_{c}"] for c in rows[0]}
+    return j, {c: j[f"_{c}"] for c in rows[0]}, ["_k"]
 
 
 def _counts(
@@ -414,9 +415,12 @@ def _counts(
     rows = [_bounds(now, slas, at_risk_share, lookback_hours) for now in instants]
     span = {k: _lit(min(r[k] for r in rows)) for k in ("lo", "wk_lo")}
     span.update({k: _lit(max(r[k] for r in rows)) for k in ("now", "wk_hi")})
-    window = _window(dec.created_at, span)
-    t = dec.filter(window if queues is None else window & dec.queue.isin(list(queues)))
-    t, b = _at_instants(t, rows, lambda j, b: _window(j.created_at, b))
+
+    def keep(t: ir.Table, b: Mapping[str, Any]) -> ir.BooleanValue:
+        window = _window(t.created_at, b)
+        return window if queues is None else window & t.queue.isin(list(queues))
+
+    t, b, key = _at_instants(dec if len(rows) == 1 else dec.filter(keep(dec, span)), rows, keep)
     recent = t.created_at > b["lo"]
     is_open = recent & (t.decided_at.isnull() | (t.decided_at > b["now"]))
     cutoffs = [(t.queue == q, b[f"cut{i}"]) for i, q in enumerate(slas)]
@@ -433,7 +437,7 @@ def _counts(
     def n(cond: ir.BooleanValue) -> ir.IntegerScalar:
         return cond.cast("int64").sum()
 
-    agg = t.group_by(["_k", "queue"]).aggregate(
+    agg = t.group_by([*key, "queue"]).aggregate(
         open_items=n(is_open),
         oldest_open=t.created_at.min(where=is_open),
         at_risk=n(risky),
@@ -443,33 +447,34 @@ def _counts(
         arrivals_60m_last_week=n(~recent),
         human_arrivals_60m=n(in60 & human),
     )
-    return agg.to_pandas()
+    return agg.to_pandas() if key else agg.to_pandas().assign(_k=0)
 
 
-def _escalations(ds: Dataset, market: str, instants: Sequence[pd.Timestamp]) -> pd.DataFrame:
+def _escalations(
+    ds: Dataset, market: str, instants: Sequence[pd.Timestamp], queues: list[str]
+) -> pd.DataFrame:
     """``_k, queue, severity, open, past``: escalations open at each instant, one aggregate."""
     slas = dict(ds.params.market(market).escalation_sla_seconds)
     gaps = {f"late{i}": pd.Timedelta(seconds=float(slas[s])) for i, s in enumerate(slas)}
     gaps = {"start": pd.Timedelta(days=ESCALATION_LOOKBACK_DAYS), **gaps}
     rows = [{"now": t, **{k: t - d for k, d in gaps.items()}} for t in instants]
     esc = ds.table("escalations")
-    esc = esc.filter(
-        (esc.market == market)
-        & (esc.raised_at > _lit(min(r["start"] for r in rows)))
-        & (esc.raised_at <= _lit(max(r["now"] for r in rows)))
-    )
 
     def is_open(e: ir.Table, b: Mapping[str, Any]) -> ir.BooleanValue:
+        live = (e.raised_at > b["start"]) & (e.raised_at <= b["now"])
         unresolved = e.resolved_at.isnull() | (e.resolved_at > b["now"])
-        return (e.raised_at > b["start"]) & (e.raised_at <= b["now"]) & unresolved
+        return (e.market == market) & e.queue.isin(queues) & live & unresolved
 
-    j, b = _at_instants(esc, rows, is_open)
+    span = {"start": min(r["start"] for r in rows), "now": max(r["now"] for r in rows)}
+    live = (esc.raised_at > _lit(span["start"])) & (esc.raised_at <= _lit(span["now"]))
+    pre = esc if len(rows) == 1 else esc.filter((esc.market == market) & live)
+    j, b, key = _at_instants(pre, rows, is_open)
     late = [(j.severity == s, b[f"late{i}"]) for i, s in enumerate(slas)]
     past = (j.raised_at < ibis.cases(*late, else_=None)).fill_null(False) if late else False
-    agg = j.group_by(["_k", "queue", "severity"]).aggregate(
+    agg = j.group_by([*key, "queue", "severity"]).aggregate(
         open=j.count(), past=ibis.ifelse(past, 1, 0).sum()
     )
-    return agg.to_pandas()
+    return agg.to_pandas() if key else agg.to_pandas().assign(_k=0)
 
 
 def _check_tick_options(at_risk_share: float, lookback_hours: float) -> None:
@@ -602,20 +607,17 @@ def _ticks(
     agg = _counts(ds, market, instants, wanted, slas, float(at_risk_share), float(lookback_hours))
     have = agg.groupby("_k")["queue"].agg(list).to_dict()
     plans = {} if plan is None else {plan.day: plan}
-    frames, used, checked = [], [], False
+    frames, used = [], []
     for k, now in enumerate(instants):
-        if wanted is None:
-            names = sorted(str(q) for q in have.get(k, []))
-            if not names:
-                raise QualityLabError(
-                    f"market {market!r} has no decisions in the {lookback_hours:g} hours "
-                    f"before {now.isoformat()} in {ds.source}"
-                )
-        else:
-            if not checked and set(wanted) - set(have.get(k, [])):
-                check_queues(ds, market, wanted)  # unknown to the market: an error
-                checked = True
-            names = sorted(dict.fromkeys(wanted))
+        names = sorted(str(q) for q in have.get(k, []) if wanted is None)
+        if wanted is None and not names:
+            raise QualityLabError(
+                f"market {market!r} has no decisions in the {lookback_hours:g} hours "
+                f"before {now.isoformat()} in {ds.source}"
+            )
+        if wanted is not None and set(wanted) - set(have.get(k, [])):
+            check_queues(ds, market, wanted)  # unknown to the market: an error
+        names = names if wanted is None else sorted(dict.fromkeys(wanted))
         day = _local(now, mp.timezone).date()
         if day not in plans:
             plans[day] = watch_plan(ds, market, now)
@@ -625,12 +627,10 @@ def _ticks(
         frames.append(frame.assign(_k=k))
     out = pd.concat(frames, ignore_index=True)
     out = out.merge(agg, on=["_k", "queue"], how="left")
-    ints = ["open_items", "at_risk", "arrivals_15m", "arrivals_60m", "decided_15m"]
-    ints += ["arrivals_60m_last_week", "human_arrivals_60m"]
+    ints = [c for c in TICK_COLUMNS[3:10] if c != "oldest_open_seconds"] + ["human_arrivals_60m"]
     out[ints] = out[ints].fillna(0).astype("int64")
     oldest = pd.to_datetime(out["oldest_open"], utc=True)
     out["oldest_open_seconds"] = (out["now"] - oldest).dt.total_seconds()
-
     # the plan's forecast and staffing of each instant's market-local hour
     cols = {"arrivals": "forecast", "lower": "forecast", "upper": "forecast"}
     cols.update(staffed_agents="staffed", aht_seconds="staffed")
@@ -677,7 +677,7 @@ def _ticks(
     out["capacity_gap"] = out["required_agents"] - out["staffed_agents"]
 
     if ds.has("escalations"):
-        esc = _escalations(ds, market, instants)
+        esc = _escalations(ds, market, instants, sorted(set(out["queue"])))
         keys = list(zip(esc["_k"], esc["queue"], esc["severity"], strict=True))
         rows = list(zip(out["_k"], out["queue"], strict=True))
         for w, c in (("open", "open"), ("past_sla", "past")):
