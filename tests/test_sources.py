@@ -576,3 +576,26 @@ def test_stored_checks_are_ignored_once_a_table_changed(tmp_path, monkeypatch):
     ds = open_dataset(path)
     assert ds.table("decisions").count().to_pyarrow().as_py() == clean  # quarantined
     assert passes  # the decisions were checked again
+
+
+def test_kept_tables_keep_the_expressions_types(tmp_path):
+    """A kept result has the expression's types: DuckDB would store 1.0 as DECIMAL(2,1)."""
+    import ibis
+
+    tables = tiny_tables()
+    scores = tables["decisions"]["ai_score"]
+    tables["decisions"]["ai_score"] = scores.where(scores.isna(), scores / 7)  # many decimals
+    ds = open_dataset(write_tables(tmp_path / "data", tables))
+    dec = ds.table("decisions")
+    t = dec.mutate(one=ibis.literal(1.0)).select("decision_id", "ai_score", "one")
+    t = t.mutate(product=t.ai_score * t.one)
+
+    def products(table):
+        frame = table.mutate(again=table.ai_score * table.one).to_pandas()
+        return frame.set_index("decision_id").sort_index()[["product", "again"]]
+
+    want = products(t)
+    assert want["again"].dropna().round(2).ne(want["again"].dropna()).any()  # more than 2 decimals
+    with ds.kept(t) as kept:
+        assert kept.schema() == t.schema()
+        pd.testing.assert_frame_equal(products(kept), want)

@@ -450,7 +450,13 @@ class Dataset:
         sql = self.backend.compile(expr)
         self.backend.raw_sql(f'CREATE OR REPLACE TEMP TABLE "{tmp}" AS {sql}')
         try:
-            yield self.backend.table(tmp)
+            kept = self.backend.table(tmp)
+            # the engine may store a column in another type than ibis gave it (a
+            # float literal such as 1.0 becomes DECIMAL(2,1) in DuckDB, and decimal
+            # arithmetic then rounds): cast those back to the expression's types
+            want, got = expr.schema(), kept.schema()
+            back = {c: kept[c].cast(want[c]) for c in want.names if got[c] != want[c]}
+            yield kept.mutate(**back) if back else kept
         finally:
             _drop_tables(self.backend, [tmp])
 

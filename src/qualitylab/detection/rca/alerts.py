@@ -632,7 +632,7 @@ def _explain_count(
     t = _open_items(ds, a, t, (base, cur)) if kind == "backlog" else with_period(t, (base, cur))
     one = ibis.literal(1.0)
     t = t.mutate(_y=ibis.literal(0.0), _d=one, _w=one)
-    agg = aggregate(t, [(d,) for d in dims])
+    agg = aggregate(t, [(d,) for d in dims], ds=ds)
     what = "open items" if kind == "backlog" else "decisions"
     for p, which, period in ((0, "baseline", base), (1, "current", cur)):
         if kind == "count" and not (agg.loc[agg["_period"] == p, "n"] > 0).any():
@@ -751,7 +751,7 @@ def _explain_percentile(
     t = t.filter(t._decided | (t._age > v0))
     one = ibis.literal(1.0)
     t = t.mutate(_y=(t._decided & (t._secs > v0) | ~t._decided).cast("float64"), _d=one, _w=one)
-    agg = aggregate(t, [(d,) for d in dims])
+    agg = aggregate(t, [(d,) for d in dims], ds=ds)
     check_nonempty(agg, METRIC_SPECS["sla_compliance"], a["market"], base, cur, a["where"])
     wide = periods_wide(agg, ["_d0", "_s0"])
     dec = decompose_wide(wide, False, ["_d0"], "centered")

@@ -489,7 +489,7 @@ def decompose(
     if where is not None:
         t = t.filter(filter_expr(t, where, spec, "where"))
         fixed = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in where.items()}
-    agg = aggregate(t, [(d,) for d in dims])
+    agg = aggregate(t, [(d,) for d in dims], ds=ds)
     check_nonempty(agg, spec, market, base, cur, fixed)
     use_w = use_weights(agg, weighted)
     wide = periods_wide(agg, ["_d0", "_s0"])
@@ -549,7 +549,7 @@ def decompose(
         totals=totals,
         sums=sums.reset_index(drop=True),
         nesting=_nesting(t, dims),
-        crossed=periods_wide(aggregate(t, list(itertools.combinations(dims, 2))), PAIR_KEYS)
+        crossed=periods_wide(aggregate(t, list(itertools.combinations(dims, 2)), ds=ds), PAIR_KEYS)
         if cross and len(dims) > 1
         else None,
         where=fixed,

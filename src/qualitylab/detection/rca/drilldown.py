@@ -144,7 +144,7 @@ def drill_down(
         )
         if result.where:
             t = t.filter(filter_expr(t, result.where, spec, "where"))
-        wide = periods_wide(aggregate(t, pairs), PAIR_KEYS)
+        wide = periods_wide(aggregate(t, pairs, ds=ds), PAIR_KEYS)
     out = decompose_wide(wide, result.weighted, ["_d0", "_d1"], result.mix)
     sums = out[["_num_base", "_num_cur", "_den_base", "_den_cur"]].to_numpy(float)
     out = ep_and_surprise(out, sums, spec, result.estimate, ["_d0", "_d1"])

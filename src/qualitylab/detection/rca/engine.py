@@ -237,13 +237,25 @@ def weighted_sums(t: ir.Table, keys: Sequence[str]) -> pd.DataFrame:
     return df
 
 
-def aggregate(t: ir.Table, groupings: Sequence[Sequence[str]]) -> pd.DataFrame:
+def aggregate(
+    t: ir.Table, groupings: Sequence[Sequence[str]], *, ds: Dataset | None = None
+) -> pd.DataFrame:
     """Sums per (segment, period) for every grouping, in one engine query.
 
     Every grouping has the same width k; the result has columns ``_d0.._dk``
     (dimension names), ``_s0.._sk`` (segment values as strings), ``_period``
     and the sums ``n, k, sw, sw2, swy, sw2y``.
+
+    With ``ds`` (the dataset ``t`` comes from) and several groupings, the
+    columns they need are first kept by the engine (:meth:`Dataset.kept`), so
+    ibis compiles ``t``'s expression once rather than once per branch of the
+    union (each branch repeated it: ~0.1 s of compilation per grouping). The
+    sums are the same.
     """
+    if ds is not None and len(groupings) > 1:
+        needed = {d for dims in groupings for d in dims} | {"_period", "_d", "_y", "_w"}
+        with ds.kept(t.select(*[c for c in t.columns if c in needed])) as kept:
+            return aggregate(kept, groupings)
     parts = []
     for dims in groupings:
         segs = {f"_s{i}": t[d].cast("string").fill_null(MISSING) for i, d in enumerate(dims)}
