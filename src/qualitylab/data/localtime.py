@@ -11,6 +11,7 @@ get one branch per transition in the period.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -59,9 +60,13 @@ def offset_segments(
     >>> [(d.date().isoformat(), s // 3600) for d, s in segs]
     [('2026-01-01', 11), ('2026-04-04', 10), ('2026-10-03', 11)]
     """
+    return list(_offset_segments(timezone, start or _DEFAULT_START, end or _DEFAULT_END))
+
+
+@functools.lru_cache(maxsize=256)
+def _offset_segments(timezone: str, lo: datetime, hi: datetime) -> tuple[tuple[datetime, int], ...]:
+    """:func:`offset_segments`, remembered: the default 20 years take ~0.1 s to walk."""
     tz = ZoneInfo(timezone)
-    lo = start or _DEFAULT_START
-    hi = end or _DEFAULT_END
 
     def off(t: datetime) -> int:
         delta = t.astimezone(tz).utcoffset()
@@ -82,7 +87,7 @@ def offset_segments(
                     b = mid
             segments.append((b.replace(second=0, microsecond=0), off(nxt)))
         t = nxt
-    return segments
+    return tuple(segments)
 
 
 # DuckDB functions that avoid its slow TIMESTAMPTZ casts (through ICU, about
