@@ -297,6 +297,55 @@ class KernelServer:
                 server.proc.kill()
 
 
+def quick_ready_client() -> Any:
+    """An async kernel client that sees a kernel ready ~0.2 s sooner.
+
+    jupyter_client's ``wait_for_ready`` sends ``kernel_info``, and once the
+    reply is in, waits up to 0.2 s for a message on IOPub (the proof that the
+    IOPub subscription is connected; messages published before it are lost).
+    A new kernel's first status messages usually are lost, so that wait runs
+    out and the request is sent again, and a last 0.2 s of IOPub silence is
+    waited for at the end: ~0.2-0.4 s a kernel, spent idle. This client makes
+    the same check with 20 ms waits, resending ``kernel_info`` until an IOPub
+    message arrives, so it proves the same thing. The stray replies and
+    statuses of the extra requests carry their own parent ids, which the
+    notebook client ignores.
+    """
+    from queue import Empty
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    class QuickReadyClient(AsyncKernelClient):
+        async def wait_for_ready(self, timeout: float | None = None) -> None:
+            deadline = time.time() + (float("inf") if timeout is None else timeout)
+            while True:
+                self.kernel_info()
+                try:
+                    msg = await self.shell_channel.get_msg(timeout=1)
+                except Empty:
+                    pass
+                else:
+                    if msg["msg_type"] == "kernel_info_reply":
+                        try:
+                            await self.iopub_channel.get_msg(timeout=0.02)
+                        except Empty:
+                            pass
+                        else:
+                            self._handle_kernel_info_reply(msg)
+                            break
+                if not await self._async_is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.time() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+            while True:  # what is left on IOPub from the requests above
+                try:
+                    await self.iopub_channel.get_msg(timeout=0.02)
+                except Empty:
+                    break
+
+    return QuickReadyClient
+
+
 def forking_kernel_manager() -> Any:
     """A jupyter_client KernelManager that forks ``ipykernel_launcher`` kernels from the server.
 
@@ -304,8 +353,20 @@ def forking_kernel_manager() -> Any:
     kernel the usual way.
     """
     from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Type
 
     class ForkingKernelManager(AsyncKernelManager):
+        client_factory = Type(
+            klass="jupyter_client.asynchronous.AsyncKernelClient",
+            default_value=quick_ready_client(),
+        )
+
+        async def _async_finish_shutdown(self, *args: Any, **kw: Any) -> None:
+            # a kernel exits a few ms after its shutdown reply: look every 10 ms,
+            # not every 100 ms (jupyter_client's default)
+            kw["pollinterval"] = 0.01
+            await super()._async_finish_shutdown(*args, **kw)
+
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             server = KernelServer.get()
             prov = self.provisioner
