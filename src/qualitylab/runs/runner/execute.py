@@ -167,18 +167,18 @@ def execute_job(job: dict[str, Any]) -> dict[str, Any]:
     return asdict(res)
 
 
-#: Relative run time of each notebook (CPU seconds on ``demo``, kernel included),
-#: to start the longest first.
+#: Relative run time of each notebook (seconds on ``demo``, kernel included,
+#: 2026-12-06), to start the longest first.
 _COST = {
-    "portfolio": 15.0,
-    "scorecard": 11.0,
-    "trends": 9.5,
-    "rca": 6.5,
-    "ai": 5.5,
-    "watch": 5.0,
-    "capacity": 5.0,
-    "rollout": 4.5,
-    "triage": 4.0,
+    "portfolio": 4.7,
+    "scorecard": 3.6,
+    "ai": 2.3,
+    "trends": 2.0,
+    "capacity": 1.7,
+    "rca": 1.5,
+    "watch": 1.3,
+    "triage": 1.3,
+    "rollout": 0.9,
 }
 
 
