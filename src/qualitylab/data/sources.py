@@ -438,7 +438,7 @@ class Dataset:
         if engine == "pyspark":
             cached = expr.cache()
             try:
-                yield cached
+                yield _typed_as(cached, expr)
             finally:
                 with contextlib.suppress(Exception):
                     cached.release()
@@ -450,13 +450,7 @@ class Dataset:
         sql = self.backend.compile(expr)
         self.backend.raw_sql(f'CREATE OR REPLACE TEMP TABLE "{tmp}" AS {sql}')
         try:
-            kept = self.backend.table(tmp)
-            # the engine may store a column in another type than ibis gave it (a
-            # float literal such as 1.0 becomes DECIMAL(2,1) in DuckDB, and decimal
-            # arithmetic then rounds): cast those back to the expression's types
-            want, got = expr.schema(), kept.schema()
-            back = {c: kept[c].cast(want[c]) for c in want.names if got[c] != want[c]}
-            yield kept.mutate(**back) if back else kept
+            yield _typed_as(self.backend.table(tmp), expr)
         finally:
             _drop_tables(self.backend, [tmp])
 
@@ -820,6 +814,18 @@ _SLICES_KEPT = 3
 #: Results a market slice remembers (:meth:`Dataset.remember`).
 _MEMO_KEPT = 32
 _SLICE_IDS = itertools.count()
+
+
+def _typed_as(kept: ir.Table, expr: ir.Table) -> ir.Table:
+    """A kept result with the expression's column types.
+
+    The engine may store a column in another type than ibis gave it: a float
+    literal such as ``1.0`` becomes ``DECIMAL(2,1)`` in DuckDB and Spark, and
+    decimal arithmetic on it then rounds. Such columns are cast back.
+    """
+    want, got = expr.schema(), kept.schema()
+    back = {c: kept[c].cast(want[c]) for c in want.names if got[c] != want[c]}
+    return kept.mutate(**back) if back else kept
 
 
 def _drop_tables(backend: BaseBackend, names: list[str]) -> None:
