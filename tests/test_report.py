@@ -618,3 +618,39 @@ def test_sampling_plan_summary_and_sentence(small_data: Path):
     assert f"{100 * plan.se_after:.2f} pts" in table_html
     no_audits = plan.__class__(**{**plan.__dict__, "se_before": float("inf")})
     assert "not bounded" in report.sampling_plan_summary(no_audits).data
+
+
+def test_pages_keep_the_bundle_and_chart_images_whole(tmp_path: Path):
+    """The bundle and base64 images pass nbconvert as placeholders and come back whole."""
+    import base64
+    import json
+
+    import altair as alt
+
+    from qualitylab.reporting.charts import offline, vega_bundle
+
+    frame = pd.DataFrame({"moderator_id": ["mod-000123", "mod-000456"], "n": [3.0, 5.0]})
+    chart = alt.Chart(frame).mark_bar().encode(x="moderator_id:N", y="n:Q").to_dict()
+    bundle = offline._renderer(chart)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("## Chart"),
+        nbformat.v4.new_code_cell(
+            "chart", outputs=[nbformat.v4.new_output("display_data", bundle)], execution_count=1
+        ),
+    ]
+    before = json.dumps(nb, sort_keys=True)
+    uri = re.search(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]+", bundle["text/html"]).group(0)
+    full = report.render_html(nb, tmp_path / "full.html").read_text("utf-8")
+    assert full.count(vega_bundle()) == 1 and uri in full and "ql-blob-" not in full
+    aliases = {"mod-000123": "M-aaaaaa"}
+    page = report.render_html(nb, tmp_path / "s.html", stakeholder=True, aliases=aliases)
+    text = page.read_text("utf-8")
+    assert "ql-blob-" not in text and text.count(vega_bundle()) == 1
+    svgs = [
+        svg
+        for m in re.findall(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", text)
+        if 'class="marks"' in (svg := base64.b64decode(m).decode())  # the chart, not the icons
+    ]
+    assert len(svgs) == 1 and "M-aaaaaa" in svgs[0] and "mod-000123" not in svgs[0]
+    assert json.dumps(nb, sort_keys=True) == before  # the notebook given is not modified
