@@ -9,6 +9,7 @@ notebook parameters stop the run at once); then the market caches
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -27,7 +28,7 @@ from qualitylab.runs.runner.caches import (
     combine_caches,
     track_alerts,
 )
-from qualitylab.runs.runner.execute import run_jobs
+from qualitylab.runs.runner.execute import run_jobs, worker_pool
 from qualitylab.runs.runner.jobs import (
     NOTEBOOKS,
     PORTFOLIO,
@@ -209,6 +210,8 @@ def run(
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     show = sys.stderr.isatty() and not os.environ.get("CI") if progress is None else progress
+    cleanup = contextlib.ExitStack()  # the worker pool, shut down before the files go
+    pool = None
     try:
         log.info("run %s: data %s, markets %s, notebooks %s", run_id, redact(data), codes, keys)
         if as_of_note:
@@ -234,8 +237,10 @@ def run(
                     seg,
                     since,
                 )
+        if jobs > 1:  # one set of workers for the caches and the notebooks
+            pool = cleanup.enter_context(worker_pool(jobs))
         caches = build_caches(
-            data, codes, cache_dir, str(params.root), jobs, say, as_of, rebaseline=rebase
+            data, codes, cache_dir, str(params.root), jobs, say, as_of, rebaseline=rebase, pool=pool
         )
         tracked = track_alerts(caches, store, labels, run_id, label)
         job_specs = []
@@ -297,7 +302,7 @@ def run(
             combine_caches(
                 [c["path"] for c in caches.values() if "path" in c], tmp / "cache" / "ALL.duckdb"
             )
-        results = run_jobs(job_specs, jobs, show)
+        results = run_jobs(job_specs, jobs, show, pool=pool)
         for r in results:
             log.info(
                 "%s/%s: %s in %.1fs %s", r.market, r.notebook, r.status, r.duration, r.error or ""
@@ -343,6 +348,7 @@ def run(
                 say("digest posted to the webhook")
         return RunSummary(run_id, label, final, tuple(results), manifest)
     finally:
+        cleanup.close()
         log.removeHandler(handler)
         handler.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,6 +10,7 @@ gives the cached alerts their ids and statuses from the alert store.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import multiprocessing as mp
 import time
@@ -378,8 +379,12 @@ def build_caches(
     say: Callable[[str], None],
     as_of: str | None = None,
     rebaseline: Mapping[str, Mapping[tuple[str, str, str], Any]] | None = None,
+    pool: cf.Executor | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every market's cache (slice, scorecard, alerts), ``jobs`` markets at a time."""
+    """Every market's cache (slice, scorecard, alerts), ``jobs`` markets at a time.
+
+    In ``pool`` when given (the run's workers, which then run the notebooks).
+    """
     rebaseline = rebaseline or {}
     args = [
         (
@@ -407,8 +412,12 @@ def build_caches(
         for code, a in zip(codes, args, strict=True):
             record(code, _cache_job(a))
     else:
-        ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=min(jobs, len(codes)), mp_context=ctx) as pool:
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                ctx = mp.get_context("spawn")
+                pool = stack.enter_context(
+                    cf.ProcessPoolExecutor(max_workers=min(jobs, len(codes)), mp_context=ctx)
+                )
             futures = {
                 pool.submit(_cache_job, a): code for code, a in zip(codes, args, strict=True)
             }

@@ -182,7 +182,26 @@ _COST = {
 }
 
 
-def run_jobs(specs: list[dict[str, Any]], jobs: int, show: bool) -> list[JobResult]:
+def warm_worker() -> None:
+    """A pool worker's first act: start its kernel server, without waiting for it."""
+    KernelServer.start_soon()
+
+
+def worker_pool(jobs: int) -> cf.ProcessPoolExecutor:
+    """The run's worker processes: they build the market caches, then run the notebooks.
+
+    One pool for both saves spawning and importing a second set of workers, and
+    each worker's kernel server imports while the worker builds caches.
+    """
+    return cf.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=warm_worker
+    )
+
+
+def run_jobs(
+    specs: list[dict[str, Any]], jobs: int, show: bool, pool: cf.Executor | None = None
+) -> list[JobResult]:
+    """Run the notebook jobs, ``jobs`` at a time (in ``pool`` when given), longest first."""
     results: list[JobResult] = []
     runnable = []
     for s in specs:
@@ -215,8 +234,9 @@ def run_jobs(specs: list[dict[str, Any]], jobs: int, show: bool) -> list[JobResu
         # longest first, so the last notebooks to finish are short ones and the
         # workers end together (each worker forks its kernels from its own server)
         runnable.sort(key=lambda s: -_COST.get(s["notebook"], 1.0))
-        ctx = mp.get_context("spawn")
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                pool = stack.enter_context(worker_pool(jobs))
             futures = {pool.submit(execute_job, s): s for s in runnable}
             for fut in cf.as_completed(futures):
                 s = futures[fut]

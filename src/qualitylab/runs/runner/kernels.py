@@ -252,14 +252,36 @@ class KernelServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        assert self.proc.stdout is not None
-        if json.loads(self.proc.stdout.readline() or b"{}").get("ready") is not True:
-            self.proc.kill()
-            raise RuntimeError("the kernel server did not start")
+        self.ready = False  # until the server says it has imported everything
         # a pool worker ends through multiprocessing's exit, which skips atexit
         from multiprocessing.util import Finalize
 
         Finalize(self, type(self).close, exitpriority=10)
+
+    def wait_ready(self) -> None:
+        """Block until the server has imported the kernels' modules."""
+        if self.ready:
+            return
+        assert self.proc.stdout is not None
+        if json.loads(self.proc.stdout.readline() or b"{}").get("ready") is not True:
+            self.proc.kill()
+            raise RuntimeError("the kernel server did not start")
+        self.ready = True
+
+    @classmethod
+    def start_soon(cls) -> None:
+        """Start this process's server without waiting for it (a pool worker's first act).
+
+        Its imports (~2 s) then run while the worker does other work, e.g. a
+        market's cache, instead of before its first notebook.
+        """
+        if cls._failed or not fork_kernels_enabled() or cls._instance is not None:
+            return
+        try:
+            cls._instance = cls()
+        except Exception as exc:
+            log.warning("kernels start the usual way: %s", exc)
+            cls._failed = True
 
     @classmethod
     def get(cls) -> KernelServer | None:
@@ -267,8 +289,11 @@ class KernelServer:
         if cls._failed or not fork_kernels_enabled():
             return None
         if cls._instance is None or cls._instance.proc.poll() is not None:
+            cls._instance = None
+            cls.start_soon()
+        if cls._instance is not None:
             try:
-                cls._instance = cls()
+                cls._instance.wait_ready()
             except Exception as exc:
                 log.warning("kernels start the usual way: %s", exc)
                 cls._failed = True
