@@ -35,10 +35,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.optimize import brentq
-from scipy.special import ndtr
 
 from qualitylab.data.sources import Dataset
 from qualitylab.detection.detect import SENSITIVITY_FDR, minimum_detectable_change, scan_p_value
+from qualitylab.detection.detect.power import z_test_power
 from qualitylab.errors import ParameterError, QualityLabError
 from qualitylab.measure import metrics as m
 from qualitylab.measure import scope
@@ -219,18 +219,7 @@ class _Power:
             self.zc = float(brentq(f, 0.0, 40.0))
 
     def _power(self, delta: float, rate: float, n: float, n_ref: float | None) -> float:
-        zc = self.zc
-        p1 = rate + delta
-        if n_ref is None:
-            se0 = math.sqrt(rate * (1 - rate) / n)
-            se1 = math.sqrt(p1 * (1 - p1) / n)
-        else:
-            pbar = (n * p1 + n_ref * rate) / (n + n_ref)
-            se0 = math.sqrt(pbar * (1 - pbar) * (1 / n + 1 / n_ref))
-            se1 = math.sqrt(p1 * (1 - p1) / n + rate * (1 - rate) / n_ref)
-        if se1 == 0:
-            return 1.0 if abs(delta) > zc * se0 else 0.0
-        return float(ndtr((abs(delta) - zc * se0) / se1))
+        return z_test_power(delta, rate, n, n_ref, self.zc)
 
     def mdc(self, rate: float, n: float, n_ref: float | None, direction: str) -> float:
         """``minimum_detectable_change(rate, n, n_reference=n_ref, direction=...)``."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from scipy import stats as sps
 from scipy.optimize import brentq
+from scipy.special import ndtr
 
 from qualitylab.detection.detect.detectors import check_positive
 from qualitylab.detection.detect.pvalues import scan_p_value
@@ -26,8 +26,19 @@ def _critical_z(period_days: int, series: int, fdr: float) -> float:
     return float(brentq(lambda z: float(scan_p_value(z, period_days)) - target, 0.0, 40.0))
 
 
-def _power(delta: float, rate: float, n: float, n_ref: float | None, zc: float) -> float:
-    """Power of the two-proportion z-test (pooled null, unpooled alternative variance)."""
+def z_test_power(delta: float, rate: float, n: float, n_ref: float | None, zc: float) -> float:
+    """Power of the two-proportion z-test (pooled null, unpooled alternative variance).
+
+    Against a known rate (``n_ref`` None) or a reference sample of ``n_ref``,
+    for a change ``delta`` from ``rate`` with ``n`` items and critical value
+    ``zc``. The normal tail is :func:`scipy.special.ndtr` (what
+    ``scipy.stats.norm.cdf`` computes, without its per-call overhead).
+
+    Examples
+    --------
+    >>> round(z_test_power(0.05, 0.9, 400, None, 1.96), 4)
+    0.9706
+    """
     p1 = rate + delta
     if n_ref is None:
         se0 = math.sqrt(rate * (1 - rate) / n)
@@ -38,7 +49,7 @@ def _power(delta: float, rate: float, n: float, n_ref: float | None, zc: float) 
         se1 = math.sqrt(p1 * (1 - p1) / n + rate * (1 - rate) / n_ref)
     if se1 == 0:
         return 1.0 if abs(delta) > zc * se0 else 0.0
-    return float(sps.norm.cdf((abs(delta) - zc * se0) / se1))
+    return float(ndtr((abs(delta) - zc * se0) / se1))
 
 
 def minimum_detectable_change(
@@ -105,7 +116,7 @@ def minimum_detectable_change(
     zc = _critical_z(period_days, series, fdr)
     sign = -1.0 if direction == "down" else 1.0
     room = rate if direction == "down" else 1 - rate
-    f = lambda d: _power(sign * d, rate, n, n_reference, zc) - power  # noqa: E731
+    f = lambda d: z_test_power(sign * d, rate, n, n_reference, zc) - power  # noqa: E731
     hi = room - 1e-12
     if f(hi) < 0:
         return float("nan")
@@ -140,7 +151,7 @@ def required_n(
             MSG_RANGE.format(name="rate + change", interval="(0, 1)", value=rate + change)
         )
     zc = _critical_z(period_days, series, fdr)
-    f = lambda n: _power(change, rate, n, None, zc) - power  # noqa: E731
+    f = lambda n: z_test_power(change, rate, n, None, zc) - power  # noqa: E731
     hi = 10.0
     while f(hi) < 0:
         hi *= 2
